@@ -1,0 +1,24 @@
+{
+  "targets": [
+    {
+      "target_name": "shmchannel",
+      "sources": [
+        "native/core/segment.cc",
+        "native/core/ring.cc",
+        "native/core/liveness.cc",
+        "native/core/channel.cc",
+        "native/binding/error.cc",
+        "native/binding/waker.cc",
+        "native/binding/channel_wrap.cc",
+        "native/binding/shared_memory_wrap.cc",
+        "native/binding/addon.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "libraries": ["-lrt", "-lpthread"]
+    }
+  ]
+}

@@ -1,0 +1,53 @@
+// Module entry: the two classes and the name-level functions. Context-aware (N-API), so it
+// loads in worker_threads and in several contexts of one process.
+#include <napi.h>
+
+#include <string>
+
+#include "../core/shmchannel.h"
+#include "channel_wrap.h"
+#include "error.h"
+#include "shared_memory_wrap.h"
+
+namespace shmch_binding {
+
+namespace {
+
+std::string NameArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "name must be a string");
+  return info[0].As<Napi::String>().Utf8Value();
+}
+
+void ValidateName(const Napi::CallbackInfo& info) {
+  std::string name = NameArg(info);
+  shmch_error err{};
+  shmch_status s = shmch_validate_name(name.c_str(), &err);
+  if (s != SHMCH_OK) ThrowStatus(info.Env(), s, err, ("invalid name " + name).c_str());
+}
+
+void Unlink(const Napi::CallbackInfo& info) {
+  std::string name = NameArg(info);
+  shmch_error err{};
+  shmch_status s = shmch_unlink(name.c_str(), &err);
+  if (s != SHMCH_OK) ThrowStatus(info.Env(), s, err, ("cannot unlink " + name).c_str());
+}
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("Channel", ChannelWrap::Init(env));
+  exports.Set("SharedMemory", SharedMemoryWrap::Init(env));
+  exports.Set("validateName", Napi::Function::New<ValidateName>(env, "validateName"));
+  exports.Set("unlink", Napi::Function::New<Unlink>(env, "unlink"));
+  exports.Set("protocolVersion", Napi::Number::New(env, SHMCH_PROTOCOL_VERSION));
+  exports.Set("frameHeaderSize", Napi::Number::New(env, SHMCH_FRAME_HEADER_SIZE));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace shmch_binding
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  return shmch_binding::InitModule(env, exports);
+}
+
+NODE_API_MODULE(shmchannel, Init)

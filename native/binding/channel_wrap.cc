@@ -1,0 +1,178 @@
+#include "channel_wrap.h"
+
+#include <string>
+
+#include "error.h"
+
+namespace shmch_binding {
+
+namespace {
+
+void ThrowIfClosed(Napi::Env env, shmch_channel* ch) {
+  if (ch == nullptr) {
+    shmch_error err{};
+    ThrowStatus(env, SHMCH_E_CLOSED, err, "channel is closed");
+  }
+}
+
+uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
+  }
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 0 && v <= 4294967295.0) || v != static_cast<double>(static_cast<uint32_t>(v))) {
+    throw Napi::RangeError::New(info.Env(), std::string(name) + " must be a 32-bit unsigned integer");
+  }
+  return static_cast<uint32_t>(v);
+}
+
+}  // namespace
+
+Napi::Function ChannelWrap::Init(Napi::Env env) {
+  return DefineClass(env, "Channel",
+                     {
+                         InstanceMethod<&ChannelWrap::Write>("write"),
+                         InstanceMethod<&ChannelWrap::Read>("read"),
+                         InstanceMethod<&ChannelWrap::Arm>("arm"),
+                         InstanceMethod<&ChannelWrap::Info>("info"),
+                         InstanceMethod<&ChannelWrap::AcceptNext>("acceptNext"),
+                         InstanceMethod<&ChannelWrap::Ref>("ref"),
+                         InstanceMethod<&ChannelWrap::Unref>("unref"),
+                         InstanceMethod<&ChannelWrap::Close>("close"),
+                     });
+}
+
+ChannelWrap::ChannelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ChannelWrap>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 6 || !info[1].IsString() || !info[5].IsFunction()) {
+    throw Napi::TypeError::New(env, "Channel(role, name, ringCapacity, maxMessageSize, mode, onWake)");
+  }
+  channel_ = Open(info);
+  waker_ = std::make_unique<Waker>(env, channel_, info[5].As<Napi::Function>());
+  env_ = env;
+  // A process that exits with the channel open still stops the thread and, for a server,
+  // unlinks the segment.
+  napi_add_env_cleanup_hook(env_, &ChannelWrap::OnEnvExit, this);
+}
+
+shmch_channel* ChannelWrap::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t role = U32Arg(info, 0, "role");
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  shmch_channel* ch = nullptr;
+  shmch_error err{};
+  shmch_status s;
+  if (role == SHMCH_SERVER) {
+    shmch_options o{U32Arg(info, 2, "ringCapacity"), U32Arg(info, 3, "maxMessageSize"),
+                    U32Arg(info, 4, "mode")};
+    s = shmch_create(name.c_str(), &o, &ch, &err);
+  } else {
+    s = shmch_attach(name.c_str(), &ch, &err);
+  }
+  if (s != SHMCH_OK) ThrowStatus(env, s, err, (std::string("cannot open channel ") + name).c_str());
+  return ch;
+}
+
+ChannelWrap::~ChannelWrap() {
+  if (env_ != nullptr && channel_ != nullptr) napi_remove_env_cleanup_hook(env_, &ChannelWrap::OnEnvExit, this);
+  Shutdown();
+}
+
+void ChannelWrap::OnEnvExit(void* self) {
+  auto* wrap = static_cast<ChannelWrap*>(self);
+  wrap->env_ = nullptr;
+  wrap->Shutdown();
+}
+
+void ChannelWrap::Shutdown() {
+  if (waker_) waker_->Stop();
+  waker_.reset();
+  shmch_close(channel_);
+  channel_ = nullptr;
+}
+
+// write(kind, id, total, payload: Uint8Array) -> boolean (false: ring full, retry on wake)
+Napi::Value ChannelWrap::Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  if (info.Length() < 4 || !info[3].IsTypedArray() ||
+      info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(env, "write(kind, id, total, payload: Uint8Array)");
+  }
+  uint32_t kind = U32Arg(info, 0, "kind");
+  if (kind > 255) throw Napi::RangeError::New(env, "kind must be a byte");
+  auto payload = info[3].As<Napi::Uint8Array>();
+  if (payload.ByteLength() > 0xFFFFFFFFu) throw Napi::RangeError::New(env, "payload too large");
+  shmch_status s = shmch_write(channel_, static_cast<uint8_t>(kind), U32Arg(info, 1, "id"),
+                               U32Arg(info, 2, "total"), payload.Data(),
+                               static_cast<uint32_t>(payload.ByteLength()));
+  if (s == SHMCH_OK) return Napi::Boolean::New(env, true);
+  if (s == SHMCH_E_FULL) return Napi::Boolean::New(env, false);
+  shmch_error err{};
+  ThrowStatus(env, s, err, s == SHMCH_E_PROTOCOL ? "peer corrupted the outbound ring" : "write rejected");
+}
+
+// read(target: Uint8Array) -> number of bytes of whole frames copied into target
+Napi::Value ChannelWrap::Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(env, "read(target: Uint8Array)");
+  }
+  auto target = info[0].As<Napi::Uint8Array>();
+  size_t written = 0;
+  shmch_status s = shmch_read(channel_, target.Data(), target.ByteLength(), &written);
+  if (s != SHMCH_OK) {
+    shmch_error err{};
+    ThrowStatus(env, s, err, s == SHMCH_E_PROTOCOL ? "peer wrote an invalid frame" : "read rejected");
+  }
+  return Napi::Number::New(env, static_cast<double>(written));
+}
+
+void ChannelWrap::Arm(const Napi::CallbackInfo& info) {
+  ThrowIfClosed(info.Env(), channel_);
+  waker_->Arm();
+}
+
+Napi::Value ChannelWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  shmch_info i{};
+  shmch_get_info(channel_, &i);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ringCapacity", i.ring_capacity);
+  o.Set("maxMessageSize", i.max_message_size);
+  o.Set("maxFramePayload", i.max_frame_payload);
+  o.Set("peerPid", i.peer_pid);
+  o.Set("clientEpoch", i.client_epoch);
+  o.Set("state", i.state);
+  return o;
+}
+
+// Only while the waker is disarmed (from the onWake callback, before arm()).
+void ChannelWrap::AcceptNext(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  shmch_status s = shmch_accept_next(channel_);
+  if (s != SHMCH_OK) {
+    shmch_error err{};
+    ThrowStatus(env, s, err, "acceptNext");
+  }
+}
+
+void ChannelWrap::Ref(const Napi::CallbackInfo& info) {
+  if (waker_) waker_->Ref(info.Env());
+}
+
+void ChannelWrap::Unref(const Napi::CallbackInfo& info) {
+  if (waker_) waker_->Unref(info.Env());
+}
+
+void ChannelWrap::Close(const Napi::CallbackInfo&) {
+  if (env_ != nullptr && channel_ != nullptr) napi_remove_env_cleanup_hook(env_, &ChannelWrap::OnEnvExit, this);
+  env_ = nullptr;
+  Shutdown();
+}
+
+}  // namespace shmch_binding

@@ -1,0 +1,42 @@
+// The one thread per channel that sleeps on the channel's doorbell and wakes the JS event
+// loop (ThreadSafeFunction) when there is something to read, space to write, or the peer
+// is gone. After each wake-up it stays disarmed until JS has drained and calls Arm(), so a
+// busy stream makes no cross-thread calls and the peer's writes no system calls.
+#pragma once
+
+#include <napi.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "../core/shmchannel.h"
+
+namespace shmch_binding {
+
+constexpr int kEventActivity = 1;
+constexpr int kEventPeerLost = 2;
+
+class Waker {
+ public:
+  Waker(Napi::Env env, shmch_channel* channel, Napi::Function on_wake);
+  ~Waker();
+  void Arm();
+  void Stop();  // joins the thread and releases the ThreadSafeFunction; idempotent
+  void Ref(Napi::Env env);
+  void Unref(Napi::Env env);
+
+ private:
+  void Run();
+
+  shmch_channel* channel_;
+  Napi::ThreadSafeFunction tsfn_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool armed_ = false;
+  bool stopping_ = false;
+  bool stopped_ = false;
+  std::thread thread_;
+};
+
+}  // namespace shmch_binding

@@ -1,0 +1,377 @@
+// The C API of shmchannel.h: segment setup and validation, attach/accept, waiting, liveness.
+#include <errno.h>
+#include <semaphore.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <new>
+
+#include "layout.h"
+#include "liveness.h"
+#include "ring.h"
+#include "segment.h"
+#include "shmchannel.h"
+
+using namespace shmch;
+
+struct shmch_channel {
+  shmch_role role = SHMCH_SERVER;
+  char name[256] = {0};
+  Segment segment;
+  uint32_t capacity = 0;
+  uint32_t max_message_size = 0;
+  RingWriter writer;
+  RingReader reader;
+  sem_t* own_doorbell = nullptr;
+  uint32_t* own_sleeping = nullptr;
+  // Latched on the first protocol violation: a corrupt ring is never read again.
+  std::atomic<bool> failed{false};
+  // The peer we last saw, for liveness (copied out of the header when it attached).
+  uint32_t peer_pid = 0;
+  uint64_t peer_start_time = 0;
+};
+
+namespace {
+
+uint8_t* base(shmch_channel* ch) { return ch->segment.data(); }
+uint32_t* state_word(shmch_channel* ch) { return word32(base(ch), off::kState); }
+
+bool is_power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+uint32_t max_frame_payload(uint32_t capacity) {
+  // A quarter of the ring lets the reader drain one fragment while the next is written.
+  return capacity / 4 - SHMCH_FRAME_HEADER_SIZE;
+}
+
+RingView ring_at(uint8_t* b, size_t control, size_t data, uint32_t capacity) {
+  return RingView{b + control, b + data, capacity};
+}
+
+void wire_rings(shmch_channel* ch) {
+  uint8_t* b = base(ch);
+  uint32_t c = ch->capacity;
+  RingView s2c = ring_at(b, off::kRingS2C, off::kData, c);
+  RingView c2s = ring_at(b, off::kRingC2S, off::kData + c, c);
+  sem_t* server_bell = reinterpret_cast<sem_t*>(b + off::kServerDoorbell);
+  sem_t* client_bell = reinterpret_cast<sem_t*>(b + off::kClientDoorbell);
+  uint32_t* server_sleeping = word32(b, off::kServerSleeping);
+  uint32_t* client_sleeping = word32(b, off::kClientSleeping);
+  if (ch->role == SHMCH_SERVER) {
+    ch->writer.attach(s2c, 0, client_sleeping, client_bell);
+    ch->reader.attach(c2s, 0, ch->max_message_size, client_bell);
+    ch->own_doorbell = server_bell;
+    ch->own_sleeping = server_sleeping;
+  } else {
+    ch->own_doorbell = client_bell;
+    ch->own_sleeping = client_sleeping;
+  }
+}
+
+// Validates a header written by someone else; fills capacity and max size on success.
+shmch_status validate_header(const uint8_t* b, size_t mapped_size, uint32_t* capacity,
+                             uint32_t* max_message_size, shmch_error* err) {
+  if (read_u64(b, off::kMagic) != kMagic)
+    return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "not a shmchannel segment (bad magic)");
+  if (read_u32(b, off::kVersion) != SHMCH_PROTOCOL_VERSION)
+    return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "unsupported protocol version");
+  uint32_t cap = read_u32(b, off::kRingCapacity);
+  uint32_t max = read_u32(b, off::kMaxMessageSize);
+  if (read_u32(b, off::kHeaderSize) != kHeaderSize || !is_power_of_two(cap) ||
+      cap < SHMCH_MIN_RING_CAPACITY || cap > SHMCH_MAX_RING_CAPACITY || max == 0 ||
+      max > SHMCH_MAX_MESSAGE_SIZE ||
+      read_u64(b, off::kSegmentSize) != uint64_t(kHeaderSize) + 2ull * cap ||
+      mapped_size != uint64_t(kHeaderSize) + 2ull * cap) {
+    return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "inconsistent segment header");
+  }
+  *capacity = cap;
+  *max_message_size = max;
+  return SHMCH_OK;
+}
+
+// A name that exists: reclaim it if its server is dead, else report the live owner.
+shmch_status reclaim_if_stale(const char* name, shmch_error* err) {
+  Segment old;
+  shmch_status s = old.open(name, kHeaderSize, SIZE_MAX, err);
+  if (s == SHMCH_E_NOT_FOUND) return SHMCH_OK;  // gone meanwhile: just retry
+  if (s == SHMCH_E_NOT_READY) return fail(err, SHMCH_E_EXISTS, 0, nullptr, "being created");
+  if (s != SHMCH_OK) return s;
+  const uint8_t* b = old.data();
+  uint32_t state = load_acquire(reinterpret_cast<const uint32_t*>(b + off::kState));
+  uint32_t pid = read_u32(b, off::kServerPid);
+  uint64_t start = read_u64(b, off::kServerStartTime);
+  bool ours = read_u64(b, off::kMagic) == kMagic;
+  if (ours && (state & SHMCH_STATE_SERVER_CLOSED) == 0 && process_alive(pid, start)) {
+    if (err != nullptr) err->owner_pid = pid;
+    return fail(err, SHMCH_E_EXISTS, EEXIST, "shm_open", "owned by a live server");
+  }
+  if (!ours) {
+    // Not a shmchannel segment: never delete someone else's data.
+    return fail(err, SHMCH_E_EXISTS, EEXIST, "shm_open", "name is used by another program");
+  }
+  if (shm_unlink(name) != 0 && errno != ENOENT) {
+    int e = errno;
+    return fail(err, status_from_errno(e), e, "shm_unlink", "cannot reclaim stale segment");
+  }
+  return SHMCH_OK;
+}
+
+shmch_channel* new_channel(const char* name, shmch_role role) {
+  shmch_channel* ch = new (std::nothrow) shmch_channel();
+  if (ch == nullptr) return nullptr;
+  ch->role = role;
+  std::strncpy(ch->name, name, sizeof ch->name - 1);
+  return ch;
+}
+
+}  // namespace
+
+extern "C" {
+
+shmch_status shmch_validate_name(const char* name, shmch_error* err) {
+  if (name == nullptr || name[0] != '/')
+    return fail(err, SHMCH_E_INVALID_NAME, 0, nullptr, "must start with '/'");
+  size_t n = strnlen(name, 256);
+  if (n < 2) return fail(err, SHMCH_E_INVALID_NAME, 0, nullptr, "must have a character after '/'");
+  if (n > 255) return fail(err, SHMCH_E_INVALID_NAME, 0, nullptr, "longer than 255 bytes");
+  if (std::strchr(name + 1, '/') != nullptr)
+    return fail(err, SHMCH_E_INVALID_NAME, 0, nullptr, "may not contain '/' after the first");
+  return SHMCH_OK;
+}
+
+shmch_status shmch_create(const char* name, const shmch_options* o, shmch_channel** out,
+                          shmch_error* err) {
+  *out = nullptr;
+  shmch_status s = shmch_validate_name(name, err);
+  if (s != SHMCH_OK) return s;
+  if (o == nullptr || !is_power_of_two(o->ring_capacity) ||
+      o->ring_capacity < SHMCH_MIN_RING_CAPACITY || o->ring_capacity > SHMCH_MAX_RING_CAPACITY ||
+      o->max_message_size == 0 || o->max_message_size > SHMCH_MAX_MESSAGE_SIZE) {
+    return fail(err, SHMCH_E_INVALID_SIZE, 0, nullptr, "ring capacity or max message size out of range");
+  }
+  shmch_channel* ch = new_channel(name, SHMCH_SERVER);
+  if (ch == nullptr) return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, nullptr);
+  size_t size = size_t(kHeaderSize) + 2 * size_t(o->ring_capacity);
+  s = ch->segment.create(name, size, o->mode, err);
+  if (s == SHMCH_E_EXISTS) {
+    s = reclaim_if_stale(name, err);
+    if (s == SHMCH_OK) s = ch->segment.create(name, size, o->mode, err);
+  }
+  if (s != SHMCH_OK) {
+    delete ch;
+    return s;
+  }
+  uint8_t* b = base(ch);
+  ch->capacity = o->ring_capacity;
+  ch->max_message_size = o->max_message_size;
+  write_u64(b, off::kMagic, kMagic);
+  write_u32(b, off::kVersion, SHMCH_PROTOCOL_VERSION);
+  write_u32(b, off::kHeaderSize, kHeaderSize);
+  write_u64(b, off::kSegmentSize, size);
+  write_u32(b, off::kRingCapacity, ch->capacity);
+  write_u32(b, off::kMaxMessageSize, ch->max_message_size);
+  uint32_t pid = static_cast<uint32_t>(getpid());
+  write_u32(b, off::kServerPid, pid);
+  write_u64(b, off::kServerStartTime, process_start_time(pid));
+  if (sem_init(reinterpret_cast<sem_t*>(b + off::kServerDoorbell), 1, 0) != 0 ||
+      sem_init(reinterpret_cast<sem_t*>(b + off::kClientDoorbell), 1, 0) != 0) {
+    int e = errno;
+    shm_unlink(name);
+    delete ch;
+    return fail(err, status_from_errno(e), e, "sem_init", nullptr);
+  }
+  wire_rings(ch);
+  store_release(state_word(ch), SHMCH_STATE_SERVER_READY);
+  *out = ch;
+  return SHMCH_OK;
+}
+
+shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* err) {
+  *out = nullptr;
+  shmch_status s = shmch_validate_name(name, err);
+  if (s != SHMCH_OK) return s;
+  shmch_channel* ch = new_channel(name, SHMCH_CLIENT);
+  if (ch == nullptr) return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, nullptr);
+  s = ch->segment.open(name, kHeaderSize, size_t(kHeaderSize) + 2 * size_t(SHMCH_MAX_RING_CAPACITY),
+                       err);
+  if (s != SHMCH_OK) {
+    delete ch;
+    return s;
+  }
+  uint8_t* b = base(ch);
+  uint32_t state = load_acquire(state_word(ch));
+  if ((state & SHMCH_STATE_SERVER_READY) == 0 || (state & SHMCH_STATE_SERVER_CLOSED) != 0) {
+    delete ch;
+    return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "server not ready");
+  }
+  s = validate_header(b, ch->segment.size(), &ch->capacity, &ch->max_message_size, err);
+  if (s != SHMCH_OK) {
+    delete ch;
+    return s;
+  }
+  // Attach: exactly one client may set CLIENT_ATTACHED.
+  if ((state & (SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED)) != 0 ||
+      !__atomic_compare_exchange_n(state_word(ch), &state, state | SHMCH_STATE_CLIENT_ATTACHED,
+                                   false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    if (err != nullptr) err->owner_pid = read_u32(b, off::kClientPid);
+    delete ch;
+    return fail(err, SHMCH_E_BUSY, 0, nullptr, "another client is connected");
+  }
+  ch->peer_pid = read_u32(b, off::kServerPid);
+  ch->peer_start_time = read_u64(b, off::kServerStartTime);
+  uint32_t pid = static_cast<uint32_t>(getpid());
+  write_u64(b, off::kClientStartTime, process_start_time(pid));
+  __atomic_store_n(word32(b, off::kClientPid), pid, __ATOMIC_RELEASE);
+  wire_rings(ch);
+  uint32_t c = ch->capacity;
+  RingView s2c = ring_at(b, off::kRingS2C, off::kData, c);
+  RingView c2s = ring_at(b, off::kRingC2S, off::kData + c, c);
+  // Start where the server's counters are: it may have written to us before we came.
+  uint32_t c2s_tail = load_acquire(word32(b, off::kRingC2S + off::kTail));
+  uint32_t s2c_tail = load_acquire(word32(b, off::kRingS2C + off::kTail));
+  ch->writer.attach(c2s, c2s_tail, word32(b, off::kServerSleeping),
+                    reinterpret_cast<sem_t*>(b + off::kServerDoorbell));
+  ch->reader.attach(s2c, s2c_tail, ch->max_message_size,
+                    reinterpret_cast<sem_t*>(b + off::kServerDoorbell));
+  *out = ch;
+  return SHMCH_OK;
+}
+
+void shmch_close(shmch_channel* ch) {
+  if (ch == nullptr) return;
+  if (ch->segment.data() != nullptr) {
+    uint32_t flag = ch->role == SHMCH_SERVER ? SHMCH_STATE_SERVER_CLOSED : SHMCH_STATE_CLIENT_CLOSED;
+    __atomic_fetch_or(state_word(ch), flag, __ATOMIC_ACQ_REL);
+    // Wake the peer so it notices at once rather than at its next timed wake-up.
+    sem_t* peer_bell = reinterpret_cast<sem_t*>(
+        base(ch) + (ch->role == SHMCH_SERVER ? off::kClientDoorbell : off::kServerDoorbell));
+    sem_post(peer_bell);
+    if (ch->role == SHMCH_SERVER) {
+      // Unlink only if the name still refers to our segment (not a successor's).
+      Segment current;
+      shmch_error ignored{};
+      if (current.open(ch->name, kHeaderSize, SIZE_MAX, &ignored) == SHMCH_OK &&
+          read_u32(current.data(), off::kServerPid) == read_u32(base(ch), off::kServerPid) &&
+          read_u64(current.data(), off::kServerStartTime) ==
+              read_u64(base(ch), off::kServerStartTime)) {
+        shm_unlink(ch->name);
+      }
+    }
+  }
+  delete ch;
+}
+
+void shmch_get_info(shmch_channel* ch, shmch_info* info) {
+  uint8_t* b = base(ch);
+  info->ring_capacity = ch->capacity;
+  info->max_message_size = ch->max_message_size;
+  info->max_frame_payload = max_frame_payload(ch->capacity);
+  info->peer_pid = ch->role == SHMCH_SERVER ? __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE)
+                                            : ch->peer_pid;
+  info->client_epoch = read_u32(b, off::kClientEpoch);
+  info->state = load_acquire(state_word(ch));
+}
+
+shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t total,
+                         const uint8_t* payload, uint32_t length) {
+  if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
+  if (total > ch->max_message_size) return SHMCH_E_INVALID_SIZE;
+  if (length > max_frame_payload(ch->capacity)) return SHMCH_E_INVALID_ARG;
+  shmch_status s = ch->writer.write(kind, id, total, payload, length);
+  if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
+  return s;
+}
+
+shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, size_t* written) {
+  *written = 0;
+  if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
+  shmch_status s = ch->reader.read(dst, dst_capacity, written);
+  if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
+  return s;
+}
+
+int shmch_wait(shmch_channel* ch, int timeout_ms) {
+  // A failed channel is never read again, so only the doorbell or the timeout ends the wait.
+  bool failed = ch->failed.load(std::memory_order_relaxed);
+  if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
+  store_seq_cst(ch->own_sleeping, 1);
+  if (!failed && ch->reader.readable()) {
+    store_seq_cst(ch->own_sleeping, 0);
+    return SHMCH_WAIT_READABLE;
+  }
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += timeout_ms / 1000;
+  deadline.tv_nsec += long(timeout_ms % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  int r;
+  do {
+    r = sem_clockwait(ch->own_doorbell, CLOCK_MONOTONIC, &deadline);
+  } while (r != 0 && errno == EINTR);
+  store_seq_cst(ch->own_sleeping, 0);
+  if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
+  return r == 0 ? SHMCH_WAIT_WOKEN : SHMCH_WAIT_TIMEOUT;
+}
+
+void shmch_wake(shmch_channel* ch) { sem_post(ch->own_doorbell); }
+
+int shmch_peer_state(shmch_channel* ch) {
+  uint8_t* b = base(ch);
+  uint32_t state = load_acquire(state_word(ch));
+  if (ch->role == SHMCH_CLIENT) {
+    if ((state & SHMCH_STATE_SERVER_CLOSED) != 0) return SHMCH_PEER_GONE;
+    return process_alive(ch->peer_pid, ch->peer_start_time) ? SHMCH_PEER_ALIVE : SHMCH_PEER_GONE;
+  }
+  if ((state & SHMCH_STATE_CLIENT_ATTACHED) == 0) return SHMCH_PEER_NONE;
+  uint32_t pid = __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE);
+  // Attached but pid not yet written: the client is between its CAS and its pid store.
+  if (pid == 0) return (state & SHMCH_STATE_CLIENT_CLOSED) ? SHMCH_PEER_GONE : SHMCH_PEER_ALIVE;
+  if (pid != ch->peer_pid) {
+    ch->peer_pid = pid;
+    ch->peer_start_time = read_u64(b, off::kClientStartTime);
+  }
+  if ((state & SHMCH_STATE_CLIENT_CLOSED) != 0) return SHMCH_PEER_GONE;
+  return process_alive(ch->peer_pid, ch->peer_start_time) ? SHMCH_PEER_ALIVE : SHMCH_PEER_GONE;
+}
+
+shmch_status shmch_accept_next(shmch_channel* ch) {
+  if (ch->role != SHMCH_SERVER) return SHMCH_E_INVALID_ARG;
+  uint8_t* b = base(ch);
+  // Discard what the old client left unread and what it sent that we did not read.
+  ch->writer.reset_to(ch->writer.head());
+  store_release(word32(b, off::kRingS2C + off::kTail), ch->writer.head());
+  store_release(word32(b, off::kRingC2S + off::kHead), ch->reader.tail());
+  ch->reader.reset_to(ch->reader.tail());
+  store_seq_cst(word32(b, off::kRingS2C + off::kWriterWaiting), 0);
+  store_seq_cst(word32(b, off::kRingC2S + off::kWriterWaiting), 0);
+  store_seq_cst(word32(b, off::kClientSleeping), 0);
+  // Nobody waits on the old client's doorbell any more, and it may have scribbled on it.
+  sem_destroy(reinterpret_cast<sem_t*>(b + off::kClientDoorbell));
+  sem_init(reinterpret_cast<sem_t*>(b + off::kClientDoorbell), 1, 0);
+  __atomic_store_n(word32(b, off::kClientPid), 0, __ATOMIC_RELEASE);
+  write_u64(b, off::kClientStartTime, 0);
+  write_u32(b, off::kClientEpoch, read_u32(b, off::kClientEpoch) + 1);
+  ch->peer_pid = 0;
+  ch->peer_start_time = 0;
+  ch->failed.store(false);
+  __atomic_fetch_and(state_word(ch), ~(SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED),
+                     __ATOMIC_ACQ_REL);
+  return SHMCH_OK;
+}
+
+shmch_status shmch_unlink(const char* name, shmch_error* err) {
+  shmch_status s = shmch_validate_name(name, err);
+  if (s != SHMCH_OK) return s;
+  if (shm_unlink(name) != 0) {
+    int e = errno;
+    return fail(err, status_from_errno(e), e, "shm_unlink", nullptr);
+  }
+  return SHMCH_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,180 @@
+#include "ring.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "layout.h"
+
+namespace shmch {
+
+namespace {
+
+struct FrameHeader {
+  uint32_t length;
+  uint8_t kind;
+  uint8_t flags;
+  uint16_t reserved;
+  uint32_t id;
+  uint32_t total;
+};
+static_assert(sizeof(FrameHeader) == SHMCH_FRAME_HEADER_SIZE, "frame header is 16 bytes");
+
+bool known_kind(uint8_t kind) { return kind >= SHMCH_HELLO && kind <= SHMCH_CANCEL; }
+
+void post_if_set(uint32_t* flag, sem_t* doorbell) {
+  if (exchange_seq_cst(flag, 0) != 0) sem_post(doorbell);
+}
+
+}  // namespace
+
+// ---- writer ----
+
+void RingWriter::attach(RingView ring, uint32_t start_head, uint32_t* peer_sleeping,
+                        sem_t* peer_doorbell) {
+  ring_ = ring;
+  peer_sleeping_ = peer_sleeping;
+  peer_doorbell_ = peer_doorbell;
+  reset_to(start_head);
+}
+
+void RingWriter::reset_to(uint32_t head) {
+  head_ = head;
+  last_tail_ = head;
+  store_release(word32(ring_.control, off::kHead), head);
+}
+
+shmch_status RingWriter::free_space(uint32_t* free) {
+  uint32_t tail = load_acquire(word32(ring_.control, off::kTail));
+  uint32_t used = head_ - tail;
+  // The consumer's tail may only move forward, up to our head, in whole 8-byte steps.
+  if (used > ring_.capacity || (used & 7u) != 0 ||
+      static_cast<uint32_t>(tail - last_tail_) > static_cast<uint32_t>(head_ - last_tail_)) {
+    return SHMCH_E_PROTOCOL;
+  }
+  last_tail_ = tail;
+  *free = ring_.capacity - used;
+  return SHMCH_OK;
+}
+
+void RingWriter::copy_in(uint32_t pos, const void* src, uint32_t n) {
+  uint32_t at = pos & (ring_.capacity - 1);
+  uint32_t first = std::min(n, ring_.capacity - at);
+  std::memcpy(ring_.data + at, src, first);
+  std::memcpy(ring_.data, static_cast<const uint8_t*>(src) + first, n - first);
+}
+
+shmch_status RingWriter::write(uint8_t kind, uint32_t id, uint32_t total, const uint8_t* payload,
+                               uint32_t length) {
+  if (!known_kind(kind) || length > total || (length > 0 && payload == nullptr) ||
+      length > ring_.capacity - SHMCH_FRAME_HEADER_SIZE) {
+    return SHMCH_E_INVALID_ARG;
+  }
+  uint32_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(length);
+  uint32_t free = 0;
+  shmch_status s = free_space(&free);
+  if (s != SHMCH_OK) return s;
+  if (free < frame_size) {
+    // Say we wait, then look again: either we see the space the reader freed, or the
+    // reader sees our flag (both seq_cst) and posts our doorbell.
+    store_seq_cst(word32(ring_.control, off::kWriterWaiting), 1);
+    s = free_space(&free);
+    if (s != SHMCH_OK) return s;
+    if (free < frame_size) return SHMCH_E_FULL;
+  }
+  FrameHeader h{length, kind, 0, 0, id, total};
+  copy_in(head_, &h, sizeof h);
+  copy_in(head_ + SHMCH_FRAME_HEADER_SIZE, payload, length);
+  static const uint8_t zeros[8] = {0};
+  copy_in(head_ + SHMCH_FRAME_HEADER_SIZE + length, zeros, align8(length) - length);
+  head_ += frame_size;
+  store_release(word32(ring_.control, off::kHead), head_);
+  fence_seq_cst();
+  post_if_set(peer_sleeping_, peer_doorbell_);
+  return SHMCH_OK;
+}
+
+// ---- reader ----
+
+void RingReader::attach(RingView ring, uint32_t start_tail, uint32_t max_message_size,
+                        sem_t* writer_doorbell) {
+  ring_ = ring;
+  max_message_size_ = max_message_size;
+  writer_doorbell_ = writer_doorbell;
+  reset_to(start_tail);
+}
+
+void RingReader::reset_to(uint32_t tail) {
+  tail_.store(tail, std::memory_order_relaxed);
+  msg_remaining_ = 0;
+  store_release(word32(ring_.control, off::kTail), tail);
+}
+
+bool RingReader::readable() const {
+  return load_acquire(word32(ring_.control, off::kHead)) != tail_.load(std::memory_order_relaxed);
+}
+
+void RingReader::copy_out(uint32_t pos, void* dst, uint32_t n) const {
+  uint32_t at = pos & (ring_.capacity - 1);
+  uint32_t first = std::min(n, ring_.capacity - at);
+  std::memcpy(dst, ring_.data + at, first);
+  std::memcpy(static_cast<uint8_t*>(dst) + first, ring_.data, n - first);
+}
+
+shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, size_t* written) {
+  *written = 0;
+  uint32_t tail = tail_.load(std::memory_order_relaxed);
+  uint32_t head = load_acquire(word32(ring_.control, off::kHead));
+  uint32_t used = head - tail;
+  if (used > ring_.capacity || (used & 7u) != 0) return SHMCH_E_PROTOCOL;
+
+  uint32_t consumed = 0;
+  size_t out = 0;
+  while (used - consumed >= SHMCH_FRAME_HEADER_SIZE) {
+    // Copy the header out once and validate the copy: the peer may change the ring under us.
+    FrameHeader h;
+    copy_out(tail + consumed, &h, sizeof h);
+    if (!known_kind(h.kind) || h.flags != 0 || h.reserved != 0 || h.length > h.total ||
+        h.total > max_message_size_ ||
+        h.length > ring_.capacity - SHMCH_FRAME_HEADER_SIZE) {
+      return SHMCH_E_PROTOCOL;
+    }
+    uint32_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(h.length);
+    // The writer publishes whole frames only.
+    if (frame_size > used - consumed) return SHMCH_E_PROTOCOL;
+    if (msg_remaining_ == 0) {
+      if (h.total > 0 && h.length == 0) return SHMCH_E_PROTOCOL;
+    } else if (h.kind != msg_kind_ || h.id != msg_id_ || h.total != msg_total_ ||
+               h.length == 0 || h.length > msg_remaining_) {
+      return SHMCH_E_PROTOCOL;
+    }
+    if (out + frame_size > dst_capacity) {
+      if (out == 0) return SHMCH_E_INVALID_ARG;
+      break;
+    }
+    std::memcpy(dst + out, &h, sizeof h);
+    copy_out(tail + consumed + SHMCH_FRAME_HEADER_SIZE, dst + out + SHMCH_FRAME_HEADER_SIZE,
+             align8(h.length));
+    if (msg_remaining_ == 0) {
+      msg_remaining_ = h.total - h.length;
+      msg_kind_ = h.kind;
+      msg_id_ = h.id;
+      msg_total_ = h.total;
+    } else {
+      msg_remaining_ -= h.length;
+    }
+    consumed += frame_size;
+    out += frame_size;
+  }
+  // Whole frames only: a remainder shorter than a header is corruption, unless dst was full.
+  if (used - consumed != 0 && used - consumed < SHMCH_FRAME_HEADER_SIZE) return SHMCH_E_PROTOCOL;
+  if (consumed == 0) return SHMCH_OK;
+  tail += consumed;
+  tail_.store(tail, std::memory_order_relaxed);
+  store_release(word32(ring_.control, off::kTail), tail);
+  fence_seq_cst();
+  post_if_set(word32(ring_.control, off::kWriterWaiting), writer_doorbell_);
+  *written = out;
+  return SHMCH_OK;
+}
+
+}  // namespace shmch

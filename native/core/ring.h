@@ -1,0 +1,66 @@
+// One direction of the channel: a single-producer, single-consumer byte ring of frames.
+// Each side keeps its own counter privately and only publishes it; the peer's counter is
+// re-validated on every read, because the peer (or anyone with write access) may corrupt it.
+#pragma once
+
+#include <semaphore.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "shmchannel.h"
+
+namespace shmch {
+
+struct RingView {
+  uint8_t* control = nullptr;  // 128-byte control block
+  uint8_t* data = nullptr;     // capacity bytes
+  uint32_t capacity = 0;       // validated power of two, private copy
+};
+
+class RingWriter {
+ public:
+  void attach(RingView ring, uint32_t start_head, uint32_t* peer_sleeping, sem_t* peer_doorbell);
+  // Appends one frame and publishes it; SHMCH_E_FULL leaves the ring untouched.
+  shmch_status write(uint8_t kind, uint32_t id, uint32_t total, const uint8_t* payload,
+                     uint32_t length);
+  uint32_t head() const { return head_; }
+  void reset_to(uint32_t head);
+
+ private:
+  shmch_status free_space(uint32_t* free);
+  void copy_in(uint32_t pos, const void* src, uint32_t n);
+
+  RingView ring_;
+  uint32_t head_ = 0;
+  uint32_t last_tail_ = 0;
+  uint32_t* peer_sleeping_ = nullptr;
+  sem_t* peer_doorbell_ = nullptr;
+};
+
+class RingReader {
+ public:
+  void attach(RingView ring, uint32_t start_tail, uint32_t max_message_size,
+              sem_t* writer_doorbell);
+  // Copies whole validated frames into dst (see shmch_read).
+  shmch_status read(uint8_t* dst, size_t dst_capacity, size_t* written);
+  bool readable() const;
+  uint32_t tail() const { return tail_.load(std::memory_order_relaxed); }
+  void reset_to(uint32_t tail);
+
+ private:
+  void copy_out(uint32_t pos, void* dst, uint32_t n) const;
+
+  RingView ring_;
+  std::atomic<uint32_t> tail_{0};  // read by the waiting thread
+  uint32_t max_message_size_ = 0;
+  sem_t* writer_doorbell_ = nullptr;
+  // The message being reassembled: continuation frames must match it.
+  uint32_t msg_remaining_ = 0;
+  uint8_t msg_kind_ = 0;
+  uint32_t msg_id_ = 0;
+  uint32_t msg_total_ = 0;
+};
+
+}  // namespace shmch

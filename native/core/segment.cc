@@ -1,0 +1,118 @@
+#include "segment.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace shmch {
+
+shmch_status status_from_errno(int e) {
+  switch (e) {
+    case EACCES:
+    case EPERM:
+      return SHMCH_E_ACCESS;
+    case ENOENT:
+      return SHMCH_E_NOT_FOUND;
+    case EEXIST:
+      return SHMCH_E_EXISTS;
+    case ENOMEM:
+    case ENOSPC:
+    case EMFILE:
+    case ENFILE:
+    case EFBIG:
+      return SHMCH_E_RESOURCE;
+    case ENAMETOOLONG:
+    case EINVAL:
+      return SHMCH_E_INVALID_NAME;
+    default:
+      return SHMCH_E_OS;
+  }
+}
+
+shmch_status fail(shmch_error* err, shmch_status status, int sys_errno, const char* syscall,
+                  const char* detail) {
+  if (err != nullptr) {
+    err->sys_errno = sys_errno;
+    err->syscall = syscall;
+    err->detail = detail;
+  }
+  return status;
+}
+
+Segment::~Segment() {
+  unmap();
+}
+
+void Segment::unmap() {
+  if (data_ != nullptr) munmap(data_, size_);
+  if (fd_ >= 0) ::close(fd_);
+  data_ = nullptr;
+  size_ = 0;
+  fd_ = -1;
+}
+
+shmch_status Segment::create(const char* name, size_t size, uint32_t mode, shmch_error* err) {
+  unmap();
+  int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, static_cast<mode_t>(mode & 0777));
+  if (fd < 0) {
+    int e = errno;
+    return fail(err, status_from_errno(e), e, "shm_open", nullptr);
+  }
+  // shm_open applies the umask; the caller asked for exactly `mode`.
+  if (fchmod(fd, static_cast<mode_t>(mode & 0777)) != 0 ||
+      ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int e = errno;
+    ::close(fd);
+    shm_unlink(name);
+    return fail(err, status_from_errno(e), e, "ftruncate", nullptr);
+  }
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    ::close(fd);
+    shm_unlink(name);
+    return fail(err, status_from_errno(e), e, "mmap", nullptr);
+  }
+  fd_ = fd;
+  data_ = static_cast<uint8_t*>(p);
+  size_ = size;
+  return SHMCH_OK;
+}
+
+shmch_status Segment::open(const char* name, size_t min_size, size_t max_size, shmch_error* err) {
+  unmap();
+  int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) {
+    int e = errno;
+    return fail(err, status_from_errno(e), e, "shm_open", nullptr);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return fail(err, status_from_errno(e), e, "fstat", nullptr);
+  }
+  size_t size = static_cast<size_t>(st.st_size);
+  if (st.st_size < 0 || size < min_size || size > max_size) {
+    ::close(fd);
+    // A zero-sized object is one whose creator has not reached ftruncate yet.
+    return fail(err, size == 0 ? SHMCH_E_NOT_READY : SHMCH_E_INCOMPATIBLE, 0, nullptr,
+                "segment size out of range");
+  }
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    ::close(fd);
+    return fail(err, status_from_errno(e), e, "mmap", nullptr);
+  }
+  fd_ = fd;
+  data_ = static_cast<uint8_t*>(p);
+  size_ = size;
+  return SHMCH_OK;
+}
+
+}  // namespace shmch

@@ -1,0 +1,38 @@
+// A named POSIX shared-memory object mapped into this process: the one owner of its fd and
+// mapping (RAII). Used for channel segments and for the SharedMemory wrapper alike.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "shmchannel.h"
+
+namespace shmch {
+
+class Segment {
+ public:
+  Segment() = default;
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  // O_CREAT|O_EXCL, sized to `size` and zero-filled by the kernel.
+  shmch_status create(const char* name, size_t size, uint32_t mode, shmch_error* err);
+  // Opens an existing object; maps its whole current size (which must be in [min_size, max_size]).
+  shmch_status open(const char* name, size_t min_size, size_t max_size, shmch_error* err);
+  void unmap();  // idempotent
+
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  int fd_ = -1;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+shmch_status status_from_errno(int e);
+shmch_status fail(shmch_error* err, shmch_status status, int sys_errno, const char* syscall,
+                  const char* detail);
+
+}  // namespace shmch

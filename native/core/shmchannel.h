@@ -1,0 +1,138 @@
+/*
+ * shmchannel core: the C API a peer links against. No Node, no N-API.
+ * The byte layout it implements is docs/PROTOCOL.md (version 1).
+ *
+ * Threading: one thread may call shmch_write(), one (possibly other) thread shmch_read(),
+ * and one more thread shmch_wait(); everything else is for the owning thread.
+ * Every value read from the segment is validated; a violation is SHMCH_E_PROTOCOL and the
+ * channel stays failed.
+ */
+#ifndef SHMCHANNEL_H
+#define SHMCHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMCH_PROTOCOL_VERSION 1u
+#define SHMCH_FRAME_HEADER_SIZE 16u
+#define SHMCH_MIN_RING_CAPACITY 4096u
+#define SHMCH_MAX_RING_CAPACITY (1u << 30)
+#define SHMCH_MAX_MESSAGE_SIZE (1u << 30)
+
+enum shmch_kind {
+  SHMCH_HELLO = 1,
+  SHMCH_BYE = 2,
+  SHMCH_NOTIFY = 3,
+  SHMCH_REQUEST = 4,
+  SHMCH_RESPONSE = 5,
+  SHMCH_COMPLETE = 6,
+  SHMCH_ERROR = 7,
+  SHMCH_CANCEL = 8,
+};
+
+typedef enum shmch_status {
+  SHMCH_OK = 0,
+  SHMCH_E_INVALID_NAME,    /* not a POSIX shm name */
+  SHMCH_E_INVALID_SIZE,    /* capacity / message size / segment size out of range */
+  SHMCH_E_INVALID_ARG,     /* bad kind, frame too large for the ring, null pointer */
+  SHMCH_E_EXISTS,          /* a live server owns the name (owner pid reported) */
+  SHMCH_E_NOT_FOUND,       /* no segment of that name (yet) */
+  SHMCH_E_NOT_READY,       /* segment exists but its server has not finished creating it */
+  SHMCH_E_BUSY,            /* another client is attached */
+  SHMCH_E_ACCESS,          /* EACCES / EPERM from the OS */
+  SHMCH_E_RESOURCE,        /* ENOMEM, ENOSPC, EMFILE, ENFILE */
+  SHMCH_E_OS,              /* any other system call failure (errno reported) */
+  SHMCH_E_INCOMPATIBLE,    /* not a shmchannel segment, or another protocol version */
+  SHMCH_E_PROTOCOL,        /* the peer wrote something invalid into the segment */
+  SHMCH_E_FULL,            /* the frame does not fit in the ring now; try again after a wake */
+  SHMCH_E_CLOSED,          /* the channel was closed */
+} shmch_status;
+
+typedef enum shmch_role { SHMCH_SERVER = 0, SHMCH_CLIENT = 1 } shmch_role;
+
+/* What a failed call reports besides its status. */
+typedef struct shmch_error {
+  int sys_errno;          /* errno of the failing system call, 0 if none */
+  const char* syscall;    /* its name ("shm_open", ...), or NULL */
+  uint32_t owner_pid;     /* with SHMCH_E_EXISTS / SHMCH_E_BUSY: the pid holding the name */
+  const char* detail;     /* static text saying what was wrong, or NULL */
+} shmch_error;
+
+typedef struct shmch_options {
+  uint32_t ring_capacity;    /* bytes per direction, power of two */
+  uint32_t max_message_size; /* bytes */
+  uint32_t mode;             /* permission bits for shm_open, e.g. 0600 */
+} shmch_options;
+
+typedef struct shmch_info {
+  uint32_t ring_capacity;
+  uint32_t max_message_size;
+  uint32_t max_frame_payload; /* largest payload one frame may carry */
+  uint32_t peer_pid;          /* 0 if no peer */
+  uint32_t client_epoch;
+  uint32_t state;             /* SHMCH_STATE_* flags as last read */
+} shmch_info;
+
+#define SHMCH_STATE_SERVER_READY 1u
+#define SHMCH_STATE_CLIENT_ATTACHED 2u
+#define SHMCH_STATE_SERVER_CLOSED 4u
+#define SHMCH_STATE_CLIENT_CLOSED 8u
+
+/* shmch_wait() results */
+#define SHMCH_WAIT_TIMEOUT 0
+#define SHMCH_WAIT_READABLE 1
+#define SHMCH_WAIT_WOKEN 2
+
+/* shmch_peer_state() results */
+#define SHMCH_PEER_NONE 0
+#define SHMCH_PEER_ALIVE 1
+#define SHMCH_PEER_GONE 2
+
+typedef struct shmch_channel shmch_channel;
+
+/* 0 if name is a valid POSIX shm name: "/x", no other '/', at most 255 bytes. */
+shmch_status shmch_validate_name(const char* name, shmch_error* err);
+
+/* Server: create the segment. A segment left by a dead server is reclaimed. */
+shmch_status shmch_create(const char* name, const shmch_options* options, shmch_channel** out,
+                          shmch_error* err);
+/* Client: open and attach to an existing segment. */
+shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* err);
+/* Detach and free. The server also unlinks its segment (if it still names this one). */
+void shmch_close(shmch_channel* ch);
+
+void shmch_get_info(shmch_channel* ch, shmch_info* info);
+
+/* Append one frame. SHMCH_E_FULL: nothing written, the writer is marked waiting, and the
+ * writer's doorbell is posted once the reader frees space. */
+shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t total,
+                         const uint8_t* payload, uint32_t length);
+
+/* Copy whole, validated frames (header + padded payload, as on the wire) into dst. *written
+ * is the byte count, 0 if the ring is empty. dst_capacity must be at least the ring capacity
+ * for every frame to fit. */
+shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, size_t* written);
+
+/* Block until the inbound ring has data, the own doorbell is posted, or timeout_ms passes. */
+int shmch_wait(shmch_channel* ch, int timeout_ms);
+/* Post the own doorbell: ends a shmch_wait() of another thread early. */
+void shmch_wake(shmch_channel* ch);
+
+/* Is the peer process still the one that attached (pid + start time)? */
+int shmch_peer_state(shmch_channel* ch);
+
+/* Server: forget the current client (gone or said BYE), reset the rings, accept the next. */
+shmch_status shmch_accept_next(shmch_channel* ch);
+
+/* Remove a segment by name. */
+shmch_status shmch_unlink(const char* name, shmch_error* err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMCHANNEL_H */
