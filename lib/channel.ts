@@ -1,0 +1,510 @@
+import { debuglog } from 'node:util';
+
+import { BehaviorSubject, Observable, Subject, type Subscriber } from 'rxjs';
+
+import { toBuffer, type Data } from './data';
+import { createError, fromNativeError, nativeReason, ShmChannelError } from './errors';
+import { IncomingRequest, type ResponseSink } from './incoming-request';
+import { binding } from './load-addon';
+import { SegmentState, WakeEvent, type NativeChannel } from './native';
+import { OutboundQueue } from './outbound-queue';
+import { decodeRemoteError, EMPTY, FRAME_HEADER_SIZE, FrameKind, frameSize, MessageAssembler, protocolError } from './protocol';
+import { validateName } from './shared-memory';
+
+const debug = debuglog('shmchannel');
+
+export const Mode = { SERVER: 'server', CLIENT: 'client' } as const;
+export type Mode = (typeof Mode)[keyof typeof Mode];
+
+/**
+ * 'idle' before open(); a server is 'open' until a client says hello, then 'connected';
+ * 'peer-lost' when the peer leaves or dies (a server then returns to 'open'); 'closed' at the end.
+ */
+export type ChannelState = 'idle' | 'open' | 'connected' | 'peer-lost' | 'closed';
+
+export interface ChannelOptions {
+  /** Server: bytes per direction, a power of two from 4 KiB to 1 GiB. Default 1 MiB. */
+  ringCapacity?: number;
+  /** Server: the largest message either side may send, 1 B to 1 GiB. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** Server: file mode of the segment. Default 0o600 (only this user). */
+  permissions?: number;
+  /** Client: how long open() waits for the server to appear, in ms. Default 5000. */
+  connectTimeout?: number;
+  /** Bound of the outgoing queue used while the ring is full. Default max(64 MiB, maxMessageSize + ringCapacity). */
+  maxQueuedBytes?: number;
+  /** Default timeout of every request(), in ms. Default: none. */
+  requestTimeout?: number;
+}
+
+export interface RequestOptions {
+  /** Fail with ERR_TIMEOUT (and cancel remotely) if the response has not ended by then, in ms. */
+  timeout?: number;
+}
+
+const DEFAULT_RING_CAPACITY = 1 << 20;
+const DEFAULT_MAX_MESSAGE_SIZE = 64 << 20;
+const DEFAULT_CONNECT_TIMEOUT = 5000;
+const MIN_QUEUE_BOUND = 64 << 20;
+const CONNECT_RETRY_MS = 25;
+// Bytes drained per event-loop turn before yielding to other work (timers, I/O).
+const DRAIN_BUDGET_RINGS = 4;
+
+interface PendingRequest {
+  subscriber: Subscriber<Buffer>;
+}
+
+/**
+ * One end of a shared-memory channel. Both ends can notify, request and handle requests.
+ *
+ * ## Example
+ * ```ts
+ * const server = new Channel('/demo', 'server');
+ * await server.open();
+ * server.requests$.subscribe((req) => req.respond(req.data));
+ * ```
+ */
+export class Channel implements ResponseSink {
+  readonly name: string;
+  readonly mode: Mode;
+
+  private readonly options: Readonly<ChannelOptions>;
+  private native: NativeChannel | undefined;
+  private outbound: OutboundQueue | undefined;
+  private readonly assembler = new MessageAssembler();
+  private readBuffer: Buffer = EMPTY;
+  private maxMessageSize = 0;
+  private opening = false;
+  private closed = false;
+  private drainScheduled = false;
+  private referenced = true;
+
+  private readonly stateSubject = new BehaviorSubject<ChannelState>('idle');
+  private readonly notificationsSubject = new Subject<Buffer>();
+  private readonly requestsSubject = new Subject<IncomingRequest>();
+  private readonly pendingRequests = new Map<number, PendingRequest>();
+  private readonly incomingRequests = new Map<number, IncomingRequest>();
+  private lastRequestId = 0;
+
+  /** Lifecycle of this end: see ChannelState. Replays the current state to new subscribers. */
+  readonly state$: Observable<ChannelState> = this.stateSubject.asObservable();
+  /** Every notification the peer sends while subscribed. Completes on close. */
+  readonly notifications$: Observable<Buffer> = this.notificationsSubject.asObservable();
+  /** Every request the peer sends. With no subscriber, the peer gets ERR_NO_HANDLER. */
+  readonly requests$: Observable<IncomingRequest> = this.requestsSubject.asObservable();
+
+  constructor(name: string, mode: Mode, options: ChannelOptions = {}) {
+    validateName(name);
+    if (mode !== 'server' && mode !== 'client') {
+      throw createError('ERR_INVALID_ARG_VALUE', `mode must be 'server' or 'client', got ${String(mode)}`);
+    }
+    if (options === null || typeof options !== 'object') {
+      throw createError('ERR_INVALID_ARG_TYPE', 'options must be an object');
+    }
+    checkOptions(options);
+    this.name = name;
+    this.mode = mode;
+    this.options = { ...options };
+  }
+
+  get isOpen(): boolean {
+    return this.native !== undefined;
+  }
+
+  get state(): ChannelState {
+    return this.stateSubject.value;
+  }
+
+  /** Creates (server) or attaches to (client) the segment. */
+  async open(): Promise<void> {
+    if (this.closed) throw this.closedError();
+    if (this.native !== undefined || this.opening) {
+      throw createError('ERR_ALREADY_OPEN', `channel ${this.name} is already open`);
+    }
+    this.opening = true;
+    try {
+      this.native = this.mode === 'server' ? this.createSegment() : await this.attachSegment();
+    } finally {
+      this.opening = false;
+    }
+    if (this.closed) {
+      // close() was called while a client waited for its server.
+      this.native.close();
+      this.native = undefined;
+      throw this.closedError();
+    }
+    const info = this.native.info();
+    this.maxMessageSize = info.maxMessageSize;
+    this.readBuffer = Buffer.allocUnsafeSlow(info.ringCapacity);
+    const queueBound =
+      this.options.maxQueuedBytes ?? Math.max(MIN_QUEUE_BOUND, info.maxMessageSize + info.ringCapacity);
+    this.outbound = new OutboundQueue(this.native, info.maxFramePayload, Math.max(queueBound, info.maxMessageSize));
+    if (!this.referenced) this.native.unref();
+    debug('%s %s open: ring %d B, max message %d B', this.mode, this.name, info.ringCapacity, info.maxMessageSize);
+    if (this.mode === 'client') {
+      this.outbound.send(FrameKind.HELLO, 0, EMPTY, true);
+      this.stateSubject.next('connected');
+    } else {
+      this.stateSubject.next('open');
+    }
+    this.native.arm();
+  }
+
+  /**
+   * Says goodbye, ends the streams, fails pending requests with ERR_CHANNEL_CLOSED, cancels
+   * the requests being handled, and (server) removes the segment. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const native = this.native;
+    if (native !== undefined && this.outbound !== undefined) {
+      try {
+        this.outbound.flush();
+        this.outbound.send(FrameKind.BYE, 0, EMPTY, true);
+      } catch (err) {
+        debug('%s %s: goodbye not sent: %s', this.mode, this.name, (err as Error).message);
+      }
+      if (!this.outbound.isEmpty) {
+        debug('%s %s: closing with %d bytes the peer never read', this.mode, this.name, this.outbound.bytesQueued);
+      }
+    }
+    this.native = undefined;
+    this.outbound?.clear();
+    native?.close();
+    this.endRequests(() => this.closedError());
+    this.notificationsSubject.complete();
+    this.requestsSubject.complete();
+    this.stateSubject.next('closed');
+    this.stateSubject.complete();
+  }
+
+  /** Sends a notification. */
+  notify(data: Data): void {
+    const payload = toBuffer(data, 'notification data');
+    this.writable().send(FrameKind.NOTIFY, 0, this.checkSize(payload));
+  }
+
+  /**
+   * Sends a request when subscribed and emits every value of its response. Cold: each
+   * subscription is one request; unsubscribing cancels it at the handler.
+   */
+  request(data: Data, options: RequestOptions = {}): Observable<Buffer> {
+    const payload = toBuffer(data, 'request data');
+    if (this.closed) throw this.closedError();
+    const timeout = options.timeout ?? this.options.requestTimeout;
+    if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) {
+      throw createError('ERR_INVALID_ARG_VALUE', `timeout must be a positive number of ms, got ${String(timeout)}`);
+    }
+    return new Observable<Buffer>((subscriber) => {
+      let id: number;
+      try {
+        const outbound = this.writable();
+        this.checkSize(payload);
+        id = this.allocateRequestId();
+        this.pendingRequests.set(id, { subscriber });
+        try {
+          outbound.send(FrameKind.REQUEST, id, payload);
+        } catch (err) {
+          this.pendingRequests.delete(id);
+          throw err;
+        }
+      } catch (err) {
+        subscriber.error(err);
+        return undefined;
+      }
+      const entry = this.pendingRequests.get(id);
+      const timer =
+        timeout === undefined
+          ? undefined
+          : setTimeout(() => {
+              subscriber.error(createError('ERR_TIMEOUT', `request ${id} on ${this.name} timed out after ${timeout} ms`));
+            }, timeout);
+      return () => {
+        if (timer !== undefined) clearTimeout(timer);
+        // Still pending here means the caller gave up before the response ended: tell the handler.
+        if (entry !== undefined && this.pendingRequests.get(id) === entry) {
+          this.pendingRequests.delete(id);
+          if (this.outbound !== undefined) this.outbound.send(FrameKind.CANCEL, id, EMPTY, true);
+        }
+      };
+    });
+  }
+
+  /** An open channel keeps the process alive, like a socket; unref() lets it exit. */
+  unref(): this {
+    this.referenced = false;
+    this.native?.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.referenced = true;
+    this.native?.ref();
+    return this;
+  }
+
+  /** @internal ResponseSink: frames of the responses this end sends. */
+  sendResponse(kind: number, id: number, data: Buffer): void {
+    if (kind === FrameKind.RESPONSE) this.checkSize(data);
+    this.writable().send(kind, id, data, kind !== FrameKind.RESPONSE);
+  }
+
+  /** @internal ResponseSink */
+  finished(id: number): void {
+    this.incomingRequests.delete(id);
+  }
+
+  // ---- opening ----
+
+  private createSegment(): NativeChannel {
+    const o = this.options;
+    try {
+      return new binding.Channel(
+        0,
+        this.name,
+        o.ringCapacity ?? DEFAULT_RING_CAPACITY,
+        o.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+        o.permissions ?? 0o600,
+        (events) => this.onWake(events),
+      );
+    } catch (err) {
+      throw fromNativeError(err);
+    }
+  }
+
+  private async attachSegment(): Promise<NativeChannel> {
+    const timeout = this.options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT;
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      try {
+        return new binding.Channel(1, this.name, 0, 0, 0, (events) => this.onWake(events));
+      } catch (err) {
+        const reason = nativeReason(err);
+        // The server may not exist yet, or be between creating and initialising the segment.
+        const retry = reason === 'NOT_FOUND' || reason === 'NOT_READY';
+        if (!retry || timeout === 0) throw fromNativeError(err);
+        if (Date.now() >= deadline || this.closed) {
+          throw createError('ERR_TIMEOUT', `no server on ${this.name} within ${timeout} ms`, {
+            cause: fromNativeError(err),
+          });
+        }
+        await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS));
+      }
+    }
+  }
+
+  // ---- the wake-up path ----
+
+  private onWake(events: number): void {
+    this.drainScheduled = false;
+    const native = this.native;
+    if (native === undefined) return;
+    let more = false;
+    try {
+      more = this.drainInbound();
+      this.outbound?.flush();
+      if ((events & WakeEvent.PEER_LOST) !== 0 && this.native !== undefined) this.onPeerGone();
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (this.native === undefined) return;
+    if (more) {
+      // The ring still has data but we yield to the event loop; the waker stays disarmed.
+      this.drainScheduled = true;
+      setImmediate(() => this.onWake(WakeEvent.ACTIVITY));
+    } else {
+      this.native.arm();
+    }
+  }
+
+  /** Reads and dispatches frames; true if it stopped for the budget with data left. */
+  private drainInbound(): boolean {
+    const batch = this.readBuffer;
+    let budget = batch.length * DRAIN_BUDGET_RINGS;
+    while (this.native !== undefined) {
+      let n: number;
+      try {
+        n = this.native.read(batch);
+      } catch (err) {
+        throw fromNativeError(err);
+      }
+      if (n === 0) return false;
+      let at = 0;
+      while (at < n) {
+        if (n - at < FRAME_HEADER_SIZE) throw protocolError('truncated frame in read batch');
+        const length = batch.readUInt32LE(at);
+        const kind = batch[at + 4];
+        const id = batch.readUInt32LE(at + 8);
+        const total = batch.readUInt32LE(at + 12);
+        const size = frameSize(length);
+        if (at + size > n) throw protocolError('frame overruns read batch');
+        const chunk = batch.subarray(at + FRAME_HEADER_SIZE, at + FRAME_HEADER_SIZE + length);
+        at += size;
+        const message = this.assembler.push(total, chunk);
+        if (message !== undefined) this.dispatch(kind, id, message);
+        // A handler may have closed the channel, or a BYE reset it: the rest of the batch is moot.
+        if (this.native === undefined || kind === FrameKind.BYE) return false;
+      }
+      budget -= n;
+      if (budget <= 0) return true;
+    }
+    return false;
+  }
+
+  private dispatch(kind: number, id: number, data: Buffer): void {
+    switch (kind) {
+      case FrameKind.NOTIFY:
+        this.notificationsSubject.next(data);
+        return;
+      case FrameKind.REQUEST:
+        this.onRequest(id, data);
+        return;
+      case FrameKind.RESPONSE:
+        this.pendingRequests.get(id)?.subscriber.next(data);
+        return;
+      case FrameKind.COMPLETE: {
+        const pending = this.pendingRequests.get(id);
+        this.pendingRequests.delete(id);
+        pending?.subscriber.complete();
+        return;
+      }
+      case FrameKind.ERROR: {
+        const pending = this.pendingRequests.get(id);
+        this.pendingRequests.delete(id);
+        pending?.subscriber.error(decodeRemoteError(data));
+        return;
+      }
+      case FrameKind.CANCEL:
+        this.incomingRequests.get(id)?.cancel();
+        return;
+      case FrameKind.HELLO:
+        if (this.mode === 'server') this.stateSubject.next('connected');
+        return;
+      case FrameKind.BYE:
+        this.onPeerBye();
+        return;
+      default:
+        throw protocolError(`unknown frame kind ${kind}`);
+    }
+  }
+
+  private onRequest(id: number, data: Buffer): void {
+    const request = new IncomingRequest(id, data, this);
+    if (this.incomingRequests.has(id)) throw protocolError(`request id ${id} reused while in flight`);
+    if (!this.requestsSubject.observed) {
+      request.rejectUnhandled(`no handler for requests on ${this.mode} ${this.name}`);
+      return;
+    }
+    this.incomingRequests.set(id, request);
+    this.requestsSubject.next(request);
+  }
+
+  // ---- peer loss and failure ----
+
+  /** The peer said goodbye. Its requests end now; a server frees the slot once it detached. */
+  private onPeerBye(): void {
+    debug('%s %s: peer said goodbye', this.mode, this.name);
+    this.loseRequests();
+    if (this.mode === 'client') void this.close();
+  }
+
+  /** The waker found the peer gone (closed, exited, killed). */
+  private onPeerGone(): void {
+    const native = this.native;
+    if (native === undefined) return;
+    if (this.mode === 'client') {
+      debug('client %s: server is gone', this.name);
+      this.loseRequests();
+      void this.close();
+      return;
+    }
+    // Only a client that attached can be lost; a stale event after acceptNext() is ignored.
+    if ((native.info().state & SegmentState.CLIENT_ATTACHED) === 0) return;
+    debug('server %s: client is gone', this.name);
+    this.loseRequests();
+    this.outbound?.clear();
+    this.assembler.reset();
+    native.acceptNext();
+    this.stateSubject.next('open');
+  }
+
+  private loseRequests(): void {
+    if (this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
+    this.endRequests(() => createError('ERR_PEER_LOST', `the peer of ${this.name} went away`));
+  }
+
+  private endRequests(makeError: () => ShmChannelError): void {
+    const pending = [...this.pendingRequests.values()];
+    this.pendingRequests.clear();
+    for (const p of pending) p.subscriber.error(makeError());
+    const incoming = [...this.incomingRequests.values()];
+    this.incomingRequests.clear();
+    for (const r of incoming) r.cancel();
+  }
+
+  /** A protocol violation or an internal failure: report it on the streams and close. */
+  private fail(err: unknown): void {
+    const error = err instanceof ShmChannelError ? err : fromNativeError(err);
+    debug('%s %s failed: %s', this.mode, this.name, error.message);
+    const pending = [...this.pendingRequests.values()];
+    this.pendingRequests.clear();
+    for (const p of pending) p.subscriber.error(error);
+    this.notificationsSubject.error(error);
+    this.requestsSubject.error(error);
+    void this.close();
+  }
+
+  // ---- helpers ----
+
+  private writable(): OutboundQueue {
+    if (this.closed) throw this.closedError();
+    if (this.outbound === undefined) {
+      throw createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is not open: call open() first`);
+    }
+    return this.outbound;
+  }
+
+  private checkSize(payload: Buffer): Buffer {
+    if (payload.length > this.maxMessageSize) {
+      throw createError(
+        'ERR_MESSAGE_TOO_LARGE',
+        `message of ${payload.length} bytes exceeds maxMessageSize (${this.maxMessageSize}) of ${this.name}`,
+      );
+    }
+    return payload;
+  }
+
+  private allocateRequestId(): number {
+    // 32-bit ids, never 0, never one still in flight (at most 2^32-1 can be).
+    do {
+      this.lastRequestId = this.lastRequestId === 0xffffffff ? 1 : this.lastRequestId + 1;
+    } while (this.pendingRequests.has(this.lastRequestId));
+    return this.lastRequestId;
+  }
+
+  private closedError(): ShmChannelError {
+    return createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is closed`);
+  }
+}
+
+function checkOptions(o: ChannelOptions): void {
+  const wholeNumber = (key: keyof ChannelOptions, min: number, max: number, code: 'ERR_INVALID_SIZE' | 'ERR_INVALID_ARG_VALUE') => {
+    const v = o[key];
+    if (v === undefined) return;
+    if (typeof v !== 'number') throw createError('ERR_INVALID_ARG_TYPE', `options.${key} must be a number, got ${typeof v}`);
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw createError(code, `options.${key} must be a whole number from ${min} to ${max}, got ${v}`);
+    }
+  };
+  wholeNumber('ringCapacity', 4096, 1 << 30, 'ERR_INVALID_SIZE');
+  if (o.ringCapacity !== undefined && (o.ringCapacity & (o.ringCapacity - 1)) !== 0) {
+    throw createError('ERR_INVALID_SIZE', `options.ringCapacity must be a power of two, got ${o.ringCapacity}`);
+  }
+  wholeNumber('maxMessageSize', 1, 1 << 30, 'ERR_INVALID_SIZE');
+  wholeNumber('maxQueuedBytes', 0, Number.MAX_SAFE_INTEGER, 'ERR_INVALID_SIZE');
+  wholeNumber('permissions', 0, 0o777, 'ERR_INVALID_ARG_VALUE');
+  wholeNumber('connectTimeout', 0, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');
+  wholeNumber('requestTimeout', 1, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');
+}

@@ -1,0 +1,105 @@
+import { AsyncSubject, Observable } from 'rxjs';
+
+import { toBuffer, type Data } from './data';
+import { createError } from './errors';
+import { EMPTY, encodeRemoteError, FrameKind } from './protocol';
+
+/** How an IncomingRequest reaches the channel; implemented by Channel. */
+export interface ResponseSink {
+  sendResponse(kind: number, id: number, data: Buffer): void;
+  /** The request ended (completed, failed or cancelled): forget it. */
+  finished(id: number): void;
+}
+
+/**
+ * A request that arrived from the peer. Answer it once with respond(), or stream with
+ * next() … complete(), or fail it with error(). When the caller cancels (unsubscribes, times
+ * out, goes away), cancelled$ emits, signal aborts, and further answers are ignored.
+ */
+export class IncomingRequest {
+  private ended = false;
+  private cancelledFlag = false;
+  private readonly cancelSubject = new AsyncSubject<void>();
+  private readonly abortController = new AbortController();
+
+  /** Emits once, then completes, when the caller cancels; late subscribers still get it. */
+  readonly cancelled$: Observable<void> = this.cancelSubject.asObservable();
+
+  constructor(
+    /** The requester's id for this request. */
+    readonly id: number,
+    readonly data: Buffer,
+    private readonly sink: ResponseSink,
+  ) {}
+
+  get cancelled(): boolean {
+    return this.cancelledFlag;
+  }
+
+  /** Aborted when the caller cancels: pass it to fetch(), timers, child processes… */
+  get signal(): AbortSignal {
+    return this.abortController.signal;
+  }
+
+  /** True once the response has completed, failed, or the caller cancelled. */
+  get finished(): boolean {
+    return this.ended || this.cancelledFlag;
+  }
+
+  /** Answers with one value and completes. */
+  respond(data: Data): void {
+    if (this.checkOpen('respond')) return;
+    const payload = toBuffer(data, 'response data');
+    this.sink.sendResponse(FrameKind.RESPONSE, this.id, payload);
+    this.end(FrameKind.COMPLETE, EMPTY);
+  }
+
+  /** Sends one value of a streamed response. */
+  next(data: Data): void {
+    if (this.checkOpen('next')) return;
+    this.sink.sendResponse(FrameKind.RESPONSE, this.id, toBuffer(data, 'response data'));
+  }
+
+  /** Ends a streamed response. */
+  complete(): void {
+    if (this.checkOpen('complete')) return;
+    this.end(FrameKind.COMPLETE, EMPTY);
+  }
+
+  /** Fails the request: the caller gets ERR_REMOTE with this error's message and code. */
+  error(err: unknown): void {
+    if (this.checkOpen('error')) return;
+    this.end(FrameKind.ERROR, encodeRemoteError(err));
+  }
+
+  /** @internal The caller cancelled, or the channel closed or lost its peer. */
+  cancel(): void {
+    if (this.finished) return;
+    this.cancelledFlag = true;
+    this.sink.finished(this.id);
+    this.abortController.abort(createError('ERR_REQUEST_FINISHED', `request ${this.id} was cancelled`));
+    this.cancelSubject.next();
+    this.cancelSubject.complete();
+  }
+
+  /** @internal Answered for the channel itself (no handler). */
+  rejectUnhandled(message: string): void {
+    this.end(FrameKind.ERROR, encodeRemoteError(createError('ERR_NO_HANDLER', message)));
+  }
+
+  // True if the call should be ignored (cancelled); throws if the response already ended.
+  private checkOpen(what: string): boolean {
+    if (this.cancelledFlag) return true;
+    if (this.ended) {
+      throw createError('ERR_REQUEST_FINISHED', `${what}() on request ${this.id}, whose response has already ended`);
+    }
+    return false;
+  }
+
+  private end(kind: number, payload: Buffer): void {
+    this.ended = true;
+    this.sink.finished(this.id);
+    this.sink.sendResponse(kind, this.id, payload);
+    this.cancelSubject.complete();
+  }
+}

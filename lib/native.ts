@@ -1,0 +1,74 @@
+// The binding's TypeScript types: the only description of what native code offers.
+// Nothing but load-addon.ts loads it, and only channel.ts / shared-memory.ts call it.
+
+/** Bits passed to a channel's onWake callback. */
+export const WakeEvent = {
+  /** Frames to read, space to write, or a doorbell from the peer. */
+  ACTIVITY: 1,
+  /** The peer process is gone or said it closed. */
+  PEER_LOST: 2,
+} as const;
+
+/** `state` bits of the segment header (docs/PROTOCOL.md §1.1). */
+export const SegmentState = {
+  SERVER_READY: 1,
+  CLIENT_ATTACHED: 2,
+  SERVER_CLOSED: 4,
+  CLIENT_CLOSED: 8,
+} as const;
+
+export interface NativeChannelInfo {
+  ringCapacity: number;
+  maxMessageSize: number;
+  maxFramePayload: number;
+  peerPid: number;
+  clientEpoch: number;
+  state: number;
+}
+
+export interface NativeChannel {
+  /** Appends one frame; false when it does not fit now (retry after the next wake). */
+  write(kind: number, id: number, total: number, payload: Uint8Array): boolean;
+  /** Copies whole validated frames into target; returns the byte count (0: nothing to read). */
+  read(target: Uint8Array): number;
+  /** Lets the waker thread sleep on the doorbell again; call after draining. */
+  arm(): void;
+  info(): NativeChannelInfo;
+  /** Server, while disarmed: forget the gone client, reset the rings, accept the next. */
+  acceptNext(): void;
+  ref(): void;
+  unref(): void;
+  /** Stops the waker, detaches; the server unlinks its segment. Idempotent. */
+  close(): void;
+}
+
+export interface NativeChannelConstructor {
+  new (
+    role: 0 | 1,
+    name: string,
+    ringCapacity: number,
+    maxMessageSize: number,
+    mode: number,
+    onWake: (events: number) => void,
+  ): NativeChannel;
+}
+
+export interface NativeSharedMemory {
+  /** Zero-copy view of the mapping; detached (length 0) after close(). */
+  buffer(): ArrayBuffer;
+  size(): number;
+  close(): void;
+}
+
+export interface NativeSharedMemoryConstructor {
+  new (name: string, size: number, create: boolean, mode: number): NativeSharedMemory;
+}
+
+export interface NativeBinding {
+  Channel: NativeChannelConstructor;
+  SharedMemory: NativeSharedMemoryConstructor;
+  validateName(name: string): void;
+  unlink(name: string): void;
+  protocolVersion: number;
+  frameHeaderSize: number;
+}

@@ -1,0 +1,96 @@
+// Frame kinds and message-level encoding of docs/PROTOCOL.md; no I/O here.
+import { createError, ShmChannelError } from './errors';
+
+export const FrameKind = {
+  HELLO: 1,
+  BYE: 2,
+  NOTIFY: 3,
+  REQUEST: 4,
+  RESPONSE: 5,
+  COMPLETE: 6,
+  ERROR: 7,
+  CANCEL: 8,
+} as const;
+export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
+
+export const FRAME_HEADER_SIZE = 16;
+export const EMPTY = Buffer.alloc(0);
+
+/** Total bytes a frame with `length` payload bytes occupies in the ring and in a read batch. */
+export function frameSize(length: number): number {
+  return FRAME_HEADER_SIZE + ((length + 7) & ~7);
+}
+
+/** The payload of an ERROR frame. */
+export interface RemoteErrorPayload {
+  message: string;
+  code?: string;
+  name?: string;
+}
+
+export function encodeRemoteError(err: unknown): Buffer {
+  const code: unknown = (err as { code?: unknown } | null | undefined)?.code;
+  const payload: RemoteErrorPayload =
+    err instanceof Error
+      ? { message: err.message, name: err.name, code: typeof code === 'string' ? code : undefined }
+      : { message: typeof err === 'string' ? err : String(err) };
+  return Buffer.from(JSON.stringify(payload), 'utf8');
+}
+
+/** The error a requester sees for an ERROR frame; garbage from the peer still yields an error. */
+export function decodeRemoteError(payload: Buffer): ShmChannelError {
+  let parsed: Partial<RemoteErrorPayload> = {};
+  try {
+    const value: unknown = JSON.parse(payload.toString('utf8'));
+    if (value !== null && typeof value === 'object') parsed = value as Partial<RemoteErrorPayload>;
+  } catch {
+    // Not JSON: keep the raw text as the message below.
+  }
+  const message = typeof parsed.message === 'string' ? parsed.message : payload.toString('utf8');
+  const code = typeof parsed.code === 'string' ? parsed.code : undefined;
+  if (code === 'ERR_NO_HANDLER') return createError('ERR_NO_HANDLER', message);
+  return createError('ERR_REMOTE', message, { remoteCode: code });
+}
+
+/**
+ * Joins fragments into messages. The native reader already checked that fragments of one
+ * message are consecutive and consistent; this re-checks what it relies on.
+ */
+export class MessageAssembler {
+  private partial: Buffer | undefined;
+  private filled = 0;
+
+  /** The whole message once `chunk` completes it, else undefined. */
+  push(total: number, chunk: Buffer): Buffer | undefined {
+    if (this.partial === undefined) {
+      if (chunk.length === total) return copyOf(chunk);
+      if (chunk.length > total) throw protocolError('fragment longer than its message');
+      this.partial = Buffer.allocUnsafe(total);
+      this.filled = 0;
+    } else if (total !== this.partial.length || this.filled + chunk.length > total) {
+      throw protocolError('fragment does not continue the message in progress');
+    }
+    chunk.copy(this.partial, this.filled);
+    this.filled += chunk.length;
+    if (this.filled < this.partial.length) return undefined;
+    const message = this.partial;
+    this.partial = undefined;
+    return message;
+  }
+
+  reset(): void {
+    this.partial = undefined;
+    this.filled = 0;
+  }
+}
+
+// Received data must outlive the read batch it arrived in, which is reused.
+function copyOf(chunk: Buffer): Buffer {
+  const copy = Buffer.allocUnsafe(chunk.length);
+  chunk.copy(copy);
+  return copy;
+}
+
+export function protocolError(what: string): ShmChannelError {
+  return createError('ERR_PROTOCOL', `protocol violation by the peer: ${what}`);
+}
