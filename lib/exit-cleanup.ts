@@ -1,0 +1,51 @@
+// Closes open channels when the process ends, so a server's segment does not outlive it:
+// on 'exit' (normal end, process.exit()) and on SIGINT/SIGTERM/SIGHUP when nobody else
+// handles the signal. The segment of a SIGKILLed server is reclaimed by the next server.
+
+/** What the registry needs of a channel: a synchronous, idempotent close of the native side. */
+export interface ClosableAtExit {
+  closeAtExit(): void;
+}
+
+const open = new Set<ClosableAtExit>();
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+let installed = false;
+
+function closeAll(): void {
+  for (const channel of [...open]) channel.closeAtExit();
+  open.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  // Someone else handles this signal: they decide whether the process ends (and if it
+  // does, 'exit' still closes our channels). Adding a listener must not change that.
+  if (process.listenerCount(signal) > 1) return;
+  closeAll();
+  uninstall();
+  // Nobody else listens: die by the signal as Node would have without us.
+  process.kill(process.pid, signal);
+}
+
+function install(): void {
+  if (installed) return;
+  installed = true;
+  process.on('exit', closeAll);
+  for (const s of SIGNALS) process.on(s, onSignal);
+}
+
+function uninstall(): void {
+  if (!installed) return;
+  installed = false;
+  process.removeListener('exit', closeAll);
+  for (const s of SIGNALS) process.removeListener(s, onSignal);
+}
+
+export function closeAtExit(channel: ClosableAtExit): void {
+  open.add(channel);
+  install();
+}
+
+export function forgetAtExit(channel: ClosableAtExit): void {
+  open.delete(channel);
+  if (open.size === 0) uninstall();
+}
