@@ -6,6 +6,7 @@
         "native/core/segment.cc",
         "native/core/ring.cc",
         "native/core/liveness.cc",
+        "native/core/doorbell.cc",
         "native/core/channel.cc",
         "native/binding/error.cc",
         "native/binding/waker.cc",

@@ -1,14 +1,13 @@
 // The C API of shmchannel.h: segment setup and validation, attach/accept, waiting, liveness.
 #include <errno.h>
-#include <semaphore.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <new>
 
+#include "doorbell.h"
 #include "layout.h"
 #include "liveness.h"
 #include "ring.h"
@@ -25,7 +24,7 @@ struct shmch_channel {
   uint32_t max_message_size = 0;
   RingWriter writer;
   RingReader reader;
-  sem_t* own_doorbell = nullptr;
+  uint32_t* own_doorbell = nullptr;
   uint32_t* own_sleeping = nullptr;
   // Latched on the first protocol violation: a corrupt ring is never read again.
   std::atomic<bool> failed{false};
@@ -55,8 +54,8 @@ void wire_rings(shmch_channel* ch) {
   uint32_t c = ch->capacity;
   RingView s2c = ring_at(b, off::kRingS2C, off::kData, c);
   RingView c2s = ring_at(b, off::kRingC2S, off::kData + c, c);
-  sem_t* server_bell = reinterpret_cast<sem_t*>(b + off::kServerDoorbell);
-  sem_t* client_bell = reinterpret_cast<sem_t*>(b + off::kClientDoorbell);
+  uint32_t* server_bell = word32(b, off::kServerDoorbell);
+  uint32_t* client_bell = word32(b, off::kClientDoorbell);
   uint32_t* server_sleeping = word32(b, off::kServerSleeping);
   uint32_t* client_sleeping = word32(b, off::kClientSleeping);
   if (ch->role == SHMCH_SERVER) {
@@ -175,13 +174,6 @@ shmch_status shmch_create(const char* name, const shmch_options* o, shmch_channe
   uint32_t pid = static_cast<uint32_t>(getpid());
   write_u32(b, off::kServerPid, pid);
   write_u64(b, off::kServerStartTime, process_start_time(pid));
-  if (sem_init(reinterpret_cast<sem_t*>(b + off::kServerDoorbell), 1, 0) != 0 ||
-      sem_init(reinterpret_cast<sem_t*>(b + off::kClientDoorbell), 1, 0) != 0) {
-    int e = errno;
-    shm_unlink(name);
-    delete ch;
-    return fail(err, status_from_errno(e), e, "sem_init", nullptr);
-  }
   wire_rings(ch);
   store_release(state_word(ch), SHMCH_STATE_SERVER_READY);
   *out = ch;
@@ -231,10 +223,8 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
   // Start where the server's counters are: it may have written to us before we came.
   uint32_t c2s_tail = load_acquire(word32(b, off::kRingC2S + off::kTail));
   uint32_t s2c_tail = load_acquire(word32(b, off::kRingS2C + off::kTail));
-  ch->writer.attach(c2s, c2s_tail, word32(b, off::kServerSleeping),
-                    reinterpret_cast<sem_t*>(b + off::kServerDoorbell));
-  ch->reader.attach(s2c, s2c_tail, ch->max_message_size,
-                    reinterpret_cast<sem_t*>(b + off::kServerDoorbell));
+  ch->writer.attach(c2s, c2s_tail, word32(b, off::kServerSleeping), word32(b, off::kServerDoorbell));
+  ch->reader.attach(s2c, s2c_tail, ch->max_message_size, word32(b, off::kServerDoorbell));
   *out = ch;
   return SHMCH_OK;
 }
@@ -245,9 +235,7 @@ void shmch_close(shmch_channel* ch) {
     uint32_t flag = ch->role == SHMCH_SERVER ? SHMCH_STATE_SERVER_CLOSED : SHMCH_STATE_CLIENT_CLOSED;
     __atomic_fetch_or(state_word(ch), flag, __ATOMIC_ACQ_REL);
     // Wake the peer so it notices at once rather than at its next timed wake-up.
-    sem_t* peer_bell = reinterpret_cast<sem_t*>(
-        base(ch) + (ch->role == SHMCH_SERVER ? off::kClientDoorbell : off::kServerDoorbell));
-    sem_post(peer_bell);
+    doorbell_ring(word32(base(ch), ch->role == SHMCH_SERVER ? off::kClientDoorbell : off::kServerDoorbell));
     if (ch->role == SHMCH_SERVER) {
       // Unlink only if the name still refers to our segment (not a successor's).
       Segment current;
@@ -296,29 +284,20 @@ int shmch_wait(shmch_channel* ch, int timeout_ms) {
   // A failed channel is never read again, so only the doorbell or the timeout ends the wait.
   bool failed = ch->failed.load(std::memory_order_relaxed);
   if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
+  // Read the bell before saying we sleep: a ring after this read makes the wait return.
+  uint32_t seen = __atomic_load_n(ch->own_doorbell, __ATOMIC_SEQ_CST);
   store_seq_cst(ch->own_sleeping, 1);
   if (!failed && ch->reader.readable()) {
     store_seq_cst(ch->own_sleeping, 0);
     return SHMCH_WAIT_READABLE;
   }
-  struct timespec deadline;
-  clock_gettime(CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += long(timeout_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
-  int r;
-  do {
-    r = sem_clockwait(ch->own_doorbell, CLOCK_MONOTONIC, &deadline);
-  } while (r != 0 && errno == EINTR);
+  bool rang = doorbell_wait(ch->own_doorbell, seen, timeout_ms);
   store_seq_cst(ch->own_sleeping, 0);
   if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
-  return r == 0 ? SHMCH_WAIT_WOKEN : SHMCH_WAIT_TIMEOUT;
+  return rang ? SHMCH_WAIT_WOKEN : SHMCH_WAIT_TIMEOUT;
 }
 
-void shmch_wake(shmch_channel* ch) { sem_post(ch->own_doorbell); }
+void shmch_wake(shmch_channel* ch) { doorbell_ring(ch->own_doorbell); }
 
 int shmch_peer_state(shmch_channel* ch) {
   uint8_t* b = base(ch);
@@ -350,9 +329,6 @@ shmch_status shmch_accept_next(shmch_channel* ch) {
   store_seq_cst(word32(b, off::kRingS2C + off::kWriterWaiting), 0);
   store_seq_cst(word32(b, off::kRingC2S + off::kWriterWaiting), 0);
   store_seq_cst(word32(b, off::kClientSleeping), 0);
-  // Nobody waits on the old client's doorbell any more, and it may have scribbled on it.
-  sem_destroy(reinterpret_cast<sem_t*>(b + off::kClientDoorbell));
-  sem_init(reinterpret_cast<sem_t*>(b + off::kClientDoorbell), 1, 0);
   __atomic_store_n(word32(b, off::kClientPid), 0, __ATOMIC_RELEASE);
   write_u64(b, off::kClientStartTime, 0);
   write_u32(b, off::kClientEpoch, read_u32(b, off::kClientEpoch) + 1);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "doorbell.h"
 #include "layout.h"
 
 namespace shmch {
@@ -21,8 +22,8 @@ static_assert(sizeof(FrameHeader) == SHMCH_FRAME_HEADER_SIZE, "frame header is 1
 
 bool known_kind(uint8_t kind) { return kind >= SHMCH_HELLO && kind <= SHMCH_CANCEL; }
 
-void post_if_set(uint32_t* flag, sem_t* doorbell) {
-  if (exchange_seq_cst(flag, 0) != 0) sem_post(doorbell);
+void ring_if_set(uint32_t* flag, uint32_t* doorbell) {
+  if (exchange_seq_cst(flag, 0) != 0) doorbell_ring(doorbell);
 }
 
 }  // namespace
@@ -30,7 +31,7 @@ void post_if_set(uint32_t* flag, sem_t* doorbell) {
 // ---- writer ----
 
 void RingWriter::attach(RingView ring, uint32_t start_head, uint32_t* peer_sleeping,
-                        sem_t* peer_doorbell) {
+                        uint32_t* peer_doorbell) {
   ring_ = ring;
   peer_sleeping_ = peer_sleeping;
   peer_doorbell_ = peer_doorbell;
@@ -89,14 +90,14 @@ shmch_status RingWriter::write(uint8_t kind, uint32_t id, uint32_t total, const 
   head_ += frame_size;
   store_release(word32(ring_.control, off::kHead), head_);
   fence_seq_cst();
-  post_if_set(peer_sleeping_, peer_doorbell_);
+  ring_if_set(peer_sleeping_, peer_doorbell_);
   return SHMCH_OK;
 }
 
 // ---- reader ----
 
 void RingReader::attach(RingView ring, uint32_t start_tail, uint32_t max_message_size,
-                        sem_t* writer_doorbell) {
+                        uint32_t* writer_doorbell) {
   ring_ = ring;
   max_message_size_ = max_message_size;
   writer_doorbell_ = writer_doorbell;
@@ -172,7 +173,7 @@ shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, size_t* written
   tail_.store(tail, std::memory_order_relaxed);
   store_release(word32(ring_.control, off::kTail), tail);
   fence_seq_cst();
-  post_if_set(word32(ring_.control, off::kWriterWaiting), writer_doorbell_);
+  ring_if_set(word32(ring_.control, off::kWriterWaiting), writer_doorbell_);
   *written = out;
   return SHMCH_OK;
 }

@@ -3,8 +3,6 @@
 // re-validated on every read, because the peer (or anyone with write access) may corrupt it.
 #pragma once
 
-#include <semaphore.h>
-
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -21,7 +19,7 @@ struct RingView {
 
 class RingWriter {
  public:
-  void attach(RingView ring, uint32_t start_head, uint32_t* peer_sleeping, sem_t* peer_doorbell);
+  void attach(RingView ring, uint32_t start_head, uint32_t* peer_sleeping, uint32_t* peer_doorbell);
   // Appends one frame and publishes it; SHMCH_E_FULL leaves the ring untouched.
   shmch_status write(uint8_t kind, uint32_t id, uint32_t total, const uint8_t* payload,
                      uint32_t length);
@@ -36,13 +34,13 @@ class RingWriter {
   uint32_t head_ = 0;
   uint32_t last_tail_ = 0;
   uint32_t* peer_sleeping_ = nullptr;
-  sem_t* peer_doorbell_ = nullptr;
+  uint32_t* peer_doorbell_ = nullptr;
 };
 
 class RingReader {
  public:
   void attach(RingView ring, uint32_t start_tail, uint32_t max_message_size,
-              sem_t* writer_doorbell);
+              uint32_t* writer_doorbell);
   // Copies whole validated frames into dst (see shmch_read).
   shmch_status read(uint8_t* dst, size_t dst_capacity, size_t* written);
   bool readable() const;
@@ -55,7 +53,7 @@ class RingReader {
   RingView ring_;
   std::atomic<uint32_t> tail_{0};  // read by the waiting thread
   uint32_t max_message_size_ = 0;
-  sem_t* writer_doorbell_ = nullptr;
+  uint32_t* writer_doorbell_ = nullptr;
   // The message being reassembled: continuation frames must match it.
   uint32_t msg_remaining_ = 0;
   uint8_t msg_kind_ = 0;
