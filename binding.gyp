@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "sanitize%": "<!(node -p \"process.env.SHMCHANNEL_SANITIZE === '1' ? 1 : 0\")"
+  },
   "targets": [
     {
       "target_name": "shmchannel",
@@ -19,7 +22,13 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "libraries": ["-lrt", "-lpthread"]
+      "libraries": ["-lrt", "-lpthread"],
+      "conditions": [
+        ["sanitize==1", {
+          "cflags_cc": ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g", "-O1"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }]
+      ]
     }
   ]
 }

@@ -209,6 +209,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
     const payload = toBuffer(data, 'request data');
     if (this.closed) throw this.closedError();
     const timeout = options.timeout ?? this.options.requestTimeout;
+    if (timeout !== undefined && typeof timeout !== 'number') {
+      throw createError('ERR_INVALID_ARG_TYPE', `timeout must be a number of ms, got ${typeof timeout}`);
+    }
     if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) {
       throw createError('ERR_INVALID_ARG_VALUE', `timeout must be a positive number of ms, got ${String(timeout)}`);
     }

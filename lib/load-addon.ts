@@ -6,6 +6,12 @@ import type { NativeBinding } from './native';
 const packageRoot = path.resolve(__dirname, '..', '..');
 
 function load(): NativeBinding {
+  // A specific build, e.g. the sanitized one of `npm run test:sanitize`.
+  const override = process.env.SHMCHANNEL_ADDON;
+  if (override !== undefined && override !== '') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(override) as NativeBinding;
+  }
   try {
     // node-gyp-build looks in prebuilds/<platform>-<arch>/ first, then build/Release.
     // eslint-disable-next-line @typescript-eslint/no-require-imports

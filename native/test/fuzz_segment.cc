@@ -148,8 +148,12 @@ int main(int argc, char** argv) {
     }
   }
   size_t corpus_size = seeds.size();
+  // FUZZ_BASE_SEED replays a random series: run i used seed base + i.
   std::random_device rd;
-  uint64_t base = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const char* fixed = std::getenv("FUZZ_BASE_SEED");
+  uint64_t base = fixed ? std::strtoull(fixed, nullptr, 0) : (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  std::printf("fuzz_segment: base seed 0x%llx (FUZZ_BASE_SEED replays it)\n", static_cast<unsigned long long>(base));
+  std::fflush(stdout);
   for (unsigned long i = seeds.size(); i < iterations; i++) seeds.push_back(base + i);
   std::string name = "/shmch-fuzz-" + std::to_string(getpid());
   signal(SIGALRM, on_alarm);

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# npm run test:sanitize — the native layer under AddressSanitizer + UndefinedBehaviorSanitizer:
+#  1. the core mutation fuzzer (native/test/fuzz_segment.cc) from the seed corpus plus random runs;
+#  2. the spec suite against a sanitized addon (spawned peers inherit it), including the
+#     hostile-peer specs. Any out-of-bounds access or undefined behaviour aborts the run.
+# FUZZ_RUNS (default 2000) sets the fuzzer's run count; SANITIZE_SPECS narrows the specs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=build-sanitize
+mkdir -p "$out/src"
+sanitize=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1)
+
+echo "== core fuzzer (ASan+UBSan)"
+g++ -std=c++17 "${sanitize[@]}" -Wall -Wextra native/test/fuzz_segment.cc native/core/*.cc \
+  -o "$out/fuzz_segment" -lrt -lpthread
+"$out/fuzz_segment" "${FUZZ_RUNS:-2000}" native/test/fuzz-seeds.txt
+
+echo "== sanitized addon"
+# Built from a copy so the regular build/ stays as it is.
+rm -rf "$out/src" && mkdir -p "$out/src" && cp -r binding.gyp native "$out/src/"
+(cd "$out/src" && SHMCHANNEL_SANITIZE=1 npx --no-install node-gyp rebuild >/dev/null)
+cp "$out/src/build/Release/shmchannel.node" "$out/shmchannel.node"
+
+echo "== specs against the sanitized addon"
+npm run build >/dev/null
+SHMCHANNEL_ADDON="$PWD/$out/shmchannel.node" \
+LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" \
+UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  npx --no-install mocha ${SANITIZE_SPECS:-}
