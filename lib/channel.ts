@@ -99,7 +99,15 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private lastRequestId = 0;
 
   /** Lifecycle of this end: see ChannelState. Replays the current state to new subscribers. */
-  readonly state$: Observable<ChannelState> = this.stateSubject.asObservable();
+  readonly state$: Observable<ChannelState> = new Observable<ChannelState>((subscriber) => {
+    // A completed BehaviorSubject replays nothing; a late subscriber still learns 'closed'.
+    if (this.stateSubject.value === 'closed') {
+      subscriber.next('closed');
+      subscriber.complete();
+      return undefined;
+    }
+    return this.stateSubject.subscribe(subscriber);
+  });
   /** Every notification the peer sends while subscribed. Completes on close. */
   readonly notifications$: Observable<Buffer> = this.notificationsSubject.asObservable();
   /** Every request the peer sends. With no subscriber, the peer gets ERR_NO_HANDLER. */
@@ -194,11 +202,19 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.stateSubject.complete();
   }
 
-  /** Sends a notification. */
+  /**
+   * Sends a notification. When the ring is full it waits in a bounded queue; past
+   * maxQueuedBytes this throws ERR_QUEUE_FULL (nothing is sent): retry after the peer has
+   * read (e.g. on the next setImmediate), watching `queuedBytes`.
+   */
   notify(data: Data): void {
     const payload = toBuffer(data, 'notification data');
-    this.writable().send(FrameKind.NOTIFY, 0, this.checkSize(payload));
-    this.startPolling();
+    this.send(FrameKind.NOTIFY, 0, this.checkSize(payload));
+  }
+
+  /** Bytes waiting in the outgoing queue for room in the ring (0 when the peer keeps up). */
+  get queuedBytes(): number {
+    return this.outbound?.bytesQueued ?? 0;
   }
 
   /**
@@ -218,17 +234,16 @@ export class Channel implements ResponseSink, ClosableAtExit {
     return new Observable<Buffer>((subscriber) => {
       let id: number;
       try {
-        const outbound = this.writable();
+        this.writable();
         this.checkSize(payload);
         id = this.allocateRequestId();
         this.pendingRequests.set(id, { subscriber });
         try {
-          outbound.send(FrameKind.REQUEST, id, payload);
+          this.send(FrameKind.REQUEST, id, payload);
         } catch (err) {
           this.pendingRequests.delete(id);
           throw err;
         }
-        this.startPolling();
       } catch (err) {
         subscriber.error(err);
         return undefined;
@@ -245,7 +260,14 @@ export class Channel implements ResponseSink, ClosableAtExit {
         // Still pending here means the caller gave up before the response ended: tell the handler.
         if (entry !== undefined && this.pendingRequests.get(id) === entry) {
           this.pendingRequests.delete(id);
-          if (this.outbound !== undefined) this.outbound.send(FrameKind.CANCEL, id, EMPTY, true);
+          if (this.outbound !== undefined) {
+            try {
+              this.send(FrameKind.CANCEL, id, EMPTY, true);
+            } catch (err) {
+              // Teardown must not throw; a failed write has already failed the channel.
+              debug('%s %s: cancel of %d not sent: %s', this.mode, this.name, id, (err as Error).message);
+            }
+          }
         }
       };
     });
@@ -267,8 +289,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   /** @internal ResponseSink: frames of the responses this end sends. */
   sendResponse(kind: number, id: number, data: Buffer): void {
     if (kind === FrameKind.RESPONSE) this.checkSize(data);
-    this.writable().send(kind, id, data, kind !== FrameKind.RESPONSE);
-    this.startPolling();
+    this.send(kind, id, data, kind !== FrameKind.RESPONSE);
   }
 
   /** @internal ClosableAtExit: the process is ending; release the segment synchronously. */
@@ -509,6 +530,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
 
   /** A protocol violation or an internal failure: report it on the streams and close. */
   private fail(err: unknown): void {
+    if (this.closed) return;
     const error = err instanceof ShmChannelError ? err : fromNativeError(err);
     debug('%s %s failed: %s', this.mode, this.name, error.message);
     const pending = [...this.pendingRequests.values()];
@@ -520,6 +542,20 @@ export class Channel implements ResponseSink, ClosableAtExit {
   }
 
   // ---- helpers ----
+
+  /** Every outgoing message goes through here; a corrupt outbound ring fails the channel. */
+  private send(kind: number, id: number, data: Buffer, control = false): void {
+    const outbound = this.writable();
+    try {
+      outbound.send(kind, id, data, control);
+    } catch (err) {
+      if (err instanceof ShmChannelError) throw err;
+      const error = fromNativeError(err);
+      if (error.code === 'ERR_PROTOCOL') this.fail(error);
+      throw error;
+    }
+    this.startPolling();
+  }
 
   private writable(): OutboundQueue {
     if (this.closed) throw this.closedError();

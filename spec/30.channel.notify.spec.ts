@@ -1,0 +1,151 @@
+import { expect } from 'chai';
+import { firstValueFrom, take, toArray } from 'rxjs';
+
+import type { Channel } from '../lib/index';
+import { uniqueName } from './helpers/names';
+import { sha256 } from './helpers/payload';
+import { Peer } from './helpers/peer';
+import { openChannel, releaseAll } from './helpers/resources';
+import { reaches } from './helpers/wait';
+
+/** Subscribes now (notifications$ is hot) and resolves with the next `count` notifications. */
+function nextNotifications(ch: Channel, count: number): Promise<Buffer[]> {
+  return firstValueFrom(ch.notifications$.pipe(take(count), toArray()));
+}
+
+describe('Channel#notify()', function () {
+  afterEach(releaseAll);
+
+  describe('server to client', function () {
+    let server: Channel;
+    let peer: Peer;
+    beforeEach(async function () {
+      const name = uniqueName('notify-s2c');
+      server = await openChannel(name, 'server');
+      peer = await Peer.spawn({ name, mode: 'client' });
+      await reaches(server, 'connected');
+    });
+
+    it('should deliver a notification to a client in another process', async function () {
+      server.notify('hello client');
+      const [received] = await peer.collect(1);
+      expect(received.text).to.equal('hello client');
+      expect(received.isBuffer).to.equal(true);
+    });
+
+    it('should accept a string (as UTF-8), a Buffer and a Uint8Array', async function () {
+      const text = 'héllo ✓ 𝄞';
+      const bytes = Buffer.from([0, 1, 2, 254, 255]);
+      server.notify(text);
+      server.notify(bytes);
+      server.notify(new Uint8Array([7, 8, 9]));
+      const received = await peer.collect(3);
+      expect(received[0].length).to.equal(Buffer.byteLength(text, 'utf8'));
+      expect(received[0].text).to.equal(text);
+      expect(received[1].sha256).to.equal(sha256(bytes));
+      expect(received[2].sha256).to.equal(sha256(Buffer.from([7, 8, 9])));
+    });
+
+    it('should send only the bytes a Uint8Array view covers', async function () {
+      const backing = Buffer.from('0123456789');
+      server.notify(new Uint8Array(backing.buffer, backing.byteOffset + 3, 4));
+      const [received] = await peer.collect(1);
+      expect(received.text).to.equal('3456');
+    });
+
+    it('should preserve the order of 10 000 notifications', async function () {
+      this.timeout(60000);
+      const expected = Array.from({ length: 10000 }, (_, i) => `seq#${i}`);
+      for (const text of expected) server.notify(text);
+      const received = await peer.collect(expected.length);
+      expect(received.map((r) => r.text)).to.deep.equal(expected);
+    });
+
+    it('should deliver an empty notification', async function () {
+      server.notify('');
+      server.notify(Buffer.alloc(0));
+      server.notify('after');
+      const received = await peer.collect(3);
+      expect(received.map((r) => r.length)).to.deep.equal([0, 0, 5]);
+    });
+  });
+
+  describe('client to server', function () {
+    let client: Channel;
+    let peer: Peer;
+    beforeEach(async function () {
+      const name = uniqueName('notify-c2s');
+      peer = await Peer.spawn({ name, mode: 'server' });
+      client = await openChannel(name, 'client');
+    });
+
+    it('should deliver a notification to a server in another process', async function () {
+      client.notify('hello server');
+      const [received] = await peer.collect(1);
+      expect(received.text).to.equal('hello server');
+    });
+
+    it('should preserve the order of 10 000 notifications', async function () {
+      this.timeout(60000);
+      const expected = Array.from({ length: 10000 }, (_, i) => `up#${i}`);
+      for (const text of expected) client.notify(text);
+      const received = await peer.collect(expected.length);
+      expect(received.map((r) => r.text)).to.deep.equal(expected);
+    });
+  });
+
+  describe('notifications$', function () {
+    it('should emit what the peer sends as Buffers, in order', async function () {
+      this.timeout(60000);
+      const name = uniqueName('notify-recv');
+      const peer = await Peer.spawn({ name, mode: 'server' });
+      const client = await openChannel(name, 'client');
+      const received = nextNotifications(client, 10000);
+      await peer.notify({ text: 'n', count: 10000 });
+      const buffers = await received;
+      expect(buffers.every((b) => Buffer.isBuffer(b))).to.equal(true);
+      // Decoded only now: each Buffer must still hold its own bytes after later ones arrived
+      // (the receiver owns it; it is not a view of a reused read buffer).
+      expect(buffers.map((b) => b.toString('utf8'))).to.deep.equal(Array.from({ length: 10000 }, (_, i) => `n#${i}`));
+    });
+
+    it('should emit an empty notification as an empty Buffer', async function () {
+      const name = uniqueName('notify-empty');
+      const server = await openChannel(name, 'server');
+      const peer = await Peer.spawn({ name, mode: 'client' });
+      await reaches(server, 'connected');
+      const received = nextNotifications(server, 2);
+      await peer.notify({ text: '' });
+      await peer.notify({ text: 'x' });
+      const [empty, x] = await received;
+      expect(Buffer.isBuffer(empty)).to.equal(true);
+      expect(empty.length).to.equal(0);
+      expect(x.toString()).to.equal('x');
+    });
+  });
+
+  describe('back-pressure', function () {
+    it('should throw ERR_QUEUE_FULL once ring and queue are full, then deliver everything accepted, in order', async function () {
+      this.timeout(60000);
+      const name = uniqueName('queue-full');
+      // No client reads yet: a 4 KiB ring and a 16 KiB queue bound fill after ~20 messages.
+      const server = await openChannel(name, 'server', { ringCapacity: 4096, maxMessageSize: 1024, maxQueuedBytes: 16 * 1024 });
+      const accepted: string[] = [];
+      let refused: unknown;
+      for (let i = 0; i < 1000 && refused === undefined; i++) {
+        const text = `${i}:`.padEnd(1000, '.');
+        try {
+          server.notify(text);
+          accepted.push(text);
+        } catch (err) {
+          refused = err;
+        }
+      }
+      expect((refused as { code?: string } | undefined)?.code).to.equal('ERR_QUEUE_FULL');
+      expect(accepted.length).to.be.greaterThan(0);
+      const peer = await Peer.spawn({ name, mode: 'client' });
+      const received = await peer.collect(accepted.length);
+      expect(received.map((r) => r.text)).to.deep.equal(accepted);
+    });
+  });
+});

@@ -1,0 +1,84 @@
+import { expect } from 'chai';
+import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
+
+import { expectRejectsCode } from './helpers/expect-error';
+import { shmExists, uniqueName } from './helpers/names';
+import { Peer } from './helpers/peer';
+import { openChannel, releaseAll } from './helpers/resources';
+import { reaches, waitUntil } from './helpers/wait';
+
+// The requirement is "noticed within 1 s". Timing on a noisy 2-core VM is not asserted
+// tightly; this bound only catches "never" or "at the next unrelated event".
+const NOTICE_BOUND_MS = 3000;
+
+describe('Peer death', function () {
+  afterEach(releaseAll);
+
+  it('should fail the requests pending at a client SIGKILLed mid-stream with ERR_PEER_LOST', async function () {
+    const name = uniqueName('kill-client');
+    const server = await openChannel(name, 'server');
+    const peer = await Peer.spawn({ name, mode: 'client' });
+    await reaches(server, 'connected');
+    await peer.handle({ kind: 'ticks', ms: 5 });
+    const values: Buffer[] = [];
+    const stream = lastValueFrom(server.request('stream-until-killed').pipe(toArray()));
+    server.request('stream-2').subscribe({ next: (v) => values.push(v), error: () => undefined });
+    await waitUntil(() => values.length >= 3);
+    const killedAt = Date.now();
+    await peer.kill('SIGKILL');
+    const err = await expectRejectsCode(stream, 'ERR_PEER_LOST');
+    const noticedMs = Date.now() - killedAt;
+    expect(noticedMs, `noticed after ${noticedMs} ms`).to.be.below(NOTICE_BOUND_MS);
+    expect(err.message).to.include(name);
+  });
+
+  it('should serve a new client after the previous one was SIGKILLed', async function () {
+    const name = uniqueName('next-client');
+    const server = await openChannel(name, 'server');
+    server.requests$.subscribe((req) => req.respond(`served ${req.data.toString()}`));
+    const first = await Peer.spawn({ name, mode: 'client' });
+    await reaches(server, 'connected');
+    await first.kill('SIGKILL');
+    await reaches(server, 'open');
+    const second = await Peer.spawn({ name, mode: 'client' });
+    const result = await second.request({ text: 'again' });
+    expect(result.error).to.equal(undefined);
+    expect(result.values.map((v) => v.text)).to.deep.equal(['served again']);
+  });
+
+  it('should make a client see a server restart as peer-lost, and reopen to the new server', async function () {
+    const name = uniqueName('restart');
+    const firstServer = await Peer.spawn({ name, mode: 'server' });
+    await firstServer.handle({ kind: 'never' });
+    const client = await openChannel(name, 'client');
+    const pending = firstValueFrom(client.request('in flight'));
+    await firstServer.handle({ kind: 'never' }); // a round trip: the request has reached it
+    await firstServer.kill('SIGKILL');
+    await expectRejectsCode(pending, 'ERR_PEER_LOST');
+    await reaches(client, 'closed');
+    // The new server reclaims the dead one's segment.
+    const secondServer = await Peer.spawn({ name, mode: 'server' });
+    await secondServer.handle({ kind: 'upper' });
+    const again = await openChannel(name, 'client');
+    expect((await firstValueFrom(again.request('back'))).toString()).to.equal('BACK');
+  });
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`should unlink the segment of a server ended by ${signal}`, async function () {
+      const name = uniqueName(signal.toLowerCase());
+      const server = await Peer.spawn({ name, mode: 'server' });
+      expect(shmExists(name)).to.equal(true);
+      await server.kill(signal);
+      expect(shmExists(name)).to.equal(false);
+    });
+  }
+
+  it('should leave a SIGKILLed server segment that the next server reclaims', async function () {
+    const name = uniqueName('stale');
+    const dead = await Peer.spawn({ name, mode: 'server' });
+    await dead.kill('SIGKILL');
+    expect(shmExists(name)).to.equal(true);
+    const server = await openChannel(name, 'server');
+    expect(server.state).to.equal('open');
+  });
+});
