@@ -1,0 +1,179 @@
+import { expect } from 'chai';
+import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
+
+import { SharedMemory, type Channel } from '../lib/index';
+import { expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
+import { shmExists, uniqueName } from './helpers/names';
+import { Peer } from './helpers/peer';
+import { openChannel, releaseAll } from './helpers/resources';
+import { Layout, ringData, seededRandom, writeFrameHeader } from './helpers/segment-layout';
+import { reaches, waitUntil } from './helpers/wait';
+
+const CAPACITY = 64 * 1024;
+
+/** A server here, an idle client peer, and the attacker's own mapping of their segment. */
+async function victimServer(label: string): Promise<{ server: Channel; peer: Peer; seg: Buffer; memory: SharedMemory }> {
+  const name = uniqueName(label);
+  const server = await openChannel(name, 'server', { ringCapacity: CAPACITY, pollWindowUs: 0 });
+  const peer = await Peer.spawn({ name, mode: 'client' });
+  await reaches(server, 'connected');
+  const memory = SharedMemory.open(name);
+  return { server, peer, seg: memory.buffer, memory };
+}
+
+/** Resolves with the error notifications$ ends with. */
+function streamError(ch: Channel): Promise<unknown> {
+  return lastValueFrom(ch.notifications$).then(
+    () => expect.fail('notifications$ completed instead of failing'),
+    (err: unknown) => err,
+  );
+}
+
+function u32(seg: Buffer, at: number): number {
+  return seg.readUInt32LE(at);
+}
+
+describe('A hostile peer writing into the segment', function () {
+  afterEach(releaseAll);
+
+  const inboundAttacks: Record<string, (seg: Buffer) => void> = {
+    'a head that claims more bytes than the ring holds': (seg) => {
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      seg.writeUInt32LE((tail + CAPACITY + 8) >>> 0, Layout.c2s + Layout.head);
+    },
+    'a head that is not 8-byte aligned': (seg) => {
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      seg.writeUInt32LE((tail + 13) >>> 0, Layout.c2s + Layout.head);
+    },
+    'a frame of an unknown kind': (seg) => {
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 0x7f });
+      seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
+    },
+    'a frame longer than the ring': (seg) => {
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: CAPACITY * 2, kind: 3 });
+      seg.writeUInt32LE((tail + 32) >>> 0, Layout.c2s + Layout.head);
+    },
+    'a torn frame (header says 4 KiB, head says 32 bytes)': (seg) => {
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 4096, kind: 3 });
+      seg.writeUInt32LE((tail + 32) >>> 0, Layout.c2s + Layout.head);
+    },
+    'a message whose total exceeds maxMessageSize': (seg) => {
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 8, kind: 3, total: 0xfffffff0 });
+      seg.writeUInt32LE((tail + 24) >>> 0, Layout.c2s + Layout.head);
+    },
+    'a fragment that does not continue its message': (seg) => {
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 8, kind: 3, total: 64 });
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail + 24, { length: 8, kind: 4, id: 9, total: 64 });
+      seg.writeUInt32LE((tail + 48) >>> 0, Layout.c2s + Layout.head);
+    },
+    'nonzero reserved flags': (seg) => {
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 3, flags: 0x80 });
+      seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
+    },
+  };
+
+  for (const [what, attack] of Object.entries(inboundAttacks)) {
+    it(`should fail with ERR_PROTOCOL, close and unlink on ${what}`, async function () {
+      const { server, seg, memory } = await victimServer('inbound');
+      const failed = streamError(server);
+      attack(seg);
+      const err = await failed;
+      expect((err as { code?: string }).code, String(err)).to.equal('ERR_PROTOCOL');
+      await reaches(server, 'closed');
+      expect(server.isOpen).to.equal(false);
+      expect(shmExists(server.name)).to.equal(false);
+      memory.close();
+    });
+  }
+
+  it('should fail pending requests with ERR_PROTOCOL when the inbound ring is corrupted', async function () {
+    const { server, peer, seg, memory } = await victimServer('pending');
+    await peer.handle({ kind: 'never' });
+    const pending = firstValueFrom(server.request('waits'));
+    inboundAttacks['a frame of an unknown kind'](seg);
+    await expectRejectsCode(pending, 'ERR_PROTOCOL');
+    memory.close();
+  });
+
+  it('should refuse to write, with ERR_PROTOCOL, when the peer moves our outbound tail past our head', async function () {
+    const { server, seg, memory } = await victimServer('outbound');
+    const head = u32(seg, Layout.s2c + Layout.head);
+    seg.writeUInt32LE((head + 64) >>> 0, Layout.s2c + Layout.tail);
+    expectThrowsCode(() => server.notify('after the attack'), 'ERR_PROTOCOL');
+    await reaches(server, 'closed');
+    memory.close();
+  });
+
+  it('should keep working when header fields it read at open are rewritten later', async function () {
+    const { server, peer, seg, memory } = await victimServer('header');
+    seg.writeUInt32LE(0xffffffff, Layout.ringCapacity);
+    seg.writeUInt32LE(1, Layout.maxMessageSize);
+    seg.writeBigUInt64LE(0n, Layout.magic);
+    const got = firstValueFrom(server.notifications$);
+    await peer.notify({ text: 'still here' });
+    expect((await got).toString()).to.equal('still here');
+    memory.close();
+  });
+
+  it('should refuse a client for a segment whose header is not a shmchannel header', async function () {
+    const name = uniqueName('garbage');
+    const memory = SharedMemory.create(name, 512 + 2 * 4096);
+    memory.buffer.fill(0xab);
+    try {
+      const err = await expectRejectsCode(openChannel(name, 'client', { connectTimeout: 0 }), 'ERR_INCOMPATIBLE_SEGMENT');
+      expect(err.message).to.match(/magic|shmchannel/);
+    } finally {
+      memory.close();
+      memory.unlink();
+    }
+  });
+
+  it('should survive random mutations under live traffic: no crash, no hang, only ERR_PROTOCOL', async function () {
+    this.timeout(120_000);
+    const rounds = Number(process.env.HOSTILE_ROUNDS ?? 6);
+    const baseSeed = Number(process.env.HOSTILE_SEED ?? Date.now() % 1_000_000);
+    let mutations = 0;
+    let protocolErrors = 0;
+    for (let round = 0; round < rounds; round++) {
+      const seed = baseSeed + round;
+      const random = seededRandom(seed);
+      const name = uniqueName('fuzz');
+      const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: 4096 } });
+      await server.handle({ kind: 'ticks', ms: 1 });
+      const client = await Peer.spawn({ name, mode: 'client' });
+      const memory = SharedMemory.open(name);
+      const seg = memory.buffer;
+      void client.request({ text: 'tick' }).catch(() => undefined);
+      const attackUntil = Date.now() + 500;
+      while (Date.now() < attackUntil) {
+        await client.notify({ size: 200, seed, count: 20 }).catch(() => undefined);
+        for (let i = 0; i < 8; i++) {
+          const at = random() < 0.5 ? Math.floor(random() * 512) : Math.floor(random() * seg.length);
+          seg[at] = Math.floor(random() * 256);
+          mutations++;
+        }
+      }
+      memory.close();
+      // Both victims must still run and answer: a crash or a spinning event loop fails here.
+      for (const victim of [server, client]) {
+        expect(victim.isRunning, `victim of seed ${seed} died`).to.equal(true);
+        await victim.stats();
+        for (const e of victim.events('stream-error')) {
+          expect(['ERR_PROTOCOL', 'ERR_PEER_LOST', 'ERR_CHANNEL_CLOSED'], `seed ${seed}`).to.include(e.error.code);
+          if (e.error.code === 'ERR_PROTOCOL') protocolErrors++;
+        }
+      }
+      await server.stop();
+      await client.stop();
+      if (shmExists(name)) SharedMemory.unlink(name);
+    }
+    console.log(`      hostile fuzz: ${rounds} rounds from seed ${baseSeed} (HOSTILE_SEED replays), ${mutations} mutations, ${protocolErrors} ERR_PROTOCOL reports, no crash, no hang`);
+    expect(mutations).to.be.above(0);
+  });
+});

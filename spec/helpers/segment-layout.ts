@@ -1,0 +1,52 @@
+// Byte offsets of docs/PROTOCOL.md §1, for tests that play a hostile peer.
+export const Layout = {
+  magic: 0,
+  ringCapacity: 24,
+  maxMessageSize: 28,
+  serverPid: 32,
+  clientPid: 36,
+  state: 56,
+  serverDoorbell: 64,
+  clientDoorbell: 128,
+  s2c: 256,
+  c2s: 384,
+  head: 0,
+  tail: 64,
+  writerWaiting: 68,
+  data: 512,
+} as const;
+
+/** Offset of a ring's data area: s2c first, then c2s. */
+export function ringData(ring: 's2c' | 'c2s', capacity: number): number {
+  return Layout.data + (ring === 's2c' ? 0 : capacity);
+}
+
+/** Writes a 16-byte frame header at stream position `pos` of a ring (wrapping like the core). */
+export function writeFrameHeader(
+  seg: Buffer,
+  ring: 's2c' | 'c2s',
+  capacity: number,
+  pos: number,
+  header: { length: number; kind: number; flags?: number; id?: number; total?: number },
+): void {
+  const bytes = Buffer.alloc(16);
+  bytes.writeUInt32LE(header.length >>> 0, 0);
+  bytes[4] = header.kind & 0xff;
+  bytes[5] = (header.flags ?? 0) & 0xff;
+  bytes.writeUInt32LE((header.id ?? 0) >>> 0, 8);
+  bytes.writeUInt32LE((header.total ?? header.length) >>> 0, 12);
+  const base = ringData(ring, capacity);
+  for (let i = 0; i < 16; i++) seg[base + ((pos + i) % capacity)] = bytes[i];
+}
+
+/** A small seeded PRNG (mulberry32), so a failing fuzz round can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
