@@ -40,3 +40,27 @@ export function summarize(data: Buffer): Summary {
     text: data.length <= KiB ? data.toString('utf8') : undefined,
   };
 }
+
+/**
+ * Notification `seq` of a flood: [seq u32][fnv1a32 of body u32][body], the body a byte
+ * pattern that depends on seq, so a reordered, lost, duplicated or corrupted message shows.
+ */
+export function floodMessage(target: Buffer, seq: number): void {
+  const body = target.subarray(8);
+  body.fill(seq & 0xff);
+  body[0] = (seq >>> 8) & 0xff;
+  target.writeUInt32LE(seq >>> 0, 0);
+  target.writeUInt32LE(fnv1a32(body), 4);
+}
+
+/** The sequence number of a flood message, or -1 if its checksum does not match. */
+export function checkFloodMessage(message: Buffer): number {
+  if (message.length < 8) return -1;
+  return fnv1a32(message.subarray(8)) === message.readUInt32LE(4) ? message.readUInt32LE(0) : -1;
+}
+
+function fnv1a32(bytes: Buffer): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  return h >>> 0;
+}

@@ -10,6 +10,8 @@ export interface PeerConfig {
   options?: ChannelOptions;
   /** Wait this long before open(), e.g. to be a server that appears late. */
   startDelayMs?: number;
+  /** Run the peer as this user and group (through setpriv), e.g. to test permissions. */
+  runAs?: { uid: number; gid: number };
 }
 
 /** A message to send: `text`, or `size` pattern bytes of `seed` (see patternBuffer). */
@@ -41,6 +43,7 @@ export type PeerCommand =
   | { cmd: 'unhandle' }
   | { cmd: 'collect'; count: number }
   | { cmd: 'stats' }
+  | { cmd: 'flood'; count: number; size: number; requests: number }
   | { cmd: 'close' };
 
 export interface ErrorReport {
@@ -59,6 +62,17 @@ export interface NotifyResult {
 export interface RequestResult {
   values: Summary[];
   error?: ErrorReport;
+}
+
+/** What a flood of numbered, checksummed notifications (see floodMessage) cost the writer. */
+export interface FloodResult {
+  sent: number;
+  /** notify() calls refused with ERR_QUEUE_FULL, each retried after a turn of the event loop. */
+  queueFullRetries: number;
+  maxQueuedBytes: number;
+  maxRssBytes: number;
+  requestsAnswered: number;
+  requestErrors: ErrorReport[];
 }
 
 export interface CollectResult {

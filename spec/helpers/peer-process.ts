@@ -27,8 +27,9 @@ import type {
   PeerConfig,
   PeerEvent,
   PeerMessage,
+  FloodResult,
 } from './peer-messages';
-import { patternBuffer, sha256, summarize, type Summary } from './payload';
+import { floodMessage, patternBuffer, sha256, summarize, type Summary } from './payload';
 
 const config = JSON.parse(process.argv[2]) as PeerConfig;
 let channel: Channel;
@@ -157,6 +158,42 @@ function collect(count: number): Promise<Summary[]> {
   return new Promise((resolve) => notificationWaiters.push({ count, resolve: () => resolve(notifications) }));
 }
 
+/** Writes `count` flood messages as fast as backpressure allows, with requests in between. */
+async function flood(count: number, size: number, requests: number): Promise<FloodResult> {
+  const message = Buffer.alloc(8 + size);
+  const result: FloodResult = { sent: 0, queueFullRetries: 0, maxQueuedBytes: 0, maxRssBytes: 0, requestsAnswered: 0, requestErrors: [] };
+  const every = Math.max(1, Math.floor(count / Math.max(1, requests)));
+  const answers: Promise<void>[] = [];
+  for (let seq = 0; seq < count; ) {
+    if (requests > 0 && seq % every === 0 && answers.length < requests) {
+      const text = `r${seq}`;
+      answers.push(
+        lastValueFrom(channel.request(text)).then(
+          (reply) => {
+            if (reply.toString() === text) result.requestsAnswered++;
+            else result.requestErrors.push({ message: `request ${text} got ${reply.toString()}` });
+          },
+          (err: unknown) => void result.requestErrors.push(report(err)),
+        ),
+      );
+    }
+    floodMessage(message, seq);
+    try {
+      channel.notify(message);
+      seq++;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ERR_QUEUE_FULL') throw err;
+      result.queueFullRetries++;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    result.maxQueuedBytes = Math.max(result.maxQueuedBytes, channel.queuedBytes);
+    if (seq % 8192 === 0) result.maxRssBytes = Math.max(result.maxRssBytes, process.memoryUsage.rss());
+  }
+  await Promise.all(answers);
+  result.sent = count;
+  return result;
+}
+
 async function run(command: PeerCommand): Promise<unknown> {
   switch (command.cmd) {
     case 'notify': {
@@ -205,6 +242,8 @@ async function run(command: PeerCommand): Promise<unknown> {
       return { notifications: await collect(command.count) };
     case 'stats':
       return stats;
+    case 'flood':
+      return flood(command.count, command.size, command.requests);
     case 'close':
       await channel.close();
       return {};

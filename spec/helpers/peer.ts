@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type {
   CollectResult,
   ErrorReport,
+  FloodResult,
   HandlerSpec,
   HandlerStats,
   NotifyResult,
@@ -64,7 +65,15 @@ export class Peer {
   private exitReason: string | undefined;
 
   private constructor(readonly config: PeerConfig) {
-    this.child = fork(PEER_SCRIPT, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // runAs: setpriv drops to that user, then execs node with the IPC channel fork() set up.
+    const asUser =
+      config.runAs === undefined
+        ? {}
+        : {
+            execPath: 'setpriv',
+            execArgv: [`--reuid=${config.runAs.uid}`, `--regid=${config.runAs.gid}`, '--clear-groups', process.execPath],
+          };
+    this.child = fork(PEER_SCRIPT, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...asUser });
     Peer.live.add(this);
     this.child.on('message', (message: PeerMessage) => this.onMessage(message));
     this.exited = new Promise((resolve) => {
@@ -121,6 +130,10 @@ export class Peer {
       this.replies.set(seq, { resolve: resolve as (v: unknown) => void, reject });
       this.child.send({ seq, command });
     });
+  }
+
+  flood(count: number, size: number, requests: number): Promise<FloodResult> {
+    return this.command({ cmd: 'flood', count, size, requests });
   }
 
   notify(spec: PayloadSpec & { count?: number; sizes?: number[] }): Promise<NotifyResult> {
