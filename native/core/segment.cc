@@ -49,10 +49,8 @@ Segment::~Segment() {
 
 void Segment::unmap() {
   if (data_ != nullptr) munmap(data_, size_);
-  if (fd_ >= 0) ::close(fd_);
   data_ = nullptr;
   size_ = 0;
-  fd_ = -1;
 }
 
 shmch_status Segment::create(const char* name, size_t size, uint32_t mode, shmch_error* err) {
@@ -77,7 +75,8 @@ shmch_status Segment::create(const char* name, size_t size, uint32_t mode, shmch
     shm_unlink(name);
     return fail(err, status_from_errno(e), e, "mmap", nullptr);
   }
-  fd_ = fd;
+  // The mapping keeps the object alive; the descriptor is no longer needed.
+  ::close(fd);
   data_ = static_cast<uint8_t*>(p);
   size_ = size;
   return SHMCH_OK;
@@ -109,7 +108,7 @@ shmch_status Segment::open(const char* name, size_t min_size, size_t max_size, s
     ::close(fd);
     return fail(err, status_from_errno(e), e, "mmap", nullptr);
   }
-  fd_ = fd;
+  ::close(fd);
   data_ = static_cast<uint8_t*>(p);
   size_ = size;
   return SHMCH_OK;

@@ -1,5 +1,5 @@
-// A named POSIX shared-memory object mapped into this process: the one owner of its fd and
-// mapping (RAII). Used for channel segments and for the SharedMemory wrapper alike.
+// A named POSIX shared-memory object mapped into this process: the one owner of its mapping
+// (RAII). The descriptor is closed as soon as the mapping exists. Used for channel segments and for the SharedMemory wrapper alike.
 #pragma once
 
 #include <cstddef>
@@ -26,7 +26,6 @@ class Segment {
   size_t size() const { return size_; }
 
  private:
-  int fd_ = -1;
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
