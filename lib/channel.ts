@@ -236,6 +236,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
       try {
         this.writable();
         this.checkSize(payload);
+        this.checkPeerAttached();
         id = this.allocateRequestId();
         this.pendingRequests.set(id, { subscriber });
         try {
@@ -563,6 +564,14 @@ export class Channel implements ResponseSink, ClosableAtExit {
       throw createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is not open: call open() first`);
     }
     return this.outbound;
+  }
+
+  /** A server's request needs a client to answer it; none attached would mean waiting forever. */
+  private checkPeerAttached(): void {
+    if (this.mode === 'client' || this.stateSubject.value === 'connected') return;
+    // Attached but its hello not read yet counts as connected.
+    if (this.native !== undefined && (this.native.info().state & SegmentState.CLIENT_ATTACHED) !== 0) return;
+    throw createError('ERR_PEER_LOST', `no client is connected to ${this.name}: nobody could answer the request`);
   }
 
   private checkSize(payload: Buffer): Buffer {

@@ -46,6 +46,18 @@ describe('Peer death', function () {
     expect(result.values.map((v) => v.text)).to.deep.equal(['served again']);
   });
 
+  it('should fail a server request with ERR_PEER_LOST at once while no client is connected', async function () {
+    const name = uniqueName('no-client');
+    const server = await openChannel(name, 'server');
+    await expectRejectsCode(firstValueFrom(server.request('anyone?')), 'ERR_PEER_LOST');
+    const client = await Peer.spawn({ name, mode: 'client' });
+    await client.handle({ kind: 'upper' });
+    expect((await firstValueFrom(server.request('now'))).toString()).to.equal('NOW');
+    await client.kill('SIGKILL');
+    await reaches(server, 'open');
+    await expectRejectsCode(firstValueFrom(server.request('gone?')), 'ERR_PEER_LOST');
+  });
+
   it('should make a client see a server restart as peer-lost, and reopen to the new server', async function () {
     const name = uniqueName('restart');
     const firstServer = await Peer.spawn({ name, mode: 'server' });
