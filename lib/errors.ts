@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'ERR_PROTOCOL'
   | 'ERR_REMOTE'
   | 'ERR_NO_HANDLER'
-  | 'ERR_REQUEST_FINISHED';
+  | 'ERR_REQUEST_FINISHED'
+  | 'ERR_CODEC';
 
 export interface ErrorDetails {
   /** System error name, e.g. `'ENOENT'`, when a system call failed. */
