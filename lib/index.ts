@@ -5,5 +5,5 @@ export { createError, isShmChannelError, ShmChannelError } from './errors';
 export type { ErrorCode, ErrorDetails } from './errors';
 export { IncomingRequest } from './incoming-request';
 export { handleWith } from './operators/handle-with';
-export { SharedMemory, validateName } from './shared-memory';
-export type { SharedMemoryOptions } from './shared-memory';
+export { inspectSegment, SharedMemory, validateName } from './shared-memory';
+export type { SegmentInfo, SharedMemoryOptions } from './shared-memory';

@@ -64,11 +64,25 @@ export interface NativeSharedMemoryConstructor {
   new (name: string, size: number, create: boolean, mode: number): NativeSharedMemory;
 }
 
+/** A segment's header as read without attaching (shmch_inspect). */
+export interface NativeSegmentInfo {
+  version: number;
+  ringCapacity: number;
+  maxMessageSize: number;
+  state: number;
+  serverPid: number;
+  clientPid: number;
+  serverAlive: boolean;
+  clientAlive: boolean;
+}
+
 export interface NativeBinding {
   Channel: NativeChannelConstructor;
   SharedMemory: NativeSharedMemoryConstructor;
   validateName(name: string): void;
   unlink(name: string): void;
+  /** Throws ERR_INCOMPATIBLE_SEGMENT for a name that is not a shmchannel segment. */
+  inspect(name: string): NativeSegmentInfo;
   protocolVersion: number;
   frameHeaderSize: number;
 }

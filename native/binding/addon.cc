@@ -32,11 +32,33 @@ void Unlink(const Napi::CallbackInfo& info) {
   if (s != SHMCH_OK) ThrowStatus(info.Env(), s, err, ("cannot unlink " + name).c_str());
 }
 
+// inspect(name) -> { version, ringCapacity, maxMessageSize, state, serverPid, clientPid,
+//                    serverAlive, clientAlive }
+Napi::Value Inspect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = NameArg(info);
+  shmch_segment_info si{};
+  shmch_error err{};
+  shmch_status s = shmch_inspect(name.c_str(), &si, &err);
+  if (s != SHMCH_OK) ThrowStatus(env, s, err, ("cannot inspect " + name).c_str());
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("version", si.version);
+  o.Set("ringCapacity", si.ring_capacity);
+  o.Set("maxMessageSize", si.max_message_size);
+  o.Set("state", si.state);
+  o.Set("serverPid", si.server_pid);
+  o.Set("clientPid", si.client_pid);
+  o.Set("serverAlive", Napi::Boolean::New(env, si.server_alive != 0));
+  o.Set("clientAlive", Napi::Boolean::New(env, si.client_alive != 0));
+  return o;
+}
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Channel", ChannelWrap::Init(env));
   exports.Set("SharedMemory", SharedMemoryWrap::Init(env));
   exports.Set("validateName", Napi::Function::New<ValidateName>(env, "validateName"));
   exports.Set("unlink", Napi::Function::New<Unlink>(env, "unlink"));
+  exports.Set("inspect", Napi::Function::New<Inspect>(env, "inspect"));
   exports.Set("protocolVersion", Napi::Number::New(env, SHMCH_PROTOCOL_VERSION));
   exports.Set("frameHeaderSize", Napi::Number::New(env, SHMCH_FRAME_HEADER_SIZE));
   return exports;

@@ -340,6 +340,31 @@ shmch_status shmch_accept_next(shmch_channel* ch) {
   return SHMCH_OK;
 }
 
+shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_error* err) {
+  *info = shmch_segment_info{};
+  shmch_status s = shmch_validate_name(name, err);
+  if (s != SHMCH_OK) return s;
+  Segment seg;
+  s = seg.open(name, kHeaderSize, size_t(kHeaderSize) + 2 * size_t(SHMCH_MAX_RING_CAPACITY), err);
+  if (s != SHMCH_OK) return s;
+  const uint8_t* b = seg.data();
+  uint32_t capacity = 0;
+  uint32_t max_message_size = 0;
+  s = validate_header(b, seg.size(), &capacity, &max_message_size, err);
+  if (s != SHMCH_OK) return s;
+  info->version = read_u32(b, off::kVersion);
+  info->ring_capacity = capacity;
+  info->max_message_size = max_message_size;
+  info->state = load_acquire(reinterpret_cast<const uint32_t*>(b + off::kState));
+  info->server_pid = read_u32(b, off::kServerPid);
+  info->client_pid = read_u32(b, off::kClientPid);
+  info->server_alive = (info->state & SHMCH_STATE_SERVER_CLOSED) == 0 &&
+                       process_alive(info->server_pid, read_u64(b, off::kServerStartTime));
+  info->client_alive = (info->state & SHMCH_STATE_CLIENT_ATTACHED) != 0 &&
+                       process_alive(info->client_pid, read_u64(b, off::kClientStartTime));
+  return SHMCH_OK;
+}
+
 shmch_status shmch_unlink(const char* name, shmch_error* err) {
   shmch_status s = shmch_validate_name(name, err);
   if (s != SHMCH_OK) return s;

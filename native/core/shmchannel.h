@@ -128,6 +128,20 @@ int shmch_peer_state(shmch_channel* ch);
 /* Server: forget the current client (gone or said BYE), reset the rings, accept the next. */
 shmch_status shmch_accept_next(shmch_channel* ch);
 
+typedef struct shmch_segment_info {
+  uint32_t version;
+  uint32_t ring_capacity;
+  uint32_t max_message_size;
+  uint32_t state;
+  uint32_t server_pid;
+  uint32_t client_pid;
+  int server_alive; /* the server process that created it still runs */
+  int client_alive;
+} shmch_segment_info;
+
+/* Reads a segment's header without attaching: SHMCH_E_INCOMPATIBLE if it is not ours. */
+shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_error* err);
+
 /* Remove a segment by name. */
 shmch_status shmch_unlink(const char* name, shmch_error* err);
 
