@@ -38,6 +38,12 @@ export interface ChannelOptions {
   /** Default timeout of every request(), in ms. Default: none. */
   requestTimeout?: number;
   /**
+   * How long close() waits for queued outgoing messages to reach the ring while the peer
+   * reads, in ms. Default 2000. What still cannot be sent then is reported with a process
+   * warning (code SHMCHANNEL_UNSENT), never dropped silently.
+   */
+  closeTimeout?: number;
+  /**
    * After traffic, keep reading the ring from the event loop for this many microseconds
    * before sleeping on the semaphore. Replies and bursts arriving within the window cost no
    * system call and no thread wake-up, which is what makes round trips fast; the price is
@@ -55,6 +61,7 @@ const DEFAULT_RING_CAPACITY = 1 << 20;
 const DEFAULT_MAX_MESSAGE_SIZE = 64 << 20;
 const DEFAULT_CONNECT_TIMEOUT = 5000;
 const DEFAULT_POLL_WINDOW_US = 200;
+const DEFAULT_CLOSE_TIMEOUT = 2000;
 const MIN_QUEUE_BOUND = 64 << 20;
 const CONNECT_RETRY_MS = 25;
 // Bytes drained per event-loop turn before yielding to other work (timers, I/O).
@@ -86,6 +93,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private maxMessageSize = 0;
   private opening = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
+  private failure: ShmChannelError | undefined;
   private referenced = true;
   private readonly pollWindowMs: number;
   private polling = false;
@@ -173,26 +182,39 @@ export class Channel implements ResponseSink, ClosableAtExit {
   }
 
   /**
-   * Says goodbye, ends the streams, fails pending requests with ERR_CHANNEL_CLOSED, cancels
-   * the requests being handled, and (server) removes the segment. Idempotent.
+   * Sends what is still queued (waiting up to closeTimeout while the peer reads), says
+   * goodbye, ends the streams, fails pending requests with ERR_CHANNEL_CLOSED, cancels the
+   * requests being handled, and (server) removes the segment. Idempotent.
    */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.shutdown(true);
+    return this.closing;
+  }
+
+  private async shutdown(drain: boolean): Promise<void> {
+    // From here on sends fail with ERR_CHANNEL_CLOSED; responses may still arrive.
     this.closed = true;
+    if (drain) await this.drainOutbound();
     const native = this.native;
-    if (native !== undefined && this.outbound !== undefined) {
+    const outbound = this.outbound;
+    if (native !== undefined && outbound !== undefined) {
       try {
-        this.outbound.flush();
-        this.outbound.send(FrameKind.BYE, 0, EMPTY, true);
+        outbound.flush();
+        outbound.send(FrameKind.BYE, 0, EMPTY, true);
       } catch (err) {
         debug('%s %s: goodbye not sent: %s', this.mode, this.name, (err as Error).message);
       }
-      if (!this.outbound.isEmpty) {
-        debug('%s %s: closing with %d bytes the peer never read', this.mode, this.name, this.outbound.bytesQueued);
+      // The goodbye itself may wait in the queue: the peer then learns from the state flag.
+      const unsent = outbound.bytesQueued;
+      if (unsent > 0 && this.peerMayRead()) {
+        process.emitWarning(
+          `shmchannel: ${this.mode} ${this.name} closed with ${unsent} bytes its peer did not read within closeTimeout`,
+          { code: 'SHMCHANNEL_UNSENT' },
+        );
       }
     }
     this.native = undefined;
-    this.outbound?.clear();
+    outbound?.clear();
     native?.close();
     forgetAtExit(this);
     this.endRequests(() => this.closedError());
@@ -200,6 +222,27 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.requestsSubject.complete();
     this.stateSubject.next('closed');
     this.stateSubject.complete();
+  }
+
+  /** Waits until the outgoing queue is empty, the peer is gone, or closeTimeout passes. */
+  private async drainOutbound(): Promise<void> {
+    const deadline = Date.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT);
+    while (
+      this.outbound !== undefined &&
+      !this.outbound.isEmpty &&
+      this.failure === undefined &&
+      this.peerMayRead() &&
+      Date.now() < deadline
+    ) {
+      // The waker flushes when the peer frees space; this only waits for that to happen.
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
+  /** Whether anyone may still read what we send (not after the peer left). */
+  private peerMayRead(): boolean {
+    const state = this.stateSubject.value;
+    return this.native !== undefined && state !== 'peer-lost' && state !== 'closed';
   }
 
   /**
@@ -334,7 +377,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
         // The server may not exist yet, or be between creating and initialising the segment.
         const retry = reason === 'NOT_FOUND' || reason === 'NOT_READY';
         if (!retry || timeout === 0) throw fromNativeError(err);
-        if (Date.now() >= deadline || this.closed) {
+        if (this.closed) throw this.closedError();
+        if (Date.now() >= deadline) {
           throw createError('ERR_TIMEOUT', `no server on ${this.name} within ${timeout} ms`, {
             cause: fromNativeError(err),
           });
@@ -492,7 +536,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private onPeerBye(): void {
     debug('%s %s: peer said goodbye', this.mode, this.name);
     this.loseRequests();
-    if (this.mode === 'client') void this.close();
+    if (this.mode === 'client') this.closeNow();
   }
 
   /** The waker found the peer gone (closed, exited, killed). */
@@ -502,7 +546,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     if (this.mode === 'client') {
       debug('client %s: server is gone', this.name);
       this.loseRequests();
-      void this.close();
+      this.closeNow();
       return;
     }
     // Only a client that attached can be lost; a stale event after acceptNext() is ignored.
@@ -531,15 +575,21 @@ export class Channel implements ResponseSink, ClosableAtExit {
 
   /** A protocol violation or an internal failure: report it on the streams and close. */
   private fail(err: unknown): void {
-    if (this.closed) return;
+    if (this.native === undefined || this.failure !== undefined) return;
     const error = err instanceof ShmChannelError ? err : fromNativeError(err);
+    this.failure = error;
     debug('%s %s failed: %s', this.mode, this.name, error.message);
     const pending = [...this.pendingRequests.values()];
     this.pendingRequests.clear();
     for (const p of pending) p.subscriber.error(error);
     this.notificationsSubject.error(error);
     this.requestsSubject.error(error);
-    void this.close();
+    this.closeNow();
+  }
+
+  /** Closes without waiting for the queue: the peer is gone or the channel is broken. */
+  private closeNow(): void {
+    this.closing ??= this.shutdown(false);
   }
 
   // ---- helpers ----
@@ -616,4 +666,5 @@ function checkOptions(o: ChannelOptions): void {
   wholeNumber('connectTimeout', 0, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');
   wholeNumber('requestTimeout', 1, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');
   wholeNumber('pollWindowUs', 0, 1_000_000, 'ERR_INVALID_ARG_VALUE');
+  wholeNumber('closeTimeout', 0, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');
 }

@@ -60,3 +60,41 @@ describe('A fast writer and a slow reader', function () {
     expect(result.requestsAnswered).to.equal(200);
   });
 });
+
+describe('Channel#close() with messages still queued', function () {
+  afterEach(releaseAll);
+
+  it('should deliver everything queued before saying goodbye', async function () {
+    const name = uniqueName('drain');
+    const reader = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: 4096 } });
+    const writer = await openChannel(name, 'client');
+    const count = 2000;
+    for (let i = 0; i < count; i++) writer.notify(`${i}:`.padEnd(512, '.'));
+    expect(writer.queuedBytes, 'most of it must wait in the queue for this test to mean anything').to.be.above(100_000);
+    await writer.close();
+    const received = await reader.collect(count);
+    expect(received.length).to.equal(count);
+    expect(received.map((r) => Number(r.text?.split(':')[0]))).to.deep.equal(Array.from({ length: count }, (_, i) => i));
+  });
+
+  it('should warn with SHMCHANNEL_UNSENT, not drop silently, when the peer does not read within closeTimeout', async function () {
+    const name = uniqueName('stalled');
+    const reader = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: 4096 } });
+    const writer = await openChannel(name, 'client', { closeTimeout: 300 });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      process.kill(reader.pid, 'SIGSTOP');
+      for (let i = 0; i < 100; i++) writer.notify(Buffer.alloc(512));
+      await writer.close();
+      await new Promise((resolve) => setImmediate(resolve));
+      const unsent = warnings.find((w) => (w as Error & { code?: string }).code === 'SHMCHANNEL_UNSENT');
+      expect(unsent, 'a SHMCHANNEL_UNSENT warning').to.not.equal(undefined);
+      expect(unsent?.message).to.match(/bytes its peer did not read/);
+    } finally {
+      process.removeListener('warning', onWarning);
+      process.kill(reader.pid, 'SIGCONT');
+    }
+  });
+});

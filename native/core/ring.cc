@@ -58,6 +58,8 @@ shmch_status RingWriter::free_space(uint32_t* free) {
 }
 
 void RingWriter::copy_in(uint32_t pos, const void* src, uint32_t n) {
+  // memcpy from a null pointer is undefined even for 0 bytes, and empty payloads have one.
+  if (n == 0) return;
   uint32_t at = pos & (ring_.capacity - 1);
   uint32_t first = std::min(n, ring_.capacity - at);
   std::memcpy(ring_.data + at, src, first);
@@ -115,6 +117,7 @@ bool RingReader::readable() const {
 }
 
 void RingReader::copy_out(uint32_t pos, void* dst, uint32_t n) const {
+  if (n == 0) return;
   uint32_t at = pos & (ring_.capacity - 1);
   uint32_t first = std::min(n, ring_.capacity - at);
   std::memcpy(dst, ring_.data + at, first);

@@ -158,6 +158,18 @@ function collect(count: number): Promise<Summary[]> {
   return new Promise((resolve) => notificationWaiters.push({ count, resolve: () => resolve(notifications) }));
 }
 
+/** A request refused with ERR_QUEUE_FULL was never sent: like a notification, retry it. */
+async function requestPastBackpressure(text: string): Promise<Buffer> {
+  for (;;) {
+    try {
+      return await lastValueFrom(channel.request(text));
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ERR_QUEUE_FULL') throw err;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+}
+
 /** Writes `count` flood messages as fast as backpressure allows, with requests in between. */
 async function flood(count: number, size: number, requests: number): Promise<FloodResult> {
   const message = Buffer.alloc(8 + size);
@@ -168,7 +180,7 @@ async function flood(count: number, size: number, requests: number): Promise<Flo
     if (requests > 0 && seq % every === 0 && answers.length < requests) {
       const text = `r${seq}`;
       answers.push(
-        lastValueFrom(channel.request(text)).then(
+        requestPastBackpressure(text).then(
           (reply) => {
             if (reply.toString() === text) result.requestsAnswered++;
             else result.requestErrors.push({ message: `request ${text} got ${reply.toString()}` });
