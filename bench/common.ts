@@ -1,0 +1,119 @@
+// What both sides of every transport share: the control messages, the receiving side's
+// bookkeeping (counting, verifying, CPU marks), and small helpers.
+import { crc32 } from 'node:zlib';
+
+/** A control request from the bench process to a peer (JSON on every transport). */
+export type Control =
+  | { op: 'cpuMark' }
+  | { op: 'cpuRead' }
+  /** Arm the receiver: `n` one-way messages follow. */
+  | { op: 'expect'; kind: 'notify'; n: number; size: number }
+  | { op: 'expect'; kind: 'payload'; n: number; size: number; crcs: number[] }
+  /** Answered once all expected messages arrived (they were sent before it, in order). */
+  | { op: 'wait' };
+
+export interface CpuReply {
+  /** µs of user and system CPU since the last cpuMark, all threads of the peer process. */
+  user: number;
+  system: number;
+  /** µs of wall time since the last cpuMark. */
+  wall: number;
+}
+
+export interface WaitReply {
+  received: number;
+  /** Messages that failed verification (wrong sequence number, length or checksum). */
+  bad: number;
+  /** process.hrtime.bigint() (CLOCK_MONOTONIC, shared by all processes) when the last one arrived, as a string. */
+  lastAt: string;
+}
+
+export type ControlReply = CpuReply | WaitReply | { ok: true };
+
+/** First byte of a round-trip payload (a control request starts with '{'). */
+export const OP_ECHO = 0x01;
+
+/** hrtime in ns as a bigint. */
+export const now = (): bigint => process.hrtime.bigint();
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export function checksum(data: Uint8Array): number {
+  return crc32(data);
+}
+
+/**
+ * The receiving side of the scenarios, shared by every peer: answers control requests and
+ * counts / verifies one-way messages. Transports call onMessage(seq, data) for each one;
+ * `data` may be a view that is only valid during the call (verification is synchronous).
+ */
+export class PeerLogic {
+  private cpuMark = process.cpuUsage();
+  private wallMark = now();
+  private expected: Extract<Control, { op: 'expect' }> | undefined;
+  private received = 0;
+  private bad = 0;
+  private lastAt = 0n;
+  private waiter: ((reply: WaitReply) => void) | undefined;
+
+  /** Answers a control request; 'wait' resolves once every expected message is in. */
+  control(msg: Control): ControlReply | Promise<ControlReply> {
+    switch (msg.op) {
+      case 'cpuMark':
+        this.cpuMark = process.cpuUsage();
+        this.wallMark = now();
+        return { ok: true };
+      case 'cpuRead': {
+        const d = process.cpuUsage(this.cpuMark);
+        return { user: d.user, system: d.system, wall: Number(now() - this.wallMark) / 1e3 };
+      }
+      case 'expect':
+        this.expected = msg;
+        this.received = 0;
+        this.bad = 0;
+        this.lastAt = 0n;
+        return { ok: true };
+      case 'wait':
+        if (this.expected === undefined || this.received >= this.expected.n) return this.waitReply();
+        return new Promise<WaitReply>((resolve) => (this.waiter = resolve));
+      default:
+        throw new Error(`unknown control op ${JSON.stringify(msg)}`);
+    }
+  }
+
+  /** One one-way message arrived; `seq` is its sequence number (ignored for payloads). */
+  onMessage(seq: number, data: Uint8Array): void {
+    const e = this.expected;
+    if (e === undefined) {
+      this.bad++;
+      return;
+    }
+    const i = this.received++;
+    if (this.received === e.n) this.lastAt = now();
+    if (data.length !== e.size) {
+      this.bad++;
+    } else if (e.kind === 'notify') {
+      if (seq !== i) this.bad++;
+    } else if (checksum(data) !== e.crcs[i % e.crcs.length]) {
+      this.bad++;
+    }
+    if (this.received === e.n && this.waiter !== undefined) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w(this.waitReply());
+    }
+  }
+
+  private waitReply(): WaitReply {
+    return { received: this.received, bad: this.bad, lastAt: this.lastAt.toString() };
+  }
+}
+
+export function encodeJson(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+export function decodeJson<T>(data: Uint8Array): T {
+  return JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')) as T;
+}

@@ -1,0 +1,128 @@
+// child_process IPC: process.send()/'message' on the channel fork() sets up, with
+// serialization 'advanced' (V8 structured clone) so Buffers travel as bytes, not JSON arrays.
+//   message = { t: type, id: request id or sequence number, d: Buffer | control JSON }
+// Backpressure: send() returns false when its backlog is too big; the sender then waits for
+// the completion callback of that message.
+import type { ChildProcess } from 'node:child_process';
+
+import { PeerLogic, type Control, type ControlReply } from '../common';
+import { forkPeer, isLifecycle, peerLifecycle, type Peer, type Transport } from './transport';
+
+const enum Type {
+  CONTROL = 1,
+  CONTROL_REPLY = 2,
+  REQUEST = 3,
+  RESPONSE = 4,
+  MESSAGE = 5,
+}
+
+interface IpcMessage {
+  t: Type;
+  id: number;
+  d?: Buffer;
+  c?: Control | ControlReply;
+}
+
+export class IpcTransport implements Transport {
+  readonly label = 'child_process IPC';
+  readonly key = 'ipc';
+  private peer: Peer | undefined;
+  private child: ChildProcess | undefined;
+  private nextId = 0;
+  private pendingRoundTrip: ((data: Buffer) => void) | undefined;
+  private readonly pendingControl = new Map<number, (reply: ControlReply) => void>();
+  private sent = 0;
+  private completed = 0;
+  private waitFor = -1;
+  private wake: (() => void) | undefined;
+  private readonly onSent = () => {
+    if (++this.completed >= this.waitFor && this.wake !== undefined) {
+      const w = this.wake;
+      this.wake = undefined;
+      w();
+    }
+  };
+
+  async setup(): Promise<void> {
+    this.peer = forkPeer('ipc', [], 'advanced');
+    this.child = this.peer.child;
+    this.child.on('message', (msg: IpcMessage) => {
+      if (isLifecycle(msg)) return;
+      if (msg.t === Type.RESPONSE) {
+        const resolve = this.pendingRoundTrip;
+        this.pendingRoundTrip = undefined;
+        resolve?.(msg.d!);
+      } else if (msg.t === Type.CONTROL_REPLY) {
+        const resolve = this.pendingControl.get(msg.id);
+        this.pendingControl.delete(msg.id);
+        resolve?.(msg.c as ControlReply);
+      }
+    });
+    await this.peer.ready;
+  }
+
+  roundTrip(payload: Buffer): Promise<Buffer> {
+    return new Promise<Buffer>((resolve) => {
+      this.pendingRoundTrip = resolve;
+      this.child!.send({ t: Type.REQUEST, id: (this.nextId = (this.nextId + 1) >>> 0), d: payload } satisfies IpcMessage);
+    });
+  }
+
+  control(msg: Control): Promise<ControlReply> {
+    return new Promise<ControlReply>((resolve) => {
+      const id = (this.nextId = (this.nextId + 1) >>> 0);
+      this.pendingControl.set(id, resolve);
+      this.child!.send({ t: Type.CONTROL, id, c: msg } satisfies IpcMessage);
+    });
+  }
+
+  async sendMessages(n: number, payloads: readonly Buffer[]): Promise<void> {
+    const child = this.child!;
+    const count = payloads.length;
+    const msg: IpcMessage = { t: Type.MESSAGE, id: 0, d: undefined };
+    for (let i = 0; i < n; i++) {
+      msg.id = i;
+      msg.d = payloads[i % count];
+      // Serialized synchronously, so one message object can be reused.
+      const ok = child.send(msg, this.onSent);
+      this.sent++;
+      if (!ok) {
+        this.waitFor = this.sent;
+        if (this.completed < this.waitFor) await new Promise<void>((resolve) => (this.wake = resolve));
+      }
+    }
+  }
+
+  async teardown(): Promise<void> {
+    await this.peer?.stop();
+    this.peer = undefined;
+    this.child = undefined;
+  }
+
+  emergencyCleanup(): void {
+    this.child?.kill('SIGTERM');
+  }
+}
+
+export function runIpcPeer(): void {
+  const logic = new PeerLogic();
+  const send = (m: IpcMessage) => process.send!(m);
+  const life = peerLifecycle(() => undefined);
+  process.on('message', (msg: IpcMessage) => {
+    if (isLifecycle(msg)) return;
+    switch (msg.t) {
+      case Type.MESSAGE:
+        logic.onMessage(msg.id, msg.d!);
+        return;
+      case Type.REQUEST:
+        send({ t: Type.RESPONSE, id: msg.id, d: msg.d });
+        return;
+      case Type.CONTROL:
+        void Promise.resolve(logic.control(msg.c as Control)).then((reply) =>
+          send({ t: Type.CONTROL_REPLY, id: msg.id, c: reply }),
+        );
+        return;
+    }
+  });
+  life.ready();
+}
