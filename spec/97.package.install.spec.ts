@@ -1,0 +1,276 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+import { expect } from 'chai';
+
+import { SharedMemory } from '../lib/index';
+import { consumerEnv, describeResult, runCommand, type CommandResult } from './helpers/commands';
+import { shmExists, uniqueName } from './helpers/names';
+
+// The package as a consumer gets it: `npm pack` (which runs prepack: the TypeScript build and
+// the prebuilt binary), then `npm install <tarball>` into a fresh project with npm's default
+// settings, under which npm 11 skips the install scripts of dependencies nobody approved. So
+// the package must work from what the tarball carries. SKIP_PACKAGE_TEST=1 skips this file
+// (it compiles the addon once more and takes about a minute).
+
+const repoRoot = path.resolve(__dirname, '..', '..');
+const typescriptBin = path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+const COMMAND_TIMEOUT_MS = 5 * 60 * 1000;
+const SCRIPT_TIMEOUT_MS = 60 * 1000;
+
+// A consumer's script in each module system: it forks itself as the server, then as the
+// client sends one request and prints the answer, and the code of an error it provokes.
+const cjsScript = `'use strict';
+const { fork } = require('node:child_process');
+const { Channel, ShmChannelError } = require('shmchannel');
+${exchangeBody('__filename')}
+main().catch((err) => { console.error(err); process.exit(1); });
+`;
+
+const esmScript = `import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Channel, ShmChannelError } from 'shmchannel';
+${exchangeBody('fileURLToPath(import.meta.url)')}
+await main();
+`;
+
+function exchangeBody(selfPath: string): string {
+  return `
+const [name, role] = process.argv.slice(2);
+
+async function serve() {
+  const server = new Channel(name, 'server');
+  await server.open();
+  server.requests$.subscribe((req) => req.respond('pong to ' + req.data.toString()));
+  process.on('disconnect', () => void server.close());
+  process.send('ready');
+}
+
+async function ask(question) {
+  const child = fork(${selfPath}, [name, 'server']);
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  await new Promise((resolve) => child.once('message', resolve));
+  const client = new Channel(name, 'client');
+  await client.open();
+  const answer = await new Promise((resolve, reject) =>
+    client.request(question).subscribe({ next: resolve, error: reject }),
+  );
+  console.log('answer: ' + answer.toString());
+  try {
+    new Channel('no-slash', 'client');
+  } catch (err) {
+    console.log('error: ' + (err instanceof ShmChannelError) + ' ' + err.code);
+  }
+  await client.close();
+  child.disconnect();
+  console.log('server exit: ' + (await exited));
+}
+
+function main() {
+  return role === 'server' ? serve() : ask(process.argv[4]);
+}
+`;
+}
+
+// Every name either entry exports, and whether the values are the very same objects.
+const exportsScript = `import * as esm from 'shmchannel';
+import { createRequire } from 'node:module';
+const cjs = createRequire(import.meta.url)('shmchannel');
+const visible = (keys) => keys.filter((k) => k !== 'default' && k !== 'module.exports' && k !== '__esModule').sort();
+console.log(JSON.stringify({
+  esm: visible(Object.keys(esm)),
+  cjs: visible(Object.keys(cjs)),
+  identical: visible(Object.keys(cjs)).every((k) => esm[k] === cjs[k]),
+}));
+`;
+
+// Types through the exports map: "import" conditions from a .mts, "require" from a .cts.
+// The @ts-expect-error lines fail the compile if the types resolved to `any`.
+const typeCheckSource = (importLine: string) => `${importLine}
+const channel: Channel = new Channel('/types', Mode.SERVER);
+const mode: 'server' | 'client' = channel.mode;
+const ok: boolean = isShmChannelError(new Error('x'), 'ERR_TIMEOUT');
+// @ts-expect-error not a mode
+new Channel('/types', 'sideways');
+// @ts-expect-error not an error code
+isShmChannelError(new Error('x'), 'ERR_NOT_A_CODE');
+export { mode, ok };
+`;
+
+describe('The packed package, installed in a new project', function () {
+  this.timeout(2 * COMMAND_TIMEOUT_MS);
+
+  let work: string;
+  let project: string;
+  let tarballFiles: string[];
+  let packageDir: string;
+  let installOutput: CommandResult;
+  const names: string[] = [];
+
+  before(async function () {
+    if (process.env.SKIP_PACKAGE_TEST === '1') this.skip();
+    work = mkdtempSync(path.join(tmpdir(), 'shmchannel-package-'));
+
+    const pack = await runCommand('npm', ['pack', '--pack-destination', work], {
+      cwd: repoRoot,
+      env: consumerEnv(),
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
+    expect(pack.code, describeResult('npm pack', pack)).to.equal(0);
+    const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz'));
+    expect(tarballs, describeResult('npm pack', pack)).to.have.lengthOf(1);
+    const tarball = path.join(work, tarballs[0]);
+    const list = await runCommand('tar', ['-tzf', tarball], { cwd: work });
+    tarballFiles = list.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((f) => f.replace(/^package\//, ''));
+
+    project = path.join(work, 'consumer');
+    mkdirSync(project);
+    const init = await runCommand('npm', ['init', '-y'], { cwd: project, env: consumerEnv() });
+    expect(init.code, describeResult('npm init', init)).to.equal(0);
+    installOutput = await runCommand('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund'], {
+      cwd: project,
+      env: consumerEnv(),
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
+    expect(installOutput.code, describeResult('npm install', installOutput)).to.equal(0);
+    packageDir = path.join(project, 'node_modules', 'shmchannel');
+  });
+
+  after(function () {
+    for (const name of names) if (shmExists(name)) SharedMemory.unlink(name);
+    if (work !== undefined) rmSync(work, { recursive: true, force: true });
+  });
+
+  /** Runs a script of the consumer project with node, as its user would. */
+  async function runInProject(file: string, args: string[] = []): Promise<CommandResult> {
+    return runCommand(process.execPath, [file, ...args], { cwd: project, env: consumerEnv(), timeoutMs: SCRIPT_TIMEOUT_MS });
+  }
+
+  it('should carry a prebuilt linux-x64 binary, both entries with their types, and the docs', function () {
+    expect(tarballFiles.filter((f) => /^prebuilds\/linux-x64\/[^/]+\.node$/.test(f))).to.have.lengthOf(1);
+    expect(tarballFiles).to.include.members([
+      'package.json',
+      'README.md',
+      'LICENSE',
+      'dist/lib/index.js',
+      'dist/lib/index.d.ts',
+      'dist/lib/index.mjs',
+      'dist/lib/index.d.mts',
+      'dist/lib/load-addon.js',
+      'docs/API.md',
+      'docs/INSTALL.md',
+    ]);
+  });
+
+  it('should carry binding.gyp and the native sources for a build from source', function () {
+    expect(tarballFiles).to.include('binding.gyp');
+    expect(tarballFiles.filter((f) => /^native\/binding\/.*\.cc$/.test(f))).to.not.be.empty;
+    expect(tarballFiles.filter((f) => /^native\/core\/.*\.(cc|h)$/.test(f))).to.not.be.empty;
+    expect(tarballFiles).to.include('native/core/shmchannel.h');
+  });
+
+  it('should carry nothing from spec/, bench/, examples/, build/ or dist/ outside dist/lib', function () {
+    const stray = tarballFiles.filter(
+      (f) =>
+        /^(spec|bench|examples|build|build-sanitize|node_modules|scripts)\//.test(f) ||
+        (f.startsWith('dist/') && !f.startsWith('dist/lib/')),
+    );
+    expect(stray).to.deep.equal([]);
+  });
+
+  it('should install without compiling anything (no build/ in the installed package)', function () {
+    expect(existsSync(path.join(packageDir, 'build')), describeResult('npm install', installOutput)).to.equal(false);
+    const prebuilds = readdirSync(path.join(packageDir, 'prebuilds', 'linux-x64'));
+    expect(prebuilds.filter((f) => f.endsWith('.node'))).to.have.lengthOf(1);
+  });
+
+  it('should have been installed with its install script not approved (npm 11 default)', async function () {
+    const ls = await runCommand('npm', ['install-scripts', 'ls'], { cwd: project, env: consumerEnv() });
+    if (/unknown command/i.test(ls.stdout + ls.stderr)) this.skip(); // npm before 11 runs install scripts
+    const { version } = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    expect(ls.stdout, describeResult('npm install-scripts ls', ls)).to.include(`shmchannel@${version}`);
+  });
+
+  it('should load the addon from prebuilds/', async function () {
+    const result = await runCommand(
+      process.execPath,
+      ['-p', "require('node-gyp-build').resolve(require('path').dirname(require.resolve('shmchannel/package.json')))"],
+      { cwd: project, env: consumerEnv() },
+    );
+    expect(result.code, describeResult('node-gyp-build', result)).to.equal(0);
+    expect(result.stdout.trim()).to.match(/node_modules\/shmchannel\/prebuilds\/linux-x64\/[^/]+\.node$/);
+  });
+
+  it('should answer a request between two processes from CommonJS (require)', async function () {
+    writeFileSync(path.join(project, 'exchange.cjs'), cjsScript);
+    const name = uniqueName('pkg-cjs');
+    names.push(name);
+    const result = await runInProject('exchange.cjs', [name, 'client', 'ping from cjs']);
+    expect(result.code, describeResult('exchange.cjs', result)).to.equal(0);
+    expect(result.stdout.split('\n')).to.include.members([
+      'answer: pong to ping from cjs',
+      'error: true ERR_INVALID_NAME',
+      'server exit: 0',
+    ]);
+    expect(shmExists(name)).to.equal(false);
+  });
+
+  it('should answer a request between two processes from ESM (import)', async function () {
+    writeFileSync(path.join(project, 'exchange.mjs'), esmScript);
+    const name = uniqueName('pkg-esm');
+    names.push(name);
+    const result = await runInProject('exchange.mjs', [name, 'client', 'ping from esm']);
+    expect(result.code, describeResult('exchange.mjs', result)).to.equal(0);
+    expect(result.stdout.split('\n')).to.include.members([
+      'answer: pong to ping from esm',
+      'error: true ERR_INVALID_NAME',
+      'server exit: 0',
+    ]);
+    expect(shmExists(name)).to.equal(false);
+  });
+
+  it('should export the same names, as the same objects, to import and require', async function () {
+    writeFileSync(path.join(project, 'exports.mjs'), exportsScript);
+    const result = await runInProject('exports.mjs');
+    expect(result.code, describeResult('exports.mjs', result)).to.equal(0);
+    const report = JSON.parse(result.stdout) as { esm: string[]; cjs: string[]; identical: boolean };
+    expect(report.cjs).to.include.members(['Channel', 'Mode', 'ShmChannelError', 'isShmChannelError', 'handleWith', 'SharedMemory']);
+    expect(report.esm).to.deep.equal(report.cjs);
+    expect(report.identical).to.equal(true);
+  });
+
+  it('should give TypeScript the types for import (.mts) and require (.cts)', async function () {
+    writeFileSync(path.join(project, 'esm.mts'), typeCheckSource("import { Channel, Mode, isShmChannelError } from 'shmchannel';"));
+    // In a .cts file this import compiles to require() and resolves with the "require" condition.
+    writeFileSync(path.join(project, 'cjs.cts'), typeCheckSource("import { Channel, Mode, isShmChannelError } from 'shmchannel';"));
+    writeFileSync(
+      path.join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'node16',
+          moduleResolution: 'node16',
+          target: 'ES2022',
+          strict: true,
+          noEmit: true,
+          // @types/node from the repository: the consumer project has none of its own.
+          typeRoots: [path.join(repoRoot, 'node_modules', '@types')],
+          types: ['node'],
+        },
+        files: ['esm.mts', 'cjs.cts'],
+      }),
+    );
+    const result = await runCommand(process.execPath, [typescriptBin, '-p', '.', '--listFiles'], {
+      cwd: project,
+      env: consumerEnv(),
+      timeoutMs: SCRIPT_TIMEOUT_MS,
+    });
+    expect(result.code, describeResult('tsc', result)).to.equal(0);
+    const files = result.stdout.split('\n');
+    expect(files).to.include(path.join(packageDir, 'dist', 'lib', 'index.d.mts'));
+    expect(files).to.include(path.join(packageDir, 'dist', 'lib', 'index.d.ts'));
+  });
+});
