@@ -7,3 +7,8 @@ export { IncomingRequest } from './incoming-request';
 export { handleWith } from './operators/handle-with';
 export { inspectSegment, SharedMemory, validateName } from './shared-memory';
 export type { SegmentInfo, SharedMemoryOptions } from './shared-memory';
+export { codecs, jsonCodec, structuredCloneCodec } from './codecs';
+export type { Codec, JsonValue } from './codecs';
+export { TypedChannel, TypedIncomingRequest } from './typed-channel';
+export type { TypedChannelCodecs } from './typed-channel';
+export { handleTypedWith } from './operators/handle-typed-with';
