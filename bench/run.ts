@@ -435,7 +435,6 @@ function report(entries: TransportEntry[], ran: string[]): void {
   const seconds = (Date.now() - started) / 1000;
   const metrics = METRICS.filter((m) => wanted(m.scenario));
   const med = (key: string, metric: string) => median(samples.get(key)?.get(metric) ?? []);
-  const rows = entries.map((e) => e.key);
 
   const runsNote =
     `medians of ${config.runs} runs (idle: ${config.idleRuns} runs of ${config.idleMs / 1000} s); ` +

@@ -1,13 +1,13 @@
 import { expect } from 'chai';
-import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
+import { firstValueFrom, lastValueFrom } from 'rxjs';
 
 import { SharedMemory, type Channel } from '../lib/index';
 import { expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
 import { openChannel, releaseAll } from './helpers/resources';
-import { Layout, ringData, seededRandom, writeFrameHeader } from './helpers/segment-layout';
-import { reaches, waitUntil } from './helpers/wait';
+import { Layout, seededRandom, writeFrameHeader } from './helpers/segment-layout';
+import { reaches } from './helpers/wait';
 
 const CAPACITY = 64 * 1024;
 

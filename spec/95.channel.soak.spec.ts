@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 
 import { expect } from 'chai';
-import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
+import { firstValueFrom, lastValueFrom } from 'rxjs';
 
 import { patternBuffer, sha256 } from './helpers/payload';
 import { shmEntries, uniqueName } from './helpers/names';

@@ -168,8 +168,8 @@ describe('The packed package, installed in a new project', function () {
 
   it('should carry binding.gyp and the native sources for a build from source', function () {
     expect(tarballFiles).to.include('binding.gyp');
-    expect(tarballFiles.filter((f) => /^native\/binding\/.*\.cc$/.test(f))).to.not.be.empty;
-    expect(tarballFiles.filter((f) => /^native\/core\/.*\.(cc|h)$/.test(f))).to.not.be.empty;
+    expect(tarballFiles.filter((f) => /^native\/binding\/.*\.cc$/.test(f))).to.have.length.above(0);
+    expect(tarballFiles.filter((f) => /^native\/core\/.*\.(cc|h)$/.test(f))).to.have.length.above(0);
     expect(tarballFiles).to.include('native/core/shmchannel.h');
   });
 
