@@ -102,11 +102,25 @@ describe('A hostile peer writing into the segment', function () {
   });
 
   it('should refuse to write, with ERR_PROTOCOL, when the peer moves our outbound tail past our head', async function () {
-    const { server, seg, memory } = await victimServer('outbound');
+    const { server, peer, seg, memory } = await victimServer('outbound');
+    // Stop the real reader, or its honest tail would overwrite the attack.
+    process.kill(peer.pid, 'SIGSTOP');
     const head = u32(seg, Layout.s2c + Layout.head);
-    seg.writeUInt32LE((head + 64) >>> 0, Layout.s2c + Layout.tail);
-    expectThrowsCode(() => server.notify('after the attack'), 'ERR_PROTOCOL');
+    // A tail half the counter space ahead of our head: no amount of writing makes it plausible.
+    seg.writeUInt32LE((head + 0x80000000) >>> 0, Layout.s2c + Layout.tail);
+    // The writer trusts the tail it validated last until a frame does not fit by it (which
+    // is safe: an older tail never lets it overwrite unread data); then it must notice.
+    let written = 0;
+    const err = expectThrowsCode(() => {
+      for (;;) {
+        server.notify(Buffer.alloc(1024));
+        written += 1024;
+      }
+    }, 'ERR_PROTOCOL');
+    expect(written, `${written} bytes written past the corruption`).to.be.at.most(CAPACITY);
+    expect(err.message).to.match(/corrupted|protocol/);
     await reaches(server, 'closed');
+    process.kill(peer.pid, 'SIGCONT');
     memory.close();
   });
 

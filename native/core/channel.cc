@@ -287,6 +287,8 @@ int shmch_wait(shmch_channel* ch, int timeout_ms) {
   // Read the bell before saying we sleep: a ring after this read makes the wait return.
   uint32_t seen = __atomic_load_n(ch->own_doorbell, __ATOMIC_SEQ_CST);
   store_seq_cst(ch->own_sleeping, 1);
+  // Pairs with the writer's fence between publishing head and looking at our flag.
+  fence_seq_cst();
   if (!failed && ch->reader.readable()) {
     store_seq_cst(ch->own_sleeping, 0);
     return SHMCH_WAIT_READABLE;

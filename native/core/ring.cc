@@ -22,8 +22,11 @@ static_assert(sizeof(FrameHeader) == SHMCH_FRAME_HEADER_SIZE, "frame header is 1
 
 bool known_kind(uint8_t kind) { return kind >= SHMCH_HELLO && kind <= SHMCH_CANCEL; }
 
+// Called after a seq_cst fence that follows our publish. A plain load first: the flag is
+// almost always 0 while the peer is busy, and an exchange would take the peer's cache line
+// away on every frame. The fences on both sides keep the handshake of PROTOCOL.md §3 intact.
 void ring_if_set(uint32_t* flag, uint32_t* doorbell) {
-  if (exchange_seq_cst(flag, 0) != 0) doorbell_ring(doorbell);
+  if (__atomic_load_n(flag, __ATOMIC_RELAXED) != 0 && exchange_seq_cst(flag, 0) != 0) doorbell_ring(doorbell);
 }
 
 }  // namespace
@@ -73,13 +76,17 @@ shmch_status RingWriter::write(uint8_t kind, uint32_t id, uint32_t total, const 
     return SHMCH_E_INVALID_ARG;
   }
   uint32_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(length);
-  uint32_t free = 0;
-  shmch_status s = free_space(&free);
+  // The tail we saw last can only be behind the real one: if the frame fits by it, it fits.
+  // Reloading the reader's tail on every frame would miss the cache on every frame.
+  uint32_t free = ring_.capacity - (head_ - last_tail_);
+  shmch_status s = SHMCH_OK;
+  if (free < frame_size) s = free_space(&free);
   if (s != SHMCH_OK) return s;
   if (free < frame_size) {
     // Say we wait, then look again: either we see the space the reader freed, or the
     // reader sees our flag (both seq_cst) and posts our doorbell.
     store_seq_cst(word32(ring_.control, off::kWriterWaiting), 1);
+    fence_seq_cst();
     s = free_space(&free);
     if (s != SHMCH_OK) return s;
     if (free < frame_size) return SHMCH_E_FULL;
