@@ -46,6 +46,22 @@ describe('Peer death', function () {
     expect(result.values.map((v) => v.text)).to.deep.equal(['served again']);
   });
 
+  it('should let a client in right after its predecessor died, not refuse it as busy', async function () {
+    const name = uniqueName('successor');
+    const server = await openChannel(name, 'server');
+    server.requests$.subscribe((req) => req.respond(req.data));
+    for (let round = 0; round < 3; round++) {
+      const before = await Peer.spawn({ name, mode: 'client' });
+      await reaches(server, 'connected');
+      await before.kill('SIGKILL');
+      // At once: the server has not noticed the death yet, the slot is still marked taken.
+      const after = await openChannel(name, 'client', { connectTimeout: 5000 });
+      expect((await firstValueFrom(after.request('in'))).toString()).to.equal('in');
+      await after.close();
+      await reaches(server, 'open');
+    }
+  });
+
   it('should fail a server request with ERR_PEER_LOST at once while no client is connected', async function () {
     const name = uniqueName('no-client');
     const server = await openChannel(name, 'server');

@@ -44,6 +44,7 @@ const char* ReasonOf(shmch_status s) {
 void ThrowStatus(Napi::Env env, shmch_status status, const shmch_error& err, const char* what) {
   std::string message = what;
   if (err.detail != nullptr) message += std::string(": ") + err.detail;
+  if (err.owner_pid != 0) message += " (pid " + std::to_string(err.owner_pid) + ")";
   if (err.sys_errno != 0) {
     message += std::string(" (") + (err.syscall ? err.syscall : "system call") + ": " +
                std::strerror(err.sys_errno) + ")";

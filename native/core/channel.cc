@@ -207,8 +207,18 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
   if ((state & (SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED)) != 0 ||
       !__atomic_compare_exchange_n(state_word(ch), &state, state | SHMCH_STATE_CLIENT_ATTACHED,
                                    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-    if (err != nullptr) err->owner_pid = read_u32(b, off::kClientPid);
+    uint32_t holder = __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE);
+    uint64_t holder_start = read_u64(b, off::kClientStartTime);
+    state = load_acquire(state_word(ch));
+    // The slot's holder said goodbye or died, and the server has not freed the slot yet
+    // (it does at its next wake-up): not busy, just not ready. A holder that is still
+    // between its attach and writing its pid (pid 0) counts as alive.
+    bool leaving = (state & SHMCH_STATE_CLIENT_CLOSED) != 0 ||
+                   ((state & SHMCH_STATE_CLIENT_ATTACHED) != 0 && holder != 0 &&
+                    !process_alive(holder, holder_start));
     delete ch;
+    if (leaving) return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "the previous client is leaving");
+    if (err != nullptr) err->owner_pid = holder;
     return fail(err, SHMCH_E_BUSY, 0, nullptr, "another client is connected");
   }
   ch->peer_pid = read_u32(b, off::kServerPid);
