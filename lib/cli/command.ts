@@ -33,8 +33,8 @@ export interface Command {
   /** The full `shmchannel <cmd> --help` text, from "Usage:" on. */
   help: string;
   options: OptionSpecs;
-  /** How many operands it takes. */
-  operands: { min: number; max: number };
+  /** How many operands it takes, and what they are called in messages (e.g. NAME, DATA). */
+  operands: { min: number; max: number; names: string[] };
   run(invocation: Invocation): Promise<number>;
 }
 
@@ -77,17 +77,13 @@ export function parseInvocation(command: Command, args: string[]): Invocation {
     throw new UsageError((err as Error).message.replace(/\. To specify.*$/s, ''));
   }
   const { positionals } = parsed;
-  const { min, max } = command.operands;
-  if (positionals.length < min) throw new UsageError(`missing operand (expected ${operandWords(min, max)})`);
+  const { min, max, names } = command.operands;
+  if (positionals.length < min) throw new UsageError(`missing ${names[positionals.length] ?? 'operand'}`);
   if (positionals.length > max) {
-    throw new UsageError(`unexpected operand ${JSON.stringify(positionals[max])} (expected ${operandWords(min, max)})`);
+    const expected = max === 0 ? 'it takes none' : `it takes ${names.slice(0, max).join(' ')}`;
+    throw new UsageError(`unexpected operand ${JSON.stringify(positionals[max])} (${expected})`);
   }
   return { command: command.name, positionals, values: parsed.values, json: parsed.values.json === true };
-}
-
-function operandWords(min: number, max: number): string {
-  if (max === 0) return 'none';
-  return min === max ? `${min}` : `${min} to ${max}`;
 }
 
 /** A channel name as POSIX wants it: `demo` and `/demo` both mean `/demo`. */

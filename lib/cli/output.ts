@@ -80,7 +80,11 @@ export function reportError(command: string, json: boolean, err: unknown): numbe
   } else {
     const where = command === '' ? 'shmchannel' : `shmchannel ${command}`;
     const details = [report.code];
+    if (report.errno !== undefined) details.push(report.errno);
     if (report.remoteCode !== undefined) details.push(`remote ${report.remoteCode}`);
+    if (report.ownerPid !== undefined && !report.message.includes(String(report.ownerPid))) {
+      details.push(`owner pid ${report.ownerPid}`);
+    }
     process.stderr.write(`${where}: ${report.message} (${details.join(', ')})\n`);
     if (err instanceof UsageError) {
       process.stderr.write(`Run 'shmchannel ${command === '' ? '' : `${command} `}--help' for usage.\n`);

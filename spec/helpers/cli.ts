@@ -66,7 +66,11 @@ export class CliProcess {
       this.listeners.add(check);
       void this.done.then((r) => {
         if (this.listeners.delete(check)) {
-          reject(new Error(`shmchannel exited (${r.status ?? r.signal}) before ${stream} matched ${pattern}:\n${r.stdout}\n${r.stderr}`));
+          reject(
+            new Error(
+              `shmchannel exited (${r.status ?? r.signal}) before ${stream} matched ${pattern}:\n${r.stdout}\n${r.stderr}`,
+            ),
+          );
         }
       });
     });
@@ -103,7 +107,10 @@ export function runCli(args: string[], input?: string): Promise<CliResult> {
 /** Starts `shmchannel serve NAME ...extra` and waits until it serves. */
 export async function startServe(name: string, extra: string[] = []): Promise<CliProcess> {
   const server = new CliProcess(['serve', name, ...extra]);
-  await server.waitForOutput(extra.includes('--json') ? 'stdout' : 'stderr', extra.includes('--json') ? /"event":"ready"/ : /serving /);
+  await server.waitForOutput(
+    extra.includes('--json') ? 'stdout' : 'stderr',
+    extra.includes('--json') ? /"event":"ready"/ : /serving /,
+  );
   return server;
 }
 
