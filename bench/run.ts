@@ -70,14 +70,78 @@ interface Metric {
 }
 
 const METRICS: Metric[] = [
-  { id: 'rt_p50', short: 'RT p50', scenario: 'rt', label: 'round trip 64 B p50', column: 'RT p50 µs', unit: 'µs', better: 'lower' },
-  { id: 'rt_p99', short: 'RT p99', scenario: 'rt', label: 'round trip 64 B p99', column: 'RT p99 µs', unit: 'µs', better: 'lower' },
-  { id: 'rt_cpu', short: 'CPU per RT', scenario: 'rt', label: 'CPU per round trip', column: 'CPU µs/RT', unit: 'µs CPU (both processes)', better: 'lower' },
-  { id: 'notify64', short: '64 B notify', scenario: 'notify64', label: '64 B notifications', column: '64 B msg/s', unit: 'msgs/s', better: 'higher' },
-  { id: 'notify4k', short: '4 KiB notify', scenario: 'notify4k', label: '4 KiB notifications', column: '4 KiB msg/s', unit: 'msgs/s', better: 'higher' },
-  { id: 'payload1m', short: '1 MiB payload', scenario: 'payload1m', label: '1 MiB payloads', column: '1 MiB GB/s', unit: 'GB/s', better: 'higher' },
-  { id: 'payload16m', short: '16 MiB payload', scenario: 'payload16m', label: '16 MiB payloads', column: '16 MiB GB/s', unit: 'GB/s', better: 'higher' },
-  { id: 'idle', short: 'idle CPU', scenario: 'idle', label: 'idle open channel', column: 'idle %core', unit: '% of one core (both processes)', better: 'lower' },
+  {
+    id: 'rt_p50',
+    short: 'RT p50',
+    scenario: 'rt',
+    label: 'round trip 64 B p50',
+    column: 'RT p50 µs',
+    unit: 'µs',
+    better: 'lower',
+  },
+  {
+    id: 'rt_p99',
+    short: 'RT p99',
+    scenario: 'rt',
+    label: 'round trip 64 B p99',
+    column: 'RT p99 µs',
+    unit: 'µs',
+    better: 'lower',
+  },
+  {
+    id: 'rt_cpu',
+    short: 'CPU per RT',
+    scenario: 'rt',
+    label: 'CPU per round trip',
+    column: 'CPU µs/RT',
+    unit: 'µs CPU (both processes)',
+    better: 'lower',
+  },
+  {
+    id: 'notify64',
+    short: '64 B notify',
+    scenario: 'notify64',
+    label: '64 B notifications',
+    column: '64 B msg/s',
+    unit: 'msgs/s',
+    better: 'higher',
+  },
+  {
+    id: 'notify4k',
+    short: '4 KiB notify',
+    scenario: 'notify4k',
+    label: '4 KiB notifications',
+    column: '4 KiB msg/s',
+    unit: 'msgs/s',
+    better: 'higher',
+  },
+  {
+    id: 'payload1m',
+    short: '1 MiB payload',
+    scenario: 'payload1m',
+    label: '1 MiB payloads',
+    column: '1 MiB GB/s',
+    unit: 'GB/s',
+    better: 'higher',
+  },
+  {
+    id: 'payload16m',
+    short: '16 MiB payload',
+    scenario: 'payload16m',
+    label: '16 MiB payloads',
+    column: '16 MiB GB/s',
+    unit: 'GB/s',
+    better: 'higher',
+  },
+  {
+    id: 'idle',
+    short: 'idle CPU',
+    scenario: 'idle',
+    label: 'idle open channel',
+    column: 'idle %core',
+    unit: '% of one core (both processes)',
+    better: 'lower',
+  },
 ];
 
 const BASELINE = 'socket';
@@ -99,7 +163,9 @@ function transportEntries(): TransportEntry[] {
       ? { key: 'zmq', label: 'zeromq ipc', create: () => new ZmqTransport(zmq.zmq) }
       : { key: 'zmq', label: 'zeromq ipc', create: undefined, note: `skipped: zeromq cannot load (${zmq.error})` },
   ];
-  return config.transports.length === 0 ? all : all.filter((t) => config.transports.includes(t.key) || t.key === BASELINE);
+  return config.transports.length === 0
+    ? all
+    : all.filter((t) => config.transports.includes(t.key) || t.key === BASELINE);
 }
 
 /** Per transport, per metric: the value of each run. */
@@ -181,11 +247,18 @@ async function oneWay(
   const cpu0 = process.cpuUsage();
   const t0 = now();
   await t.sendMessages(n, payloads, kind === 'notify');
-  const reply = (await withTimeout(t.control({ op: 'wait' }), STEP_TIMEOUT_MS, `${t.label} ${kind} x${n}`)) as WaitReply;
+  const reply = (await withTimeout(
+    t.control({ op: 'wait' }),
+    STEP_TIMEOUT_MS,
+    `${t.label} ${kind} x${n}`,
+  )) as WaitReply;
   const local = process.cpuUsage(cpu0);
   const peer = (await t.control({ op: 'cpuRead' })) as CpuReply;
   const ok = reply.received === n && reply.bad === 0;
-  if (!ok) problems.push(`${t.label}: ${kind} of ${size} B: ${reply.received}/${n} received, ${reply.bad} failed verification`);
+  if (!ok)
+    problems.push(
+      `${t.label}: ${kind} of ${size} B: ${reply.received}/${n} received, ${reply.bad} failed verification`,
+    );
   const seconds = Number(BigInt(reply.lastAt) - t0) / 1e9;
   return { seconds, cpuPerMsg: (cpuTotal(local) + cpuTotal(peer)) / n, ok };
 }
@@ -196,7 +269,9 @@ async function notifyRun(t: Transport, metric: string, n: number, size: number):
   const rate = n / r.seconds;
   record(t.key, metric, rate);
   recordExtra(t.key, `${metric}_cpu_us_per_msg`, r.cpuPerMsg);
-  progress(`  ${t.label.padEnd(18)} ${fmtRate(rate)} msgs/s  CPU ${r.cpuPerMsg.toFixed(2)} µs/msg${r.ok ? '' : '  VERIFICATION FAILED'}`);
+  progress(
+    `  ${t.label.padEnd(18)} ${fmtRate(rate)} msgs/s  CPU ${r.cpuPerMsg.toFixed(2)} µs/msg${r.ok ? '' : '  VERIFICATION FAILED'}`,
+  );
 }
 
 async function payloadRun(t: Transport, metric: string, n: number, payloads: Buffer[], crcs: number[]): Promise<void> {
@@ -204,7 +279,9 @@ async function payloadRun(t: Transport, metric: string, n: number, payloads: Buf
   const gbps = (n * payloads[0].length) / r.seconds / 1e9;
   record(t.key, metric, gbps);
   recordExtra(t.key, `${metric}_cpu_us_per_mib`, r.cpuPerMsg / (payloads[0].length / (1 << 20)));
-  progress(`  ${t.label.padEnd(18)} ${gbps.toFixed(3)} GB/s  (${n} x ${payloads[0].length >> 20} MiB, CRC-32 verified: ${r.ok ? 'ok' : 'FAILED'})`);
+  progress(
+    `  ${t.label.padEnd(18)} ${gbps.toFixed(3)} GB/s  (${n} x ${payloads[0].length >> 20} MiB, CRC-32 verified: ${r.ok ? 'ok' : 'FAILED'})`,
+  );
 }
 
 async function idleRun(entry: TransportEntry): Promise<void> {
@@ -225,7 +302,10 @@ async function idleRun(entry: TransportEntry): Promise<void> {
     const peer = (await t.control({ op: 'cpuRead' })) as CpuReply;
     const pct = ((cpuTotal(local) + cpuTotal(peer)) / wallUs) * 100;
     record(t.key, 'idle', pct);
-    recordExtra(t.key, 'idle_split_pct', { bench: (cpuTotal(local) / wallUs) * 100, peer: (cpuTotal(peer) / wallUs) * 100 });
+    recordExtra(t.key, 'idle_split_pct', {
+      bench: (cpuTotal(local) / wallUs) * 100,
+      peer: (cpuTotal(peer) / wallUs) * 100,
+    });
     progress(`  ${t.label.padEnd(18)} ${pct.toFixed(3)} % of one core over ${(wallUs / 1e6).toFixed(1)} s`);
   } finally {
     await t.teardown();
@@ -311,7 +391,8 @@ function ratioOf(metric: Metric, value: number, base: number): number | null {
 
 function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -371,7 +452,9 @@ async function main(): Promise<void> {
       progress(`idle: run ${run + 1}/${config.idleRuns}`);
       for (let k = 0; k < idleEntries.length; k++) {
         const e = idleEntries[(k + run) % idleEntries.length];
-        await idleRun(e).catch((err: unknown) => problems.push(`${e.label}: idle run failed: ${(err as Error).message}`));
+        await idleRun(e).catch((err: unknown) =>
+          problems.push(`${e.label}: idle run failed: ${(err as Error).message}`),
+        );
       }
     }
   }
@@ -391,7 +474,9 @@ async function main(): Promise<void> {
     if (wanted('rt')) {
       const ping = randomBytes(64);
       ping[0] = OP_ECHO;
-      progress(`round trip, 64 B, sequential: warm-up ${config.roundTripWarmup}, then ${config.roundTrips} timed per run`);
+      progress(
+        `round trip, 64 B, sequential: warm-up ${config.roundTripWarmup}, then ${config.roundTrips} timed per run`,
+      );
       for (const t of [...active]) {
         await guarded(active, t, 'round-trip warm-up', async () => {
           for (let i = 0; i < config.roundTripWarmup; i++) await t.roundTrip(ping);
@@ -407,7 +492,8 @@ async function main(): Promise<void> {
     ] as const) {
       if (!wanted(id)) continue;
       progress(`notifications of ${size} B one way: ${n} per run`);
-      for (const t of [...active]) await guarded(active, t, `${id} warm-up`, () => notifyRun(t, 'warmup', Math.max(1, Math.floor(n / 10)), size));
+      for (const t of [...active])
+        await guarded(active, t, `${id} warm-up`, () => notifyRun(t, 'warmup', Math.max(1, Math.floor(n / 10)), size));
       await rounds(`notifications ${size} B`, active, config.runs, (t) => notifyRun(t, id, n, size));
     }
     for (const [id, size, n] of [
@@ -418,7 +504,8 @@ async function main(): Promise<void> {
       const payloads = [0, 1, 2, 3].map(() => randomBytes(size));
       const crcs = payloads.map(checksum);
       progress(`payloads of ${size >> 20} MiB one way: ${n} per run, CRC-32 checked by the receiver`);
-      for (const t of [...active]) await guarded(active, t, `${id} warm-up`, () => payloadRun(t, 'warmup', Math.min(2, n), payloads, crcs));
+      for (const t of [...active])
+        await guarded(active, t, `${id} warm-up`, () => payloadRun(t, 'warmup', Math.min(2, n), payloads, crcs));
       await rounds(`payloads ${size >> 20} MiB`, active, config.runs, (t) => payloadRun(t, id, n, payloads, crcs));
     }
   } finally {
@@ -446,7 +533,9 @@ function report(entries: TransportEntry[], ran: string[]): void {
   ]);
   const ratioRows = entries.map((e) => [
     e.label,
-    ...metrics.map((m) => (ran.includes(e.key) ? fmtRatio(ratioOf(m, med(e.key, m.id), med(BASELINE, m.id))) : 'skipped')),
+    ...metrics.map((m) =>
+      ran.includes(e.key) ? fmtRatio(ratioOf(m, med(e.key, m.id), med(BASELINE, m.id))) : 'skipped',
+    ),
   ]);
   const spreadRows = entries.map((e) => [
     e.label,
@@ -459,13 +548,17 @@ function report(entries: TransportEntry[], ran: string[]): void {
 
   const out: string[] = [];
   out.push('');
-  out.push(`shmchannel benchmark — ${new Date().toISOString()} — ${os.cpus().length} CPUs, Node ${process.version}, ${os.platform()} ${os.release()}`);
+  out.push(
+    `shmchannel benchmark — ${new Date().toISOString()} — ${os.cpus().length} CPUs, Node ${process.version}, ${os.platform()} ${os.release()}`,
+  );
   out.push(runsNote);
   out.push('');
   out.push('Figures (RT = request/response round trip, one in flight; CPU = both processes; GB = 1e9 bytes)');
   out.push(table(headers, valueRows));
   out.push('');
-  out.push(`Ratio to the unix socket row (${metrics.map((m) => `${m.column}: ${m.better === 'lower' ? 'lower' : 'higher'} is better`).join('; ')})`);
+  out.push(
+    `Ratio to the unix socket row (${metrics.map((m) => `${m.column}: ${m.better === 'lower' ? 'lower' : 'higher'} is better`).join('; ')})`,
+  );
   out.push(table(headers, ratioRows));
   out.push('');
   out.push('Spread across runs, (max - min) / median');
@@ -487,7 +580,13 @@ function report(entries: TransportEntry[], ran: string[]): void {
   const json = {
     date: new Date().toISOString(),
     durationSeconds: Math.round(seconds),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, platform: os.platform(), release: os.release(), node: process.version },
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model,
+      platform: os.platform(),
+      release: os.release(),
+      node: process.version,
+    },
     config,
     baseline: BASELINE,
     metrics: metrics.map((m) => ({ id: m.id, label: m.label, unit: m.unit, better: m.better })),
@@ -532,12 +631,18 @@ function report(entries: TransportEntry[], ran: string[]): void {
     footnote: entries
       .filter((e) => e.note !== undefined)
       .map((e) => `${e.label} ${e.note}`)
-      .concat(med(BASELINE, 'idle') < IDLE_RATIO_FLOOR_PCT && metrics.some((m) => m.id === 'idle') ? ['idle: socket ≈ 0 % of a core, ratios n/a'] : [])
+      .concat(
+        med(BASELINE, 'idle') < IDLE_RATIO_FLOOR_PCT && metrics.some((m) => m.id === 'idle')
+          ? ['idle: socket ≈ 0 % of a core, ratios n/a']
+          : [],
+      )
       .join('; '),
   });
   const svgPath = path.join(resultsDir, 'chart.svg');
   fs.writeFileSync(svgPath, svg);
-  process.stderr.write(`wrote ${path.relative(process.cwd(), jsonPath)} and ${path.relative(process.cwd(), svgPath)}\n`);
+  process.stderr.write(
+    `wrote ${path.relative(process.cwd(), jsonPath)} and ${path.relative(process.cwd(), svgPath)}\n`,
+  );
 }
 
 /** Informational: how shmchannel compares with the project's goals (never fails the run). */
@@ -545,18 +650,25 @@ function targetLines(ran: string[]): string[] {
   if (!ran.includes('shm')) return [];
   const med = (key: string, metric: string) => median(samples.get(key)?.get(metric) ?? []);
   const lines = ['Goals for shmchannel (informational, not assertions):'];
-  const check = (ok: boolean | null, text: string) => lines.push(`  [${ok === null ? ' - ' : ok ? 'met' : 'MISSED'}] ${text}`);
+  const check = (ok: boolean | null, text: string) =>
+    lines.push(`  [${ok === null ? ' - ' : ok ? 'met' : 'MISSED'}] ${text}`);
   const ratio = (metric: string) => med('shm', metric) / med(BASELINE, metric);
   const has = (metric: string) => Number.isFinite(med('shm', metric)) && Number.isFinite(med(BASELINE, metric));
   if (has('rt_p50')) check(ratio('rt_p50') <= 0.25, `round trip p50 <= 0.25x socket: ${ratio('rt_p50').toFixed(2)}x`);
-  if (has('notify64')) check(ratio('notify64') >= 5, `64 B notifications >= 5x socket msgs/s: ${ratio('notify64').toFixed(2)}x`);
-  if (has('payload1m')) check(ratio('payload1m') >= 3, `1 MiB payloads >= 3x socket GB/s: ${ratio('payload1m').toFixed(2)}x`);
-  if (Number.isFinite(med('shm', 'idle'))) check(med('shm', 'idle') < 1, `idle channel < 1% of a core: ${med('shm', 'idle').toFixed(3)}%`);
+  if (has('notify64'))
+    check(ratio('notify64') >= 5, `64 B notifications >= 5x socket msgs/s: ${ratio('notify64').toFixed(2)}x`);
+  if (has('payload1m'))
+    check(ratio('payload1m') >= 3, `1 MiB payloads >= 3x socket GB/s: ${ratio('payload1m').toFixed(2)}x`);
+  if (Number.isFinite(med('shm', 'idle')))
+    check(med('shm', 'idle') < 1, `idle channel < 1% of a core: ${med('shm', 'idle').toFixed(3)}%`);
   if (ran.includes('zmq')) {
-    const behind = METRICS.filter((m) => Number.isFinite(med('shm', m.id)) && Number.isFinite(med('zmq', m.id))).filter((m) =>
-      m.better === 'lower' ? med('shm', m.id) >= med('zmq', m.id) : med('shm', m.id) <= med('zmq', m.id),
+    const behind = METRICS.filter((m) => Number.isFinite(med('shm', m.id)) && Number.isFinite(med('zmq', m.id))).filter(
+      (m) => (m.better === 'lower' ? med('shm', m.id) >= med('zmq', m.id) : med('shm', m.id) <= med('zmq', m.id)),
     );
-    check(behind.length === 0, `ahead of zeromq on every row${behind.length ? `: behind on ${behind.map((m) => m.label).join(', ')}` : ''}`);
+    check(
+      behind.length === 0,
+      `ahead of zeromq on every row${behind.length ? `: behind on ${behind.map((m) => m.label).join(', ')}` : ''}`,
+    );
   } else {
     check(null, 'ahead of zeromq on every row: zeromq did not run');
   }

@@ -23,10 +23,13 @@ export interface Chart {
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-const fmtRatio = (r: number) => (r >= 10 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r >= 0.1 ? r.toFixed(2) : r.toPrecision(1)) + 'x';
+const fmtRatio = (r: number) =>
+  (r >= 10 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r >= 0.1 ? r.toFixed(2) : r.toPrecision(1)) + 'x';
 
 export function renderChart(chart: Chart): string {
-  const values = chart.groups.flatMap((g) => g.ratios).filter((r): r is number => r !== null && r > 0 && Number.isFinite(r));
+  const values = chart.groups
+    .flatMap((g) => g.ratios)
+    .filter((r): r is number => r !== null && r > 0 && Number.isFinite(r));
   let lo = Math.floor(Math.log2(Math.min(0.5, ...values)));
   let hi = Math.ceil(Math.log2(Math.max(2, ...values)));
   lo = Math.max(lo, -10);
@@ -64,7 +67,9 @@ export function renderChart(chart: Chart): string {
   for (let e = lo; e <= hi; e++) {
     const gy = y(2 ** e);
     const label = e >= 0 ? `${2 ** e}x` : `1/${2 ** -e}x`;
-    out.push(`<line x1="${left}" x2="${width - right}" y1="${gy}" y2="${gy}" stroke="${e === 0 ? '#333' : '#e3e3e3'}" stroke-width="${e === 0 ? 1.5 : 1}"/>`);
+    out.push(
+      `<line x1="${left}" x2="${width - right}" y1="${gy}" y2="${gy}" stroke="${e === 0 ? '#333' : '#e3e3e3'}" stroke-width="${e === 0 ? 1.5 : 1}"/>`,
+    );
     out.push(`<text x="${left - 8}" y="${gy + 4}" text-anchor="end" fill="#555">${label}</text>`);
   }
   out.push(
@@ -76,14 +81,18 @@ export function renderChart(chart: Chart): string {
       const x = gx + si * (barW + barGap);
       const color = chart.series[si].color;
       if (r === null || !(r > 0) || !Number.isFinite(r)) {
-        out.push(`<text x="${x + barW / 2}" y="${y1 - 4}" text-anchor="middle" font-size="9" fill="#888" transform="rotate(-90 ${x + barW / 2} ${y1 - 4})">n/a</text>`);
+        out.push(
+          `<text x="${x + barW / 2}" y="${y1 - 4}" text-anchor="middle" font-size="9" fill="#888" transform="rotate(-90 ${x + barW / 2} ${y1 - 4})">n/a</text>`,
+        );
         return;
       }
       const clamped = Math.min(2 ** hi, Math.max(2 ** lo, r));
       const yr = y(clamped);
       const yTop = Math.min(yr, y1);
       const h = Math.max(1, Math.abs(yr - y1));
-      out.push(`<rect x="${x}" y="${yTop}" width="${barW}" height="${h}" fill="${color}"><title>${esc(chart.series[si].name)}: ${fmtRatio(r)}</title></rect>`);
+      out.push(
+        `<rect x="${x}" y="${yTop}" width="${barW}" height="${h}" fill="${color}"><title>${esc(chart.series[si].name)}: ${fmtRatio(r)}</title></rect>`,
+      );
       const ty = r >= 1 ? yTop - 4 : yTop + h + 4;
       const anchor = r >= 1 ? 'start' : 'end';
       out.push(

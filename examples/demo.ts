@@ -64,7 +64,10 @@ async function main(): Promise<void> {
   clearTimeout(timer);
 
   let ok = true;
-  for (const [side, status] of [['server', serverStatus], ['client', clientStatus]] as const) {
+  for (const [side, status] of [
+    ['server', serverStatus],
+    ['client', clientStatus],
+  ] as const) {
     if (status !== 0) {
       console.error(`demo: the ${side} failed (${typeof status === 'number' ? `exit code ${status}` : status})`);
       ok = false;

@@ -10,7 +10,15 @@ import { closeAtExit, forgetAtExit, type ClosableAtExit } from './exit-cleanup';
 import { binding } from './load-addon';
 import { SegmentState, WakeEvent, type NativeChannel } from './native';
 import { OutboundQueue } from './outbound-queue';
-import { decodeRemoteError, EMPTY, FRAME_HEADER_SIZE, FrameKind, frameSize, MessageAssembler, protocolError } from './protocol';
+import {
+  decodeRemoteError,
+  EMPTY,
+  FRAME_HEADER_SIZE,
+  FrameKind,
+  frameSize,
+  MessageAssembler,
+  protocolError,
+} from './protocol';
 import { validateName } from './shared-memory';
 
 const debug = debuglog('shmchannel');
@@ -297,7 +305,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
         timeout === undefined
           ? undefined
           : setTimeout(() => {
-              subscriber.error(createError('ERR_TIMEOUT', `request ${id} on ${this.name} timed out after ${timeout} ms`));
+              subscriber.error(
+                createError('ERR_TIMEOUT', `request ${id} on ${this.name} timed out after ${timeout} ms`),
+              );
             }, timeout);
       return () => {
         if (timer !== undefined) clearTimeout(timer);
@@ -648,10 +658,16 @@ export class Channel implements ResponseSink, ClosableAtExit {
 }
 
 function checkOptions(o: ChannelOptions): void {
-  const wholeNumber = (key: keyof ChannelOptions, min: number, max: number, code: 'ERR_INVALID_SIZE' | 'ERR_INVALID_ARG_VALUE') => {
+  const wholeNumber = (
+    key: keyof ChannelOptions,
+    min: number,
+    max: number,
+    code: 'ERR_INVALID_SIZE' | 'ERR_INVALID_ARG_VALUE',
+  ) => {
     const v = o[key];
     if (v === undefined) return;
-    if (typeof v !== 'number') throw createError('ERR_INVALID_ARG_TYPE', `options.${key} must be a number, got ${typeof v}`);
+    if (typeof v !== 'number')
+      throw createError('ERR_INVALID_ARG_TYPE', `options.${key} must be a number, got ${typeof v}`);
     if (!Number.isInteger(v) || v < min || v > max) {
       throw createError(code, `options.${key} must be a whole number from ${min} to ${max}, got ${v}`);
     }

@@ -12,7 +12,10 @@ export function validateName(name: unknown): asserts name is string {
     binding.validateName(name);
   } catch (err) {
     const e = fromNativeError(err);
-    throw createError('ERR_INVALID_NAME', `invalid name ${JSON.stringify(name)}: ${e.message.replace(/^invalid name [^:]*: /, '')}`);
+    throw createError(
+      'ERR_INVALID_NAME',
+      `invalid name ${JSON.stringify(name)}: ${e.message.replace(/^invalid name [^:]*: /, '')}`,
+    );
   }
 }
 
@@ -58,7 +61,10 @@ export class SharedMemory {
     }
     const mode = options.permissions ?? 0o600;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
-      throw createError('ERR_INVALID_ARG_VALUE', `permissions must be a file mode from 0 to 0o777, got ${String(mode)}`);
+      throw createError(
+        'ERR_INVALID_ARG_VALUE',
+        `permissions must be a file mode from 0 to 0o777, got ${String(mode)}`,
+      );
     }
     return new SharedMemory(name, construct(name, size, true, mode));
   }

@@ -129,7 +129,11 @@ describe('Channel#notify()', function () {
       this.timeout(60000);
       const name = uniqueName('queue-full');
       // No client reads yet: a 4 KiB ring and a 16 KiB queue bound fill after ~20 messages.
-      const server = await openChannel(name, 'server', { ringCapacity: 4096, maxMessageSize: 1024, maxQueuedBytes: 16 * 1024 });
+      const server = await openChannel(name, 'server', {
+        ringCapacity: 4096,
+        maxMessageSize: 1024,
+        maxQueuedBytes: 16 * 1024,
+      });
       const accepted: string[] = [];
       let refused: unknown;
       for (let i = 0; i < 1000 && refused === undefined; i++) {

@@ -63,7 +63,9 @@ describe('Channel#request()', function () {
     expect(stats.arrivals).to.have.length(500);
     expect(stats.idCollisions).to.equal(0);
     for (const id of stats.arrivals) {
-      expect(Number.isInteger(id) && id >= 0 && id <= 0xffffffff, `id ${id} is a 32-bit unsigned integer`).to.equal(true);
+      expect(Number.isInteger(id) && id >= 0 && id <= 0xffffffff, `id ${id} is a 32-bit unsigned integer`).to.equal(
+        true,
+      );
     }
   });
 

@@ -70,7 +70,9 @@ describe('Channel in worker_threads', function () {
     const names = Array.from({ length: WORKERS + 1 }, (_, i) => uniqueName(`wt-many${i}`));
     const peers = await Promise.all(names.map((name) => Peer.spawn({ name, mode: 'server' })));
     await Promise.all(peers.map((peer) => peer.handle({ kind: 'upper' })));
-    const threads = await Promise.all(names.slice(0, WORKERS).map((name) => ThreadPeer.spawn({ name, mode: 'client' })));
+    const threads = await Promise.all(
+      names.slice(0, WORKERS).map((name) => ThreadPeer.spawn({ name, mode: 'client' })),
+    );
     const main = await openChannel(names[WORKERS], 'client');
     expect(new Set(threads.map((t) => t.threadId)).size).to.equal(WORKERS);
 
@@ -97,7 +99,9 @@ describe('Channel in worker_threads', function () {
     await thread.handleUpper();
     const client = await openChannel(name, 'client');
     expect((await lastValueFrom(client.request('between threads'))).toString('utf8')).to.equal('BETWEEN THREADS');
-    const received = new Promise<string>((resolve) => client.notifications$.subscribe((b) => resolve(b.toString('utf8'))));
+    const received = new Promise<string>((resolve) =>
+      client.notifications$.subscribe((b) => resolve(b.toString('utf8'))),
+    );
     await thread.notify('from the worker thread');
     expect(await received).to.equal('from the worker thread');
   });
@@ -118,7 +122,9 @@ describe('Channel in worker_threads', function () {
     server.requests$.subscribe((req) => req.respond(req.data));
     const next = await Peer.spawn({ name, mode: 'client' });
     await reaches(server, 'connected');
-    expect((await next.request({ text: 'after the worker' })).values.map((v) => v.text)).to.deep.equal(['after the worker']);
+    expect((await next.request({ text: 'after the worker' })).values.map((v) => v.text)).to.deep.equal([
+      'after the worker',
+    ]);
   });
 
   it('should let the server take the next client after a worker holding a client is terminated', async function () {

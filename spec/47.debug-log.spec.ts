@@ -27,9 +27,18 @@ describe('NODE_DEBUG=shmchannel', function () {
   it('should log the open of each end and the goodbye of the peer to stderr', async function () {
     const { name, stderr } = await runChild('shmchannel');
     const lines = debugLines(stderr);
-    expect(lines.some((l) => l.includes(`server ${name} open`)), stderr).to.equal(true);
-    expect(lines.some((l) => l.includes(`client ${name} open`)), stderr).to.equal(true);
-    expect(lines.some((l) => l.includes(`server ${name}: peer said goodbye`)), stderr).to.equal(true);
+    expect(
+      lines.some((l) => l.includes(`server ${name} open`)),
+      stderr,
+    ).to.equal(true);
+    expect(
+      lines.some((l) => l.includes(`client ${name} open`)),
+      stderr,
+    ).to.equal(true);
+    expect(
+      lines.some((l) => l.includes(`server ${name}: peer said goodbye`)),
+      stderr,
+    ).to.equal(true);
   });
 
   it('should log when shmchannel is one of several NODE_DEBUG sections', async function () {

@@ -112,7 +112,11 @@ describe('handleWith()', function () {
   it('should keep answering other requests after a handler failed', async function () {
     const { server, peer } = await serverOfPeer('hw-survive');
     server.requests$
-      .pipe(handleWith((data) => (data.toString() === 'boom' ? throwError(() => new Error('exploded')) : of(`ok ${data.toString()}`))))
+      .pipe(
+        handleWith((data) =>
+          data.toString() === 'boom' ? throwError(() => new Error('exploded')) : of(`ok ${data.toString()}`),
+        ),
+      )
       .subscribe();
     expect((await peer.request({ text: 'boom' })).error?.code).to.equal('ERR_REMOTE');
     expect(texts((await peer.request({ text: 'after' })).values)).to.deep.equal(['ok after']);
@@ -136,9 +140,7 @@ describe('handleWith()', function () {
   it('should unsubscribe the handler Observable when the caller times out', async function () {
     const { server, peer } = await serverOfPeer('hw-teardown');
     const tornDown = new Promise<void>((resolve) => {
-      server.requests$
-        .pipe(handleWith(() => new Observable<string>(() => () => resolve())))
-        .subscribe();
+      server.requests$.pipe(handleWith(() => new Observable<string>(() => () => resolve()))).subscribe();
     });
     const result = await peer.request({ text: 'wait forever', timeout: 300 });
     expect(result.error?.code).to.equal('ERR_TIMEOUT');

@@ -126,7 +126,11 @@ describe('maxMessageSize', function () {
     await peer.handle({ kind: 'sha256' });
     const client = await openChannel(name, 'client');
     // API.md lists it among request()'s errors; whether at call or subscription is not said.
-    await expectFailsCode(() => client.request(Buffer.alloc(MAX + 1)), (r) => lastValueFrom(r), 'ERR_MESSAGE_TOO_LARGE');
+    await expectFailsCode(
+      () => client.request(Buffer.alloc(MAX + 1)),
+      (r) => lastValueFrom(r),
+      'ERR_MESSAGE_TOO_LARGE',
+    );
     const [answer] = await ask(client, 'fits');
     expect(answer.toString()).to.equal(`4:${sha256(Buffer.from('fits'))}`);
     expect((await peer.stats()).texts).to.deep.equal(['fits']);

@@ -130,7 +130,11 @@ describe('Bad data', function () {
   it('should make request() fail with ERR_INVALID_ARG_TYPE for bad data, send nothing, and keep working', async function () {
     const { client, peer } = await clientOfEchoPeer();
     for (const bad of BAD_DATA) {
-      await expectFailsCode(() => client.request(bad as string), (r) => lastValueFrom(r), 'ERR_INVALID_ARG_TYPE');
+      await expectFailsCode(
+        () => client.request(bad as string),
+        (r) => lastValueFrom(r),
+        'ERR_INVALID_ARG_TYPE',
+      );
     }
     const values = await lastValueFrom(client.request('good').pipe(toArray()));
     expect(values.map((v) => v.toString())).to.deep.equal(['good']);
@@ -139,7 +143,11 @@ describe('Bad data', function () {
 
   it('should refuse a bad request timeout: ERR_INVALID_ARG_VALUE for a value, ERR_INVALID_ARG_TYPE for a type', async function () {
     const { client } = await clientOfEchoPeer();
-    await expectFailsCode(() => client.request('x', { timeout: -1 }), (r) => lastValueFrom(r), 'ERR_INVALID_ARG_VALUE');
+    await expectFailsCode(
+      () => client.request('x', { timeout: -1 }),
+      (r) => lastValueFrom(r),
+      'ERR_INVALID_ARG_VALUE',
+    );
     await expectFailsCode(
       () => client.request('x', { timeout: 'soon' as unknown as number }),
       (r) => lastValueFrom(r),

@@ -12,7 +12,9 @@ import { reaches } from './helpers/wait';
 const CAPACITY = 64 * 1024;
 
 /** A server here, an idle client peer, and the attacker's own mapping of their segment. */
-async function victimServer(label: string): Promise<{ server: Channel; peer: Peer; seg: Buffer; memory: SharedMemory }> {
+async function victimServer(
+  label: string,
+): Promise<{ server: Channel; peer: Peer; seg: Buffer; memory: SharedMemory }> {
   const name = uniqueName(label);
   const server = await openChannel(name, 'server', { ringCapacity: CAPACITY, pollWindowUs: 0 });
   const peer = await Peer.spawn({ name, mode: 'client' });
@@ -140,7 +142,10 @@ describe('A hostile peer writing into the segment', function () {
     const memory = SharedMemory.create(name, 512 + 2 * 4096);
     memory.buffer.fill(0xab);
     try {
-      const err = await expectRejectsCode(openChannel(name, 'client', { connectTimeout: 0 }), 'ERR_INCOMPATIBLE_SEGMENT');
+      const err = await expectRejectsCode(
+        openChannel(name, 'client', { connectTimeout: 0 }),
+        'ERR_INCOMPATIBLE_SEGMENT',
+      );
       expect(err.message).to.match(/magic|shmchannel/);
     } finally {
       memory.close();
@@ -187,7 +192,9 @@ describe('A hostile peer writing into the segment', function () {
       await client.stop();
       if (shmExists(name)) SharedMemory.unlink(name);
     }
-    console.log(`      hostile fuzz: ${rounds} rounds from seed ${baseSeed} (HOSTILE_SEED replays), ${mutations} mutations, ${protocolErrors} ERR_PROTOCOL reports, no crash, no hang`);
+    console.log(
+      `      hostile fuzz: ${rounds} rounds from seed ${baseSeed} (HOSTILE_SEED replays), ${mutations} mutations, ${protocolErrors} ERR_PROTOCOL reports, no crash, no hang`,
+    );
     expect(mutations).to.be.above(0);
   });
 });

@@ -74,7 +74,9 @@ describe('Channel#close() with messages still queued', function () {
     await writer.close();
     const received = await reader.collect(count);
     expect(received.length).to.equal(count);
-    expect(received.map((r) => Number(r.text?.split(':')[0]))).to.deep.equal(Array.from({ length: count }, (_, i) => i));
+    expect(received.map((r) => Number(r.text?.split(':')[0]))).to.deep.equal(
+      Array.from({ length: count }, (_, i) => i),
+    );
   });
 
   it('should warn with SHMCHANNEL_UNSENT, not drop silently, when the peer does not read within closeTimeout', async function () {

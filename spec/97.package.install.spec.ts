@@ -147,7 +147,11 @@ describe('The packed package, installed in a new project', function () {
 
   /** Runs a script of the consumer project with node, as its user would. */
   async function runInProject(file: string, args: string[] = []): Promise<CommandResult> {
-    return runCommand(process.execPath, [file, ...args], { cwd: project, env: consumerEnv(), timeoutMs: SCRIPT_TIMEOUT_MS });
+    return runCommand(process.execPath, [file, ...args], {
+      cwd: project,
+      env: consumerEnv(),
+      timeoutMs: SCRIPT_TIMEOUT_MS,
+    });
   }
 
   it('should carry a prebuilt linux-x64 binary, both entries with their types, and the docs', function () {
@@ -238,15 +242,28 @@ describe('The packed package, installed in a new project', function () {
     const result = await runInProject('exports.mjs');
     expect(result.code, describeResult('exports.mjs', result)).to.equal(0);
     const report = JSON.parse(result.stdout) as { esm: string[]; cjs: string[]; identical: boolean };
-    expect(report.cjs).to.include.members(['Channel', 'Mode', 'ShmChannelError', 'isShmChannelError', 'handleWith', 'SharedMemory']);
+    expect(report.cjs).to.include.members([
+      'Channel',
+      'Mode',
+      'ShmChannelError',
+      'isShmChannelError',
+      'handleWith',
+      'SharedMemory',
+    ]);
     expect(report.esm).to.deep.equal(report.cjs);
     expect(report.identical).to.equal(true);
   });
 
   it('should give TypeScript the types for import (.mts) and require (.cts)', async function () {
-    writeFileSync(path.join(project, 'esm.mts'), typeCheckSource("import { Channel, Mode, isShmChannelError } from 'shmchannel';"));
+    writeFileSync(
+      path.join(project, 'esm.mts'),
+      typeCheckSource("import { Channel, Mode, isShmChannelError } from 'shmchannel';"),
+    );
     // In a .cts file this import compiles to require() and resolves with the "require" condition.
-    writeFileSync(path.join(project, 'cjs.cts'), typeCheckSource("import { Channel, Mode, isShmChannelError } from 'shmchannel';"));
+    writeFileSync(
+      path.join(project, 'cjs.cts'),
+      typeCheckSource("import { Channel, Mode, isShmChannelError } from 'shmchannel';"),
+    );
     writeFileSync(
       path.join(project, 'tsconfig.json'),
       JSON.stringify({

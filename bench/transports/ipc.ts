@@ -64,7 +64,11 @@ export class IpcTransport implements Transport {
   roundTrip(payload: Buffer): Promise<Buffer> {
     return new Promise<Buffer>((resolve) => {
       this.pendingRoundTrip = resolve;
-      this.child!.send({ t: Type.REQUEST, id: (this.nextId = (this.nextId + 1) >>> 0), d: payload } satisfies IpcMessage);
+      this.child!.send({
+        t: Type.REQUEST,
+        id: (this.nextId = (this.nextId + 1) >>> 0),
+        d: payload,
+      } satisfies IpcMessage);
     });
   }
 

@@ -150,7 +150,8 @@ export class FrameReader {
     // Frames are consumed synchronously, so one buffer serves every frame that straddles
     // reads; it grows to the largest frame seen (a fresh multi-MiB Buffer per message would
     // cost a page fault per 4 KiB on first touch).
-    if (this.assembly.length < length) this.assembly = Buffer.allocUnsafeSlow(Math.max(length, 2 * this.assembly.length));
+    if (this.assembly.length < length)
+      this.assembly = Buffer.allocUnsafeSlow(Math.max(length, 2 * this.assembly.length));
     this.body = this.assembly.subarray(0, length);
     this.bodyFill = 0;
     this.bodyType = type;

@@ -64,7 +64,9 @@ export function forkPeer(kind: string, args: string[], serialization: 'json' | '
       child.off('message', onMessage);
     };
     child.on('message', onMessage);
-    child.once('exit', (code, signal) => reject(new Error(`peer-${kind} exited (${code ?? signal}) before it was ready`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`peer-${kind} exited (${code ?? signal}) before it was ready`)),
+    );
   });
   ready.catch(() => undefined);
   return {
@@ -108,7 +110,10 @@ export function peerLifecycle(shutdown: () => Promise<void> | void): { ready(): 
   return {
     ready: () => process.send?.({ lifecycle: 'ready' } satisfies Lifecycle),
     fail: (err: unknown) => {
-      process.send?.({ lifecycle: 'error', message: err instanceof Error ? err.message : String(err) } satisfies Lifecycle);
+      process.send?.({
+        lifecycle: 'error',
+        message: err instanceof Error ? err.message : String(err),
+      } satisfies Lifecycle);
       stop();
     },
   };

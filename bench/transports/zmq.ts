@@ -90,7 +90,9 @@ export class ZmqTransport implements Transport {
   roundTrip(payload: Buffer): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
       this.pendingRoundTrip = resolve;
-      this.socket!.send([header(this.head, Type.REQUEST, (this.nextId = (this.nextId + 1) >>> 0)), payload]).catch(reject);
+      this.socket!.send([header(this.head, Type.REQUEST, (this.nextId = (this.nextId + 1) >>> 0)), payload]).catch(
+        reject,
+      );
     });
   }
 

@@ -1,4 +1,15 @@
-import { catchError, endWith, from, ignoreElements, mergeMap, of, takeUntil, tap, type ObservableInput, type OperatorFunction } from 'rxjs';
+import {
+  catchError,
+  endWith,
+  from,
+  ignoreElements,
+  mergeMap,
+  of,
+  takeUntil,
+  tap,
+  type ObservableInput,
+  type OperatorFunction,
+} from 'rxjs';
 
 import type { Data } from '../data';
 import type { IncomingRequest } from '../incoming-request';

@@ -5,7 +5,10 @@ import { openChannel } from './resources';
 import { reaches } from './wait';
 
 /** A client in this process, connected to a server peer opened with `serverOptions`. */
-export async function clientOfPeer(label: string, serverOptions?: ChannelOptions): Promise<{ client: Channel; peer: Peer }> {
+export async function clientOfPeer(
+  label: string,
+  serverOptions?: ChannelOptions,
+): Promise<{ client: Channel; peer: Peer }> {
   const name = uniqueName(label);
   const peer = await Peer.spawn({ name, mode: 'server', options: serverOptions });
   const client = await openChannel(name, 'client');
@@ -13,7 +16,10 @@ export async function clientOfPeer(label: string, serverOptions?: ChannelOptions
 }
 
 /** A server in this process, opened with `serverOptions`, with a client peer connected. */
-export async function serverOfPeer(label: string, serverOptions?: ChannelOptions): Promise<{ server: Channel; peer: Peer }> {
+export async function serverOfPeer(
+  label: string,
+  serverOptions?: ChannelOptions,
+): Promise<{ server: Channel; peer: Peer }> {
   const name = uniqueName(label);
   const server = await openChannel(name, 'server', serverOptions);
   const peer = await Peer.spawn({ name, mode: 'client' });

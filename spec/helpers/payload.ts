@@ -9,7 +9,7 @@ export const MiB = 1024 * KiB;
  */
 export function patternBuffer(size: number, seed: number): Buffer {
   const words = new Uint32Array(Math.ceil(size / 4));
-  let x = (Math.imul(seed + 1, 0x9e3779b1) >>> 0) || 1;
+  let x = Math.imul(seed + 1, 0x9e3779b1) >>> 0 || 1;
   for (let i = 0; i < words.length; i++) {
     x ^= x << 13;
     x ^= x >>> 17;

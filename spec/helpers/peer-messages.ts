@@ -102,7 +102,6 @@ export type PeerEvent =
   | { event: 'fatal'; error: ErrorReport };
 
 export type PeerMessage =
-  | { type: 'reply'; seq: number; result?: unknown; error?: ErrorReport }
-  | ({ type: 'event' } & PeerEvent);
+  { type: 'reply'; seq: number; result?: unknown; error?: ErrorReport } | ({ type: 'event' } & PeerEvent);
 
 export type ParentMessage = { seq: number; command: PeerCommand };

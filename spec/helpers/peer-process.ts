@@ -173,10 +173,17 @@ async function requestPastBackpressure(text: string): Promise<Buffer> {
 /** Writes `count` flood messages as fast as backpressure allows, with requests in between. */
 async function flood(count: number, size: number, requests: number): Promise<FloodResult> {
   const message = Buffer.alloc(8 + size);
-  const result: FloodResult = { sent: 0, queueFullRetries: 0, maxQueuedBytes: 0, maxRssBytes: 0, requestsAnswered: 0, requestErrors: [] };
+  const result: FloodResult = {
+    sent: 0,
+    queueFullRetries: 0,
+    maxQueuedBytes: 0,
+    maxRssBytes: 0,
+    requestsAnswered: 0,
+    requestErrors: [],
+  };
   const every = Math.max(1, Math.floor(count / Math.max(1, requests)));
   const answers: Promise<void>[] = [];
-  for (let seq = 0; seq < count; ) {
+  for (let seq = 0; seq < count;) {
     if (requests > 0 && seq % every === 0 && answers.length < requests) {
       const text = `r${seq}`;
       answers.push(

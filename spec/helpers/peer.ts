@@ -71,9 +71,17 @@ export class Peer {
         ? {}
         : {
             execPath: 'setpriv',
-            execArgv: [`--reuid=${config.runAs.uid}`, `--regid=${config.runAs.gid}`, '--clear-groups', process.execPath],
+            execArgv: [
+              `--reuid=${config.runAs.uid}`,
+              `--regid=${config.runAs.gid}`,
+              '--clear-groups',
+              process.execPath,
+            ],
           };
-    this.child = fork(PEER_SCRIPT, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...asUser });
+    this.child = fork(PEER_SCRIPT, [JSON.stringify(config)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      ...asUser,
+    });
     Peer.live.add(this);
     this.child.on('message', (message: PeerMessage) => this.onMessage(message));
     this.exited = new Promise((resolve) => {

@@ -9,10 +9,7 @@ export interface ThreadConfig {
 }
 
 export type ThreadCommand =
-  | { cmd: 'notify'; text: string }
-  | { cmd: 'request'; text: string }
-  | { cmd: 'handle-upper' }
-  | { cmd: 'close' };
+  { cmd: 'notify'; text: string } | { cmd: 'request'; text: string } | { cmd: 'handle-upper' } | { cmd: 'close' };
 
 export interface ThreadErrorReport {
   message: string;

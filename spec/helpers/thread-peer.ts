@@ -36,7 +36,10 @@ export class ThreadPeer {
 
   private readonly worker: Worker;
   private nextSeq = 1;
-  private readonly replies = new Map<number, { resolve: (v: string | undefined) => void; reject: (e: Error) => void }>();
+  private readonly replies = new Map<
+    number,
+    { resolve: (v: string | undefined) => void; reject: (e: Error) => void }
+  >();
   private listeners: (() => void)[] = [];
   private running = true;
 
