@@ -209,6 +209,16 @@ describe('The packed package, installed in a new project', function () {
     expect(result.stdout.trim()).to.match(/node_modules\/shmchannel\/prebuilds\/linux-x64\/[^/]+\.node$/);
   });
 
+  it('should give the consumer a working shmchannel command (package bin)', async function () {
+    const bin = path.join(project, 'node_modules', '.bin', 'shmchannel');
+    const { version } = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    const versionRun = await runCommand(bin, ['--version'], { cwd: project, env: consumerEnv() });
+    expect(versionRun.code, describeResult('shmchannel --version', versionRun)).to.equal(0);
+    expect(versionRun.stdout.trim()).to.include(version);
+    const ls = await runCommand(bin, ['ls', '--json'], { cwd: project, env: consumerEnv() });
+    expect(ls.code, describeResult('shmchannel ls --json', ls)).to.equal(0);
+  });
+
   it('should answer a request between two processes from CommonJS (require)', async function () {
     writeFileSync(path.join(project, 'exchange.cjs'), cjsScript);
     const name = uniqueName('pkg-cjs');
