@@ -9,6 +9,9 @@ export const WakeEvent = {
   PEER_LOST: 2,
 } as const;
 
+/** What peerState() returns. */
+export const PeerState = { NONE: 0, ALIVE: 1, GONE: 2 } as const;
+
 /** `state` bits of the segment header (docs/PROTOCOL.md §1.1). */
 export const SegmentState = {
   SERVER_READY: 1,
@@ -36,6 +39,8 @@ export interface NativeChannel {
   info(): NativeChannelInfo;
   /** Server, while disarmed: forget the gone client, reset the rings, accept the next. */
   acceptNext(): void;
+  /** The peer as the waker would judge it now (PeerState). */
+  peerState(): number;
   ref(): void;
   unref(): void;
   /** Stops the waker, detaches; the server unlinks its segment. Idempotent. */

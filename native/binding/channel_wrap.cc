@@ -36,6 +36,7 @@ Napi::Function ChannelWrap::Init(Napi::Env env) {
                          InstanceMethod<&ChannelWrap::Arm>("arm"),
                          InstanceMethod<&ChannelWrap::Info>("info"),
                          InstanceMethod<&ChannelWrap::AcceptNext>("acceptNext"),
+                         InstanceMethod<&ChannelWrap::PeerState>("peerState"),
                          InstanceMethod<&ChannelWrap::Ref>("ref"),
                          InstanceMethod<&ChannelWrap::Unref>("unref"),
                          InstanceMethod<&ChannelWrap::Close>("close"),
@@ -48,7 +49,14 @@ ChannelWrap::ChannelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Chan
     throw Napi::TypeError::New(env, "Channel(role, name, ringCapacity, maxMessageSize, mode, onWake)");
   }
   channel_ = Open(info);
-  waker_ = std::make_unique<Waker>(env, channel_, info[5].As<Napi::Function>());
+  try {
+    waker_ = std::make_unique<Waker>(env, channel_, info[5].As<Napi::Function>());
+  } catch (...) {
+    // A constructor that throws gets no destructor: release the segment here.
+    shmch_close(channel_);
+    channel_ = nullptr;
+    throw;
+  }
   env_ = env;
   // A process that exits with the channel open still stops the thread and, for a server,
   // unlinks the segment.
@@ -159,6 +167,13 @@ void ChannelWrap::AcceptNext(const Napi::CallbackInfo& info) {
     shmch_error err{};
     ThrowStatus(env, s, err, "acceptNext");
   }
+}
+
+// peerState() -> 0 none, 1 alive, 2 gone (as the waker would judge it now)
+Napi::Value ChannelWrap::PeerState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  return Napi::Number::New(env, shmch_peer_state(channel_));
 }
 
 void ChannelWrap::Ref(const Napi::CallbackInfo& info) {

@@ -1,5 +1,8 @@
 #include "waker.h"
 
+#include <string>
+#include <system_error>
+
 namespace shmch_binding {
 
 namespace {
@@ -9,7 +12,13 @@ constexpr int kWaitTimeoutMs = 250;
 
 Waker::Waker(Napi::Env env, shmch_channel* channel, Napi::Function on_wake) : channel_(channel) {
   tsfn_ = Napi::ThreadSafeFunction::New(env, on_wake, "shmchannel waker", 0, 1);
-  thread_ = std::thread([this] { Run(); });
+  try {
+    thread_ = std::thread([this] { Run(); });
+  } catch (const std::system_error& e) {
+    // No thread: release the ThreadSafeFunction, or it would keep the event loop alive.
+    tsfn_.Release();
+    throw Napi::Error::New(env, std::string("cannot start the waker thread: ") + e.what());
+  }
 }
 
 Waker::~Waker() { Stop(); }

@@ -1,6 +1,7 @@
 // The C API of shmchannel.h: segment setup and validation, attach/accept, waiting, liveness.
 #include <errno.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -28,9 +29,14 @@ struct shmch_channel {
   uint32_t* own_sleeping = nullptr;
   // Latched on the first protocol violation: a corrupt ring is never read again.
   std::atomic<bool> failed{false};
-  // The peer we last saw, for liveness (copied out of the header when it attached).
-  uint32_t peer_pid = 0;
-  uint64_t peer_start_time = 0;
+  // The peer we last saw, for liveness (copied out of the header when it attached). Atomic:
+  // the waker thread reads and refreshes them while the JS thread may accept a new client.
+  std::atomic<uint32_t> peer_pid{0};
+  std::atomic<uint64_t> peer_start_time{0};
+  // A write got FULL: the waker must report when the reader frees space (see shmch_wait).
+  std::atomic<bool> writer_blocked{false};
+  // Server: since when a client holds the slot without having written its pid (ms, 0: not).
+  std::atomic<int64_t> pidless_since_ms{0};
 };
 
 namespace {
@@ -213,9 +219,11 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
     // The slot's holder said goodbye or died, and the server has not freed the slot yet
     // (it does at its next wake-up): not busy, just not ready. A holder that is still
     // between its attach and writing its pid (pid 0) counts as alive.
+    // A holder still without a pid is transient too: it writes its pid within
+    // microseconds (then a retry sees BUSY), or it died and the server frees the slot.
     bool leaving = (state & SHMCH_STATE_CLIENT_CLOSED) != 0 ||
-                   ((state & SHMCH_STATE_CLIENT_ATTACHED) != 0 && holder != 0 &&
-                    !process_alive(holder, holder_start));
+                   ((state & SHMCH_STATE_CLIENT_ATTACHED) != 0 &&
+                    (holder == 0 || !process_alive(holder, holder_start)));
     delete ch;
     if (leaving) return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "the previous client is leaving");
     if (err != nullptr) err->owner_pid = holder;
@@ -267,7 +275,7 @@ void shmch_get_info(shmch_channel* ch, shmch_info* info) {
   info->max_message_size = ch->max_message_size;
   info->max_frame_payload = max_frame_payload(ch->capacity);
   info->peer_pid = ch->role == SHMCH_SERVER ? __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE)
-                                            : ch->peer_pid;
+                                            : ch->peer_pid.load();
   info->client_epoch = read_u32(b, off::kClientEpoch);
   info->state = load_acquire(state_word(ch));
 }
@@ -279,6 +287,7 @@ shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t 
   if (length > max_frame_payload(ch->capacity)) return SHMCH_E_INVALID_ARG;
   shmch_status s = ch->writer.write(kind, id, total, payload, length);
   if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
+  if (s == SHMCH_E_FULL) ch->writer_blocked.store(true);
   return s;
 }
 
@@ -290,22 +299,33 @@ shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, si
   return s;
 }
 
+namespace {
+// A blocked writer whose reader has since freed space. Checked, like readable(), before and
+// after announcing sleep: the reader's doorbell ring may have come while the waker was
+// disarmed, before it looked at the bell, and would otherwise be lost.
+bool space_freed(shmch_channel* ch) {
+  return ch->writer_blocked.load() && ch->writer.waiting_cleared() && ch->writer_blocked.exchange(false);
+}
+}  // namespace
+
 int shmch_wait(shmch_channel* ch, int timeout_ms) {
   // A failed channel is never read again, so only the doorbell or the timeout ends the wait.
   bool failed = ch->failed.load(std::memory_order_relaxed);
   if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
+  if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
   // Read the bell before saying we sleep: a ring after this read makes the wait return.
   uint32_t seen = __atomic_load_n(ch->own_doorbell, __ATOMIC_SEQ_CST);
   store_seq_cst(ch->own_sleeping, 1);
   // Pairs with the writer's fence between publishing head and looking at our flag.
   fence_seq_cst();
-  if (!failed && ch->reader.readable()) {
+  if (!failed && (ch->reader.readable() || space_freed(ch))) {
     store_seq_cst(ch->own_sleeping, 0);
-    return SHMCH_WAIT_READABLE;
+    return ch->reader.readable() ? SHMCH_WAIT_READABLE : SHMCH_WAIT_WOKEN;
   }
   bool rang = doorbell_wait(ch->own_doorbell, seen, timeout_ms);
   store_seq_cst(ch->own_sleeping, 0);
   if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
+  if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
   return rang ? SHMCH_WAIT_WOKEN : SHMCH_WAIT_TIMEOUT;
 }
 
@@ -318,13 +338,29 @@ int shmch_peer_state(shmch_channel* ch) {
     if ((state & SHMCH_STATE_SERVER_CLOSED) != 0) return SHMCH_PEER_GONE;
     return process_alive(ch->peer_pid, ch->peer_start_time) ? SHMCH_PEER_ALIVE : SHMCH_PEER_GONE;
   }
-  if ((state & SHMCH_STATE_CLIENT_ATTACHED) == 0) return SHMCH_PEER_NONE;
+  if ((state & SHMCH_STATE_CLIENT_ATTACHED) == 0) {
+    ch->pidless_since_ms.store(0);
+    return SHMCH_PEER_NONE;
+  }
   uint32_t pid = __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE);
-  // Attached but pid not yet written: the client is between its CAS and its pid store.
-  if (pid == 0) return (state & SHMCH_STATE_CLIENT_CLOSED) ? SHMCH_PEER_GONE : SHMCH_PEER_ALIVE;
+  if (pid == 0) {
+    if ((state & SHMCH_STATE_CLIENT_CLOSED) != 0) return SHMCH_PEER_GONE;
+    // Attached but no pid yet: the client is between its attach and its pid store, which
+    // takes microseconds. One that stays pidless (it died right there) frees the slot.
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t now_ms = int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+    int64_t since = ch->pidless_since_ms.load();
+    if (since == 0) {
+      ch->pidless_since_ms.store(now_ms);
+      return SHMCH_PEER_ALIVE;
+    }
+    return now_ms - since > 2000 ? SHMCH_PEER_GONE : SHMCH_PEER_ALIVE;
+  }
+  ch->pidless_since_ms.store(0);
   if (pid != ch->peer_pid) {
-    ch->peer_pid = pid;
     ch->peer_start_time = read_u64(b, off::kClientStartTime);
+    ch->peer_pid = pid;
   }
   if ((state & SHMCH_STATE_CLIENT_CLOSED) != 0) return SHMCH_PEER_GONE;
   return process_alive(ch->peer_pid, ch->peer_start_time) ? SHMCH_PEER_ALIVE : SHMCH_PEER_GONE;
@@ -346,6 +382,8 @@ shmch_status shmch_accept_next(shmch_channel* ch) {
   write_u32(b, off::kClientEpoch, read_u32(b, off::kClientEpoch) + 1);
   ch->peer_pid = 0;
   ch->peer_start_time = 0;
+  ch->pidless_since_ms.store(0);
+  ch->writer_blocked.store(false);
   ch->failed.store(false);
   __atomic_fetch_and(state_word(ch), ~(SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED),
                      __ATOMIC_ACQ_REL);

@@ -47,6 +47,10 @@ void RingWriter::reset_to(uint32_t head) {
   store_release(word32(ring_.control, off::kHead), head);
 }
 
+bool RingWriter::waiting_cleared() const {
+  return load_acquire(word32(ring_.control, off::kWriterWaiting)) == 0;
+}
+
 shmch_status RingWriter::free_space(uint32_t* free) {
   uint32_t tail = load_acquire(word32(ring_.control, off::kTail));
   uint32_t used = head_ - tail;

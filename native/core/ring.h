@@ -25,6 +25,9 @@ class RingWriter {
                      uint32_t length);
   uint32_t head() const { return head_; }
   void reset_to(uint32_t head);
+  // After a FULL write: true once the reader has cleared writer_waiting, i.e. freed space
+  // (and rung our doorbell, which a sleeper that looked at the bell too late would miss).
+  bool waiting_cleared() const;
 
  private:
   shmch_status free_space(uint32_t* free);
