@@ -8,10 +8,11 @@ import { createError, fromNativeError, nativeReason, ShmChannelError } from './e
 import { IncomingRequest, type ResponseSink } from './incoming-request';
 import { closeAtExit, forgetAtExit, type ClosableAtExit } from './exit-cleanup';
 import { binding } from './load-addon';
-import { SegmentState, WakeEvent, type NativeChannel } from './native';
+import { PeerState, SegmentState, WakeEvent, type NativeChannel } from './native';
 import { OutboundQueue } from './outbound-queue';
 import {
   decodeRemoteError,
+  fitRemoteError,
   EMPTY,
   FRAME_HEADER_SIZE,
   FrameKind,
@@ -316,7 +317,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
           this.pendingRequests.delete(id);
           if (this.outbound !== undefined) {
             try {
-              this.send(FrameKind.CANCEL, id, EMPTY, true);
+              this.send(FrameKind.CANCEL, id, EMPTY, true, true);
             } catch (err) {
               // Teardown must not throw; a failed write has already failed the channel.
               debug('%s %s: cancel of %d not sent: %s', this.mode, this.name, id, (err as Error).message);
@@ -343,7 +344,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
   /** @internal ResponseSink: frames of the responses this end sends. */
   sendResponse(kind: number, id: number, data: Buffer): void {
     if (kind === FrameKind.RESPONSE) this.checkSize(data);
-    this.send(kind, id, data, kind !== FrameKind.RESPONSE);
+    // An error text longer than the peer accepts must still end the request.
+    const payload = kind === FrameKind.ERROR ? fitRemoteError(data, this.maxMessageSize) : data;
+    // Answers to requests already received still go out while close() delivers the queue.
+    this.send(kind, id, payload, kind !== FrameKind.RESPONSE, true);
   }
 
   /** @internal ClosableAtExit: the process is ending; release the segment synchronously. */
@@ -417,13 +421,18 @@ export class Channel implements ResponseSink, ClosableAtExit {
     }
   }
 
-  /** Drains, flushes and handles peer loss; undefined if the channel ended meanwhile. */
-  private pump(events: number): { read: boolean; more: boolean } | undefined {
+  /**
+   * Drains, flushes and handles peer loss: whether it read or sent anything, and whether it
+   * stopped reading for the budget. Undefined if the channel ended meanwhile.
+   */
+  private pump(events: number): { read: boolean; more: boolean; sent: boolean } | undefined {
     if (this.native === undefined) return undefined;
-    let result: { read: boolean; more: boolean };
+    let result: { read: boolean; more: boolean; sent: boolean };
     try {
-      result = this.drainInbound();
+      const { read, more } = this.drainInbound();
+      const queuedBefore = this.outbound?.bytesQueued ?? 0;
       this.outbound?.flush();
+      result = { read, more, sent: (this.outbound?.bytesQueued ?? 0) < queuedBefore };
       if ((events & WakeEvent.PEER_LOST) !== 0 && this.native !== undefined) this.onPeerGone();
     } catch (err) {
       this.fail(err);
@@ -447,8 +456,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
       return;
     }
     const now = performance.now();
-    if (r.read) this.pollDeadline = now + this.pollWindowMs;
-    if (r.more || now < this.pollDeadline || !(this.outbound?.isEmpty ?? true)) {
+    if (r.read || r.sent) this.pollDeadline = now + this.pollWindowMs;
+    // A queue waiting for a peer that does not read is no reason to spin: after the window the
+    // waker takes over, and it reports both freed space and a lost peer.
+    if (r.more || now < this.pollDeadline) {
       setImmediate(this.pollTick);
     } else {
       this.polling = false;
@@ -559,8 +570,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
       this.closeNow();
       return;
     }
-    // Only a client that attached can be lost; a stale event after acceptNext() is ignored.
+    // Only a client that attached can be lost, and only if it is still gone now: the event may
+    // be stale, from before a new client attached.
     if ((native.info().state & SegmentState.CLIENT_ATTACHED) === 0) return;
+    if (native.peerState() !== PeerState.GONE) return;
     debug('server %s: client is gone', this.name);
     this.loseRequests();
     this.outbound?.clear();
@@ -604,9 +617,13 @@ export class Channel implements ResponseSink, ClosableAtExit {
 
   // ---- helpers ----
 
-  /** Every outgoing message goes through here; a corrupt outbound ring fails the channel. */
-  private send(kind: number, id: number, data: Buffer, control = false): void {
-    const outbound = this.writable();
+  /**
+   * Every outgoing message goes through here; a corrupt outbound ring fails the channel.
+   * `duringClose`: allowed while close() still delivers the queue (answers, cancels).
+   */
+  private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): void {
+    const outbound =
+      duringClose && this.outbound !== undefined && this.native !== undefined ? this.outbound : this.writable();
     try {
       outbound.send(kind, id, data, control);
     } catch (err) {

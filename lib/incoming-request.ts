@@ -97,9 +97,10 @@ export class IncomingRequest {
   }
 
   private end(kind: number, payload: Buffer): void {
+    // Sent first: if sending throws, the request is still open and can be answered again.
+    this.sink.sendResponse(kind, this.id, payload);
     this.ended = true;
     this.sink.finished(this.id);
-    this.sink.sendResponse(kind, this.id, payload);
     this.cancelSubject.complete();
   }
 }

@@ -37,6 +37,28 @@ export function encodeRemoteError(err: unknown): Buffer {
   return Buffer.from(JSON.stringify(payload), 'utf8');
 }
 
+/**
+ * An ERROR payload that fits in `max` bytes: the message is shortened as needed (keeping the
+ * code), and at worst the payload is empty, which the requester still sees as ERR_REMOTE.
+ */
+export function fitRemoteError(payload: Buffer, max: number): Buffer {
+  if (payload.length <= max) return payload;
+  let parsed: RemoteErrorPayload;
+  try {
+    parsed = JSON.parse(payload.toString('utf8')) as RemoteErrorPayload;
+  } catch {
+    return EMPTY;
+  }
+  const { code, name } = parsed;
+  let message = String(parsed.message ?? '');
+  for (;;) {
+    const fitted = Buffer.from(JSON.stringify({ message, code, name }), 'utf8');
+    if (fitted.length <= max) return fitted;
+    if (message.length === 0) return EMPTY;
+    message = message.slice(0, Math.floor(message.length / 2));
+  }
+}
+
 /** The error a requester sees for an ERROR frame; garbage from the peer still yields an error. */
 export function decodeRemoteError(payload: Buffer): ShmChannelError {
   let parsed: Partial<RemoteErrorPayload> = {};
