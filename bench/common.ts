@@ -117,3 +117,63 @@ export function encodeJson(value: unknown): Buffer {
 export function decodeJson<T>(data: Uint8Array): T {
   return JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')) as T;
 }
+
+/** Frame types of the baseline transports (socket, ipc, zmq); shmchannel uses its own. */
+export const enum FrameType {
+  CONTROL = 1,
+  CONTROL_REPLY = 2,
+  REQUEST = 3,
+  RESPONSE = 4,
+  MESSAGE = 5,
+}
+
+/** What the bench side of a baseline transport awaits: one round trip at a time, control replies by id. */
+export class PendingReplies {
+  private nextId = 0;
+  private roundTrip: ((data: Buffer) => void) | undefined;
+  private readonly controls = new Map<number, (reply: ControlReply) => void>();
+
+  /** `send(id)` sends the request; resolves with its response (rejects if the send does). */
+  request(send: (id: number) => unknown): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => {
+      this.roundTrip = resolve;
+      settle(send(this.allocate()), reject);
+    });
+  }
+
+  /** `send(id)` sends the control message; resolves with its reply. */
+  control(send: (id: number) => unknown): Promise<ControlReply> {
+    return new Promise<ControlReply>((resolve, reject) => {
+      const id = this.allocate();
+      this.controls.set(id, resolve);
+      settle(send(id), reject);
+    });
+  }
+
+  response(data: Buffer): void {
+    const resolve = this.roundTrip;
+    this.roundTrip = undefined;
+    resolve?.(data);
+  }
+
+  controlReply(id: number, reply: ControlReply): void {
+    const resolve = this.controls.get(id);
+    this.controls.delete(id);
+    resolve?.(reply);
+  }
+
+  /** A RESPONSE or CONTROL_REPLY frame whose control reply travels as JSON; others are ignored. */
+  frame(type: number, id: number, body: Buffer): void {
+    if (type === FrameType.RESPONSE) this.response(body);
+    else if (type === FrameType.CONTROL_REPLY) this.controlReply(id, decodeJson<ControlReply>(body));
+  }
+
+  private allocate(): number {
+    this.nextId = (this.nextId + 1) >>> 0;
+    return this.nextId;
+  }
+}
+
+function settle(sent: unknown, reject: (err: unknown) => void): void {
+  if (sent instanceof Promise) sent.catch(reject);
+}

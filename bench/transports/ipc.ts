@@ -5,16 +5,8 @@
 // the completion callback of that message.
 import type { ChildProcess } from 'node:child_process';
 
-import { PeerLogic, type Control, type ControlReply } from '../common';
+import { FrameType as Type, PeerLogic, PendingReplies, type Control, type ControlReply } from '../common';
 import { forkPeer, isLifecycle, peerLifecycle, type Peer, type Transport } from './transport';
-
-const enum Type {
-  CONTROL = 1,
-  CONTROL_REPLY = 2,
-  REQUEST = 3,
-  RESPONSE = 4,
-  MESSAGE = 5,
-}
 
 interface IpcMessage {
   t: Type;
@@ -28,9 +20,7 @@ export class IpcTransport implements Transport {
   readonly key = 'ipc';
   private peer: Peer | undefined;
   private child: ChildProcess | undefined;
-  private nextId = 0;
-  private pendingRoundTrip: ((data: Buffer) => void) | undefined;
-  private readonly pendingControl = new Map<number, (reply: ControlReply) => void>();
+  private readonly replies = new PendingReplies();
   private sent = 0;
   private completed = 0;
   private waitFor = -1;
@@ -48,36 +38,18 @@ export class IpcTransport implements Transport {
     this.child = this.peer.child;
     this.child.on('message', (msg: IpcMessage) => {
       if (isLifecycle(msg)) return;
-      if (msg.t === Type.RESPONSE) {
-        const resolve = this.pendingRoundTrip;
-        this.pendingRoundTrip = undefined;
-        resolve?.(msg.d!);
-      } else if (msg.t === Type.CONTROL_REPLY) {
-        const resolve = this.pendingControl.get(msg.id);
-        this.pendingControl.delete(msg.id);
-        resolve?.(msg.c as ControlReply);
-      }
+      if (msg.t === Type.RESPONSE) this.replies.response(msg.d!);
+      else if (msg.t === Type.CONTROL_REPLY) this.replies.controlReply(msg.id, msg.c as ControlReply);
     });
     await this.peer.ready;
   }
 
   roundTrip(payload: Buffer): Promise<Buffer> {
-    return new Promise<Buffer>((resolve) => {
-      this.pendingRoundTrip = resolve;
-      this.child!.send({
-        t: Type.REQUEST,
-        id: (this.nextId = (this.nextId + 1) >>> 0),
-        d: payload,
-      } satisfies IpcMessage);
-    });
+    return this.replies.request((id) => this.child!.send({ t: Type.REQUEST, id, d: payload } satisfies IpcMessage));
   }
 
   control(msg: Control): Promise<ControlReply> {
-    return new Promise<ControlReply>((resolve) => {
-      const id = (this.nextId = (this.nextId + 1) >>> 0);
-      this.pendingControl.set(id, resolve);
-      this.child!.send({ t: Type.CONTROL, id, c: msg } satisfies IpcMessage);
-    });
+    return this.replies.control((id) => this.child!.send({ t: Type.CONTROL, id, c: msg } satisfies IpcMessage));
   }
 
   async sendMessages(n: number, payloads: readonly Buffer[]): Promise<void> {

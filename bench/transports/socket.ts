@@ -14,17 +14,18 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { decodeJson, encodeJson, PeerLogic, type Control, type ControlReply } from '../common';
+import {
+  decodeJson,
+  encodeJson,
+  FrameType as Type,
+  PeerLogic,
+  PendingReplies,
+  type Control,
+  type ControlReply,
+} from '../common';
 import { forkPeer, peerLifecycle, type Peer, type Transport } from './transport';
 
 const HEADER = 12;
-const enum Type {
-  CONTROL = 1,
-  CONTROL_REPLY = 2,
-  REQUEST = 3,
-  RESPONSE = 4,
-  MESSAGE = 5,
-}
 const CHUNK = 64 * 1024;
 /** Payloads at least this big are not copied into the chunk but written by reference. */
 const LARGE = 16 * 1024;
@@ -169,9 +170,7 @@ export class SocketTransport implements Transport {
   private socket: net.Socket | undefined;
   private writer: FrameWriter | undefined;
   private peer: Peer | undefined;
-  private nextId = 0;
-  private pendingRoundTrip: ((data: Buffer) => void) | undefined;
-  private readonly pendingControl = new Map<number, (reply: ControlReply) => void>();
+  private readonly replies = new PendingReplies();
 
   async setup(): Promise<void> {
     removeFile(this.path);
@@ -186,36 +185,17 @@ export class SocketTransport implements Transport {
     server.close(); // one connection is all we need
     this.socket = socket;
     this.writer = new FrameWriter(socket);
-    const reader = new FrameReader((type, id, data) => this.onFrame(type, id, data));
+    const reader = new FrameReader((type, id, data) => this.replies.frame(type, id, data));
     socket.on('data', (chunk: Buffer) => reader.push(chunk));
     socket.on('error', (err) => console.error('bench socket:', err.message));
   }
 
-  private onFrame(type: number, id: number, data: Buffer): void {
-    if (type === Type.RESPONSE) {
-      const resolve = this.pendingRoundTrip;
-      this.pendingRoundTrip = undefined;
-      resolve?.(data);
-    } else if (type === Type.CONTROL_REPLY) {
-      const resolve = this.pendingControl.get(id);
-      this.pendingControl.delete(id);
-      resolve?.(decodeJson<ControlReply>(data));
-    }
-  }
-
   roundTrip(payload: Buffer): Promise<Buffer> {
-    return new Promise<Buffer>((resolve) => {
-      this.pendingRoundTrip = resolve;
-      this.writer!.send(Type.REQUEST, (this.nextId = (this.nextId + 1) >>> 0), payload);
-    });
+    return this.replies.request((id) => this.writer!.send(Type.REQUEST, id, payload));
   }
 
   control(msg: Control): Promise<ControlReply> {
-    return new Promise<ControlReply>((resolve) => {
-      const id = (this.nextId = (this.nextId + 1) >>> 0);
-      this.pendingControl.set(id, resolve);
-      this.writer!.send(Type.CONTROL, id, encodeJson(msg));
-    });
+    return this.replies.control((id) => this.writer!.send(Type.CONTROL, id, encodeJson(msg)));
   }
 
   async sendMessages(n: number, payloads: readonly Buffer[]): Promise<void> {

@@ -10,18 +10,18 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { decodeJson, encodeJson, PeerLogic, type Control, type ControlReply } from '../common';
+import {
+  decodeJson,
+  encodeJson,
+  FrameType as Type,
+  PeerLogic,
+  PendingReplies,
+  type Control,
+  type ControlReply,
+} from '../common';
 import { forkPeer, peerLifecycle, type Peer, type Transport } from './transport';
 
 type Zmq = typeof import('zeromq');
-
-const enum Type {
-  CONTROL = 1,
-  CONTROL_REPLY = 2,
-  REQUEST = 3,
-  RESPONSE = 4,
-  MESSAGE = 5,
-}
 
 /** zeromq, or the reason it cannot be used here. */
 export function loadZmq(): { zmq: Zmq } | { error: string } {
@@ -49,9 +49,7 @@ export class ZmqTransport implements Transport {
   private inbox: InstanceType<Zmq['Pull']> | undefined;
   private peer: Peer | undefined;
   private readonly head = Buffer.alloc(8);
-  private nextId = 0;
-  private pendingRoundTrip: ((data: Buffer) => void) | undefined;
-  private readonly pendingControl = new Map<number, (reply: ControlReply) => void>();
+  private readonly replies = new PendingReplies();
 
   constructor(private readonly zmq: Zmq) {}
 
@@ -70,17 +68,7 @@ export class ZmqTransport implements Transport {
   private async receiveLoop(socket: InstanceType<Zmq['Pull']>): Promise<void> {
     try {
       for await (const [head, body] of socket) {
-        const type = head.readUInt32LE(0);
-        const id = head.readUInt32LE(4);
-        if (type === Type.RESPONSE) {
-          const resolve = this.pendingRoundTrip;
-          this.pendingRoundTrip = undefined;
-          resolve?.(body);
-        } else if (type === Type.CONTROL_REPLY) {
-          const resolve = this.pendingControl.get(id);
-          this.pendingControl.delete(id);
-          resolve?.(decodeJson<ControlReply>(body));
-        }
+        this.replies.frame(head.readUInt32LE(0), head.readUInt32LE(4), body);
       }
     } catch (err) {
       if (!socket.closed) console.error('bench zmq receive:', err);
@@ -88,20 +76,11 @@ export class ZmqTransport implements Transport {
   }
 
   roundTrip(payload: Buffer): Promise<Buffer> {
-    return new Promise<Buffer>((resolve, reject) => {
-      this.pendingRoundTrip = resolve;
-      this.socket!.send([header(this.head, Type.REQUEST, (this.nextId = (this.nextId + 1) >>> 0)), payload]).catch(
-        reject,
-      );
-    });
+    return this.replies.request((id) => this.socket!.send([header(this.head, Type.REQUEST, id), payload]));
   }
 
   control(msg: Control): Promise<ControlReply> {
-    return new Promise<ControlReply>((resolve, reject) => {
-      const id = (this.nextId = (this.nextId + 1) >>> 0);
-      this.pendingControl.set(id, resolve);
-      this.socket!.send([header(this.head, Type.CONTROL, id), encodeJson(msg)]).catch(reject);
-    });
+    return this.replies.control((id) => this.socket!.send([header(this.head, Type.CONTROL, id), encodeJson(msg)]));
   }
 
   async sendMessages(n: number, payloads: readonly Buffer[]): Promise<void> {
