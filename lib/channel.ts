@@ -115,6 +115,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private readonly pendingRequests = new Map<number, PendingRequest>();
   private readonly incomingRequests = new Map<number, IncomingRequest>();
   private lastRequestId = 0;
+  private drainWaiters: Array<{ resolve: () => void; reject: (err: ShmChannelError) => void }> = [];
 
   /** Lifecycle of this end: see ChannelState. Replays the current state to new subscribers. */
   readonly state$: Observable<ChannelState> = new Observable<ChannelState>((subscriber) => {
@@ -223,7 +224,11 @@ export class Channel implements ResponseSink, ClosableAtExit {
       }
     }
     this.native = undefined;
+    if (outbound?.isEmpty === true) this.settleDrainWaiters();
     outbound?.clear();
+    this.settleDrainWaiters(
+      this.failure ?? (this.state === 'peer-lost' ? peerLostError(this.name) : this.closedError()),
+    );
     native?.close();
     forgetAtExit(this);
     this.endRequests(() => this.closedError());
@@ -255,13 +260,25 @@ export class Channel implements ResponseSink, ClosableAtExit {
   }
 
   /**
-   * Sends a notification. When the ring is full it waits in a bounded queue; past
-   * maxQueuedBytes this throws ERR_QUEUE_FULL (nothing is sent): retry after the peer has
-   * read (e.g. on the next setImmediate), watching `queuedBytes`.
+   * Sends a notification. Returns true when it went straight into the ring, false when (part
+   * of) it waits in the outgoing queue because the ring is full: like `socket.write()`, keep
+   * sending if you must, but `await drained()` before the next burst. Past maxQueuedBytes this
+   * throws ERR_QUEUE_FULL (nothing is sent). The data is copied before this returns.
    */
-  notify(data: Data): void {
+  notify(data: Data): boolean {
     const payload = toBuffer(data, 'notification data');
-    this.send(FrameKind.NOTIFY, 0, this.checkSize(payload));
+    return this.send(FrameKind.NOTIFY, 0, this.checkSize(payload));
+  }
+
+  /**
+   * Resolves once nothing waits in the outgoing queue: every message sent so far is in the
+   * ring, for the peer to read. Rejects with ERR_PEER_LOST if the peer leaves first (what was
+   * queued for it is gone), or ERR_CHANNEL_CLOSED if the channel closes or is not open.
+   */
+  drained(): Promise<void> {
+    if (this.outbound === undefined || this.closed) return Promise.reject(this.closedError());
+    if (this.outbound.isEmpty) return Promise.resolve();
+    return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
   }
 
   /** Bytes waiting in the outgoing queue for room in the ring (0 when the peer keeps up). */
@@ -432,6 +449,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
       const { read, more } = this.drainInbound();
       const queuedBefore = this.outbound?.bytesQueued ?? 0;
       this.outbound?.flush();
+      if (this.outbound?.isEmpty === true) this.settleDrainWaiters();
       result = { read, more, sent: (this.outbound?.bytesQueued ?? 0) < queuedBefore };
       if ((events & WakeEvent.PEER_LOST) !== 0 && this.native !== undefined) this.onPeerGone();
     } catch (err) {
@@ -577,6 +595,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
     debug('server %s: client is gone', this.name);
     this.loseRequests();
     this.outbound?.clear();
+    this.settleDrainWaiters(
+      createError('ERR_PEER_LOST', `the client of ${this.name} left before reading what was queued`),
+    );
     this.assembler.reset();
     native.acceptNext();
     this.stateSubject.next('open');
@@ -584,7 +605,18 @@ export class Channel implements ResponseSink, ClosableAtExit {
 
   private loseRequests(): void {
     if (this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
-    this.endRequests(() => createError('ERR_PEER_LOST', `the peer of ${this.name} went away`));
+    this.endRequests(() => peerLostError(this.name));
+  }
+
+  /** Resolves every drained() waiter, or rejects them all with `err`. */
+  private settleDrainWaiters(err?: ShmChannelError): void {
+    if (this.drainWaiters.length === 0) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) {
+      if (err === undefined) w.resolve();
+      else w.reject(err);
+    }
   }
 
   private endRequests(makeError: () => ShmChannelError): void {
@@ -621,11 +653,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
    * Every outgoing message goes through here; a corrupt outbound ring fails the channel.
    * `duringClose`: allowed while close() still delivers the queue (answers, cancels).
    */
-  private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): void {
+  private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): boolean {
     const outbound =
       duringClose && this.outbound !== undefined && this.native !== undefined ? this.outbound : this.writable();
+    let inRing: boolean;
     try {
-      outbound.send(kind, id, data, control);
+      inRing = outbound.send(kind, id, data, control);
     } catch (err) {
       if (err instanceof ShmChannelError) throw err;
       const error = fromNativeError(err);
@@ -633,6 +666,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
       throw error;
     }
     this.startPolling();
+    return inRing;
   }
 
   private writable(): OutboundQueue {
@@ -672,6 +706,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private closedError(): ShmChannelError {
     return createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is closed`);
   }
+}
+
+function peerLostError(name: string): ShmChannelError {
+  return createError('ERR_PEER_LOST', `the peer of ${name} went away`);
 }
 
 function checkOptions(o: ChannelOptions): void {

@@ -41,12 +41,13 @@ export class OutboundQueue {
   /**
    * Sends a message now or queues it. `control` frames (cancel, complete, error, bye) are
    * small and bounded by the requests in flight, so they bypass the bound: a cancel must not
-   * fail for lack of room.
+   * fail for lack of room. True when the whole message went into the ring, false when (part of)
+   * it waits here.
    */
-  send(kind: number, id: number, data: Buffer, control = false): void {
+  send(kind: number, id: number, data: Buffer, control = false): boolean {
     const m: OutgoingMessage = { kind, id, total: data.length, rest: data, written: 0 };
     if (this.isEmpty) {
-      if (this.writeFragments(m)) return;
+      if (this.writeFragments(m)) return true;
     } else if (!control && this.queuedBytes + data.length > this.maxQueuedBytes) {
       throw createError(
         'ERR_QUEUE_FULL',
@@ -59,6 +60,7 @@ export class OutboundQueue {
     m.written = 0;
     this.queue.push(m);
     this.queuedBytes += m.rest.length;
+    return false;
   }
 
   /** Writes queued messages until the ring is full again or the queue is empty. */

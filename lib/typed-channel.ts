@@ -154,9 +154,12 @@ export class TypedChannel<N = Buffer, Req = Buffer, Res = Buffer> {
     );
   }
 
-  /** Encodes and sends a notification. Throws ERR_CODEC (nothing sent) if it cannot be encoded. */
-  notify(value: N): void {
-    this.channel.notify(encodeWith(this.notificationCodec, value, 'notification'));
+  /**
+   * Encodes and sends a notification; returns like {@link Channel.notify} (false: await
+   * `channel.drained()`). Throws ERR_CODEC (nothing sent) if it cannot be encoded.
+   */
+  notify(value: N): boolean {
+    return this.channel.notify(encodeWith(this.notificationCodec, value, 'notification'));
   }
 
   /**

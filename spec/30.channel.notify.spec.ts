@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { firstValueFrom, take, toArray } from 'rxjs';
 
 import type { Channel } from '../lib/index';
+import { expectRejectsCode } from './helpers/expect-error';
 import { uniqueName } from './helpers/names';
 import { sha256 } from './helpers/payload';
 import { Peer } from './helpers/peer';
@@ -150,6 +151,80 @@ describe('Channel#notify()', function () {
       const peer = await Peer.spawn({ name, mode: 'client' });
       const received = await peer.collect(accepted.length);
       expect(received.map((r) => r.text)).to.deep.equal(accepted);
+    });
+
+    it('should return false from notify() once the ring is full, and resolve drained() when the peer has read it', async function () {
+      const name = uniqueName('drained');
+      const server = await openChannel(name, 'server', { ringCapacity: 4096, maxMessageSize: 1024 });
+      await server.drained(); // nothing waits: resolves at once
+      const sent: string[] = [];
+      let inRing = true;
+      while (inRing) {
+        const text = `${sent.length}:`.padEnd(1000, '.');
+        inRing = server.notify(text);
+        sent.push(text);
+      }
+      expect(sent.length, 'a 4 KiB ring holds a few 1000-byte messages').to.be.within(2, 8);
+      expect(server.queuedBytes).to.be.above(0);
+      let drained = false;
+      const draining = server.drained().then(() => (drained = true));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(drained, 'nobody has read yet').to.equal(false);
+      const peer = await Peer.spawn({ name, mode: 'client' });
+      const received = peer.collect(sent.length);
+      await draining;
+      expect(server.queuedBytes).to.equal(0);
+      expect((await received).map((r) => r.text)).to.deep.equal(sent);
+    });
+
+    it('should keep the queue within one message when the sender awaits drained() on false', async function () {
+      this.timeout(60000);
+      const name = uniqueName('drained-loop');
+      const server = await openChannel(name, 'server', { ringCapacity: 4096, maxMessageSize: 1024 });
+      const peer = await Peer.spawn({ name, mode: 'client' });
+      await reaches(server, 'connected');
+      const count = 5000;
+      const received = peer.collect(count);
+      let waits = 0;
+      let maxQueued = 0;
+      for (let i = 0; i < count; i++) {
+        const inRing = server.notify(`${i}:`.padEnd(700, '.'));
+        maxQueued = Math.max(maxQueued, server.queuedBytes);
+        if (!inRing) {
+          waits++;
+          await server.drained();
+        }
+      }
+      const texts = (await received).map((r) => r.text?.split(':')[0]);
+      expect(texts).to.deep.equal(Array.from({ length: count }, (_, i) => String(i)));
+      expect(waits, 'a 4 KiB ring must fill many times over').to.be.above(10);
+      expect(maxQueued).to.be.at.most(700);
+    });
+
+    it('should reject drained() with ERR_PEER_LOST when the reader dies before reading', async function () {
+      const name = uniqueName('drained-lost');
+      const server = await openChannel(name, 'server', { ringCapacity: 4096 });
+      const peer = await Peer.spawn({ name, mode: 'client' });
+      await reaches(server, 'connected');
+      process.kill(peer.pid, 'SIGSTOP');
+      while (server.notify(Buffer.alloc(512)));
+      const draining = server.drained();
+      await peer.kill('SIGKILL');
+      await expectRejectsCode(draining, 'ERR_PEER_LOST');
+      expect(server.isOpen, 'a server outlives its client').to.equal(true);
+      await server.drained();
+    });
+
+    it('should reject drained() with ERR_CHANNEL_CLOSED when closed with data waiting, or not open', async function () {
+      const name = uniqueName('drained-closed');
+      const server = await openChannel(name, 'server', { ringCapacity: 4096, closeTimeout: 20 });
+      while (server.notify(Buffer.alloc(512)));
+      const draining = server.drained();
+      const warned = new Promise((resolve) => process.once('warning', resolve));
+      await server.close();
+      await expectRejectsCode(draining, 'ERR_CHANNEL_CLOSED');
+      expect(((await warned) as { code?: string }).code).to.equal('SHMCHANNEL_UNSENT');
+      await expectRejectsCode(server.drained(), 'ERR_CHANNEL_CLOSED');
     });
   });
 });

@@ -6,8 +6,8 @@
 //               the first 4 bytes of the payload (shmchannel has no user header).
 import { lastValueFrom, of } from 'rxjs';
 
-import { Channel, handleWith, isShmChannelError, SharedMemory } from '../../lib/index';
-import { decodeJson, encodeJson, nextTurn, OP_ECHO, PeerLogic, type Control, type ControlReply } from '../common';
+import { Channel, handleWith, SharedMemory } from '../../lib/index';
+import { decodeJson, encodeJson, OP_ECHO, PeerLogic, type Control, type ControlReply } from '../common';
 import { forkPeer, peerLifecycle, type Peer, type Transport } from './transport';
 
 let instances = 0;
@@ -40,16 +40,8 @@ export class ShmTransport implements Transport {
     for (let i = 0; i < n; i++) {
       const p = payloads[i % count];
       if (stampSeq) p.writeUInt32LE(i, 0);
-      for (;;) {
-        try {
-          ch.notify(p);
-          break;
-        } catch (err) {
-          // The bounded outgoing queue is full: let the event loop flush it, then retry.
-          if (!isShmChannelError(err, 'ERR_QUEUE_FULL')) throw err;
-          await nextTurn();
-        }
-      }
+      // The ring is full and the rest waits in the queue: let the peer catch up first.
+      if (!ch.notify(p)) await ch.drained();
     }
   }
 

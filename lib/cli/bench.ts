@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { firstValueFrom } from 'rxjs';
 
 import { Channel } from '../channel';
-import { createError, isShmChannelError } from '../errors';
+import { createError } from '../errors';
 import { COMMON_HELP, ExitCode, positiveNumberOption, type Command } from './command';
 import { printJson, printLine } from './output';
 import { bar, ProgressLine } from './progress';
@@ -14,8 +14,6 @@ import { onStopSignal, type StopSignal } from './signals';
 const MESSAGE_SIZE = 64;
 const DEFAULT_SECONDS = 4;
 const NOTIFY_BATCH = 256;
-// Keep the flood's outgoing queue short: the point is the ring's throughput, not RAM.
-const QUEUE_HIGH_WATER = 256 * 1024;
 
 export interface BenchResult {
   seconds: number;
@@ -145,23 +143,18 @@ async function measure(client: Channel, seconds: number, stop: StopSignal): Prom
       progress.update(`${bar(overall())}  round trips ${latencies.length}`);
     }
 
-    // Notifications as fast as the ring takes them; a request after the last one returns only
-    // once the server has read them all (one ordered stream per direction).
+    // Notifications as fast as the ring takes them, waiting whenever it is full; a request
+    // after the last one returns only once the server has read them all (one ordered stream
+    // per direction).
     let sent = 0;
     const nStart = performance.now();
     while (!stopped && performance.now() - nStart < phaseMs) {
-      for (let i = 0; i < NOTIFY_BATCH; i++) {
-        try {
-          client.notify(payload);
-          sent += 1;
-        } catch (err) {
-          if (!isShmChannelError(err, 'ERR_QUEUE_FULL')) throw err;
-          break;
-        }
+      for (let i = 0; i < NOTIFY_BATCH && !stopped; i++) {
+        sent += 1;
+        if (!client.notify(payload)) await client.drained();
       }
-      // Let the waker move the queue into the ring as the server reads.
+      // Progress, and a turn for timers and signals, between batches.
       await new Promise(setImmediate);
-      while (client.queuedBytes > QUEUE_HIGH_WATER && !stopped) await new Promise(setImmediate);
       progress.update(`${bar(overall())}  notifications ${sent}`);
     }
     if (!stopped) await firstValueFrom(client.request(payload));
