@@ -75,6 +75,9 @@ const MIN_QUEUE_BOUND = 64 << 20;
 const CONNECT_RETRY_MS = 25;
 // Bytes drained per event-loop turn before yielding to other work (timers, I/O).
 const DRAIN_BUDGET_RINGS = 4;
+// Received messages up to this size share slabs of up to SLAB_BYTES (see copySmallFrames).
+const SLAB_MAX_MESSAGE = 1024;
+const SLAB_BYTES = 16 * 1024;
 
 interface PendingRequest {
   subscriber: Subscriber<Buffer>;
@@ -178,7 +181,13 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.readBuffer = Buffer.allocUnsafeSlow(info.ringCapacity);
     const queueBound =
       this.options.maxQueuedBytes ?? Math.max(MIN_QUEUE_BOUND, info.maxMessageSize + info.ringCapacity);
-    this.outbound = new OutboundQueue(this.native, info.maxFramePayload, Math.max(queueBound, info.maxMessageSize));
+    this.outbound = new OutboundQueue(
+      this.native,
+      info.ringCapacity,
+      info.maxFramePayload,
+      Math.max(queueBound, info.maxMessageSize),
+      (err) => this.fail(err),
+    );
     if (!this.referenced) this.native.unref();
     closeAtExit(this);
     debug('%s %s open: ring %d B, max message %d B', this.mode, this.name, info.ringCapacity, info.maxMessageSize);
@@ -211,6 +220,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
       try {
         outbound.flush();
         outbound.send(FrameKind.BYE, 0, EMPTY, true);
+        outbound.flush();
       } catch (err) {
         debug('%s %s: goodbye not sent: %s', this.mode, this.name, (err as Error).message);
       }
@@ -277,6 +287,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
    */
   drained(): Promise<void> {
     if (this.outbound === undefined || this.closed) return Promise.reject(this.closedError());
+    try {
+      this.outbound.flush();
+    } catch (err) {
+      this.fail(err);
+      return Promise.reject(this.failure ?? fromNativeError(err));
+    }
     if (this.outbound.isEmpty) return Promise.resolve();
     return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
   }
@@ -370,6 +386,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
   /** @internal ClosableAtExit: the process is ending; release the segment synchronously. */
   closeAtExit(): void {
     const native = this.native;
+    try {
+      // What this tick batched is still ours to send.
+      this.outbound?.flush();
+    } catch (err) {
+      debug('%s %s: batch not written at exit: %s', this.mode, this.name, (err as Error).message);
+    }
     this.native = undefined;
     native?.close();
   }
@@ -500,6 +522,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
       if (n === 0) return { read, more: false };
       read = true;
       let at = 0;
+      let slab: Buffer = EMPTY;
+      let slabStart = 0;
       while (at < n) {
         if (n - at < FRAME_HEADER_SIZE) throw protocolError('truncated frame in read batch');
         const length = batch.readUInt32LE(at);
@@ -508,9 +532,19 @@ export class Channel implements ResponseSink, ClosableAtExit {
         const total = batch.readUInt32LE(at + 12);
         const size = frameSize(length);
         if (at + size > n) throw protocolError('frame overruns read batch');
-        const chunk = batch.subarray(at + FRAME_HEADER_SIZE, at + FRAME_HEADER_SIZE + length);
+        let message: Buffer | undefined;
+        if (length === total && length <= SLAB_MAX_MESSAGE && length > 0) {
+          // A whole small message: a view of a slab copied from the batch (the batch is reused).
+          if (at + size > slabStart + slab.length) {
+            slab = copySmallFrames(batch, at, n);
+            slabStart = at;
+          }
+          const from = at - slabStart + FRAME_HEADER_SIZE;
+          message = slab.subarray(from, from + length);
+        } else {
+          message = this.assembler.push(total, batch.subarray(at + FRAME_HEADER_SIZE, at + FRAME_HEADER_SIZE + length));
+        }
         at += size;
-        const message = this.assembler.push(total, chunk);
         if (message !== undefined) this.dispatch(kind, id, message);
         // A handler may have closed the channel, or a BYE reset it: the rest of the batch is moot.
         if (this.native === undefined || kind === FrameKind.BYE) return { read, more: false };
@@ -706,6 +740,26 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private closedError(): ShmChannelError {
     return createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is closed`);
   }
+}
+
+/**
+ * A copy of the run of whole small messages that starts at `at` in a read batch, up to
+ * SLAB_BYTES: one allocation and one copy for many messages, each then handed out as a view.
+ * Small slabs bound what one message a subscriber keeps can hold alive, as Node's own
+ * Buffer pool does.
+ */
+function copySmallFrames(batch: Buffer, at: number, n: number): Buffer {
+  let end = at;
+  while (end + FRAME_HEADER_SIZE <= n) {
+    const length = batch.readUInt32LE(end);
+    if (length !== batch.readUInt32LE(end + 12) || length > SLAB_MAX_MESSAGE) break;
+    const next = end + frameSize(length);
+    if (next - at > SLAB_BYTES || next > n) break;
+    end = next;
+  }
+  const slab = Buffer.allocUnsafeSlow(end - at);
+  batch.copy(slab, 0, at, end);
+  return slab;
 }
 
 function peerLostError(name: string): ShmChannelError {

@@ -32,6 +32,11 @@ export interface NativeChannelInfo {
 export interface NativeChannel {
   /** Appends one frame; false when it does not fit now (retry after the next wake). */
   write(kind: number, id: number, total: number, payload: Uint8Array): boolean;
+  /**
+   * Appends the longest prefix of whole one-frame messages in frames[0, length) (wire layout)
+   * that fits; returns the bytes taken (fewer than length: retry after the next wake).
+   */
+  writeFrames(frames: Uint8Array, length: number): number;
   /** Copies whole validated frames into target; returns the byte count (0: nothing to read). */
   read(target: Uint8Array): number;
   /** Lets the waker thread sleep on the doorbell again; call after draining. */

@@ -32,6 +32,7 @@ Napi::Function ChannelWrap::Init(Napi::Env env) {
   return DefineClass(env, "Channel",
                      {
                          InstanceMethod<&ChannelWrap::Write>("write"),
+                         InstanceMethod<&ChannelWrap::WriteFrames>("writeFrames"),
                          InstanceMethod<&ChannelWrap::Read>("read"),
                          InstanceMethod<&ChannelWrap::Arm>("arm"),
                          InstanceMethod<&ChannelWrap::Info>("info"),
@@ -118,6 +119,27 @@ Napi::Value ChannelWrap::Write(const Napi::CallbackInfo& info) {
   if (s == SHMCH_E_FULL) return Napi::Boolean::New(env, false);
   shmch_error err{};
   ThrowStatus(env, s, err, s == SHMCH_E_PROTOCOL ? "peer corrupted the outbound ring" : "write rejected");
+}
+
+// writeFrames(frames: Uint8Array, length) -> bytes of whole frames taken from the front
+// (fewer than length: the ring is full, retry on wake)
+Napi::Value ChannelWrap::WriteFrames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  if (info.Length() < 2 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(env, "writeFrames(frames: Uint8Array, length)");
+  }
+  auto frames = info[0].As<Napi::Uint8Array>();
+  uint32_t length = U32Arg(info, 1, "length");
+  if (length > frames.ByteLength()) throw Napi::RangeError::New(env, "length exceeds the frames buffer");
+  size_t consumed = 0;
+  shmch_status s = shmch_write_frames(channel_, frames.Data(), length, &consumed);
+  if (s != SHMCH_OK) {
+    shmch_error err{};
+    ThrowStatus(env, s, err, s == SHMCH_E_PROTOCOL ? "peer corrupted the outbound ring" : "frames rejected");
+  }
+  return Napi::Number::New(env, static_cast<double>(consumed));
 }
 
 // read(target: Uint8Array) -> number of bytes of whole frames copied into target

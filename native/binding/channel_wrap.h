@@ -19,6 +19,7 @@ class ChannelWrap : public Napi::ObjectWrap<ChannelWrap> {
 
  private:
   Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value WriteFrames(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
   void Arm(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);

@@ -291,6 +291,18 @@ shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t 
   return s;
 }
 
+shmch_status shmch_write_frames(shmch_channel* ch, const uint8_t* frames, size_t length,
+                                size_t* consumed) {
+  *consumed = 0;
+  if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
+  shmch_status s = ch->writer.write_frames(frames, length, ch->max_message_size,
+                                           max_frame_payload(ch->capacity), consumed);
+  if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
+  // Not all taken: the ring is full and space_for() announced the wait.
+  if (s == SHMCH_OK && *consumed < length) ch->writer_blocked.store(true);
+  return s;
+}
+
 shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, size_t* written) {
   *written = 0;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;

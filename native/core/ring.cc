@@ -73,6 +73,27 @@ void RingWriter::copy_in(uint32_t pos, const void* src, uint32_t n) {
   std::memcpy(ring_.data, static_cast<const uint8_t*>(src) + first, n - first);
 }
 
+shmch_status RingWriter::space_for(uint32_t need, uint32_t* free) {
+  // The tail we saw last can only be behind the real one: if the frame fits by it, it fits.
+  // Reloading the reader's tail on every frame would miss the cache on every frame.
+  *free = ring_.capacity - (head_ - last_tail_);
+  if (*free >= need) return SHMCH_OK;
+  shmch_status s = free_space(free);
+  if (s != SHMCH_OK || *free >= need) return s;
+  // Say we wait, then look again: either we see the space the reader freed, or the
+  // reader sees our flag (both seq_cst) and posts our doorbell.
+  store_seq_cst(word32(ring_.control, off::kWriterWaiting), 1);
+  fence_seq_cst();
+  return free_space(free);
+}
+
+void RingWriter::publish(uint32_t bytes) {
+  head_ += bytes;
+  store_release(word32(ring_.control, off::kHead), head_);
+  fence_seq_cst();
+  ring_if_set(peer_sleeping_, peer_doorbell_);
+}
+
 shmch_status RingWriter::write(uint8_t kind, uint32_t id, uint32_t total, const uint8_t* payload,
                                uint32_t length) {
   if (!known_kind(kind) || length > total || (length > 0 && payload == nullptr) ||
@@ -80,30 +101,56 @@ shmch_status RingWriter::write(uint8_t kind, uint32_t id, uint32_t total, const 
     return SHMCH_E_INVALID_ARG;
   }
   uint32_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(length);
-  // The tail we saw last can only be behind the real one: if the frame fits by it, it fits.
-  // Reloading the reader's tail on every frame would miss the cache on every frame.
-  uint32_t free = ring_.capacity - (head_ - last_tail_);
-  shmch_status s = SHMCH_OK;
-  if (free < frame_size) s = free_space(&free);
+  uint32_t free = 0;
+  shmch_status s = space_for(frame_size, &free);
   if (s != SHMCH_OK) return s;
-  if (free < frame_size) {
-    // Say we wait, then look again: either we see the space the reader freed, or the
-    // reader sees our flag (both seq_cst) and posts our doorbell.
-    store_seq_cst(word32(ring_.control, off::kWriterWaiting), 1);
-    fence_seq_cst();
-    s = free_space(&free);
-    if (s != SHMCH_OK) return s;
-    if (free < frame_size) return SHMCH_E_FULL;
-  }
+  if (free < frame_size) return SHMCH_E_FULL;
   FrameHeader h{length, kind, 0, 0, id, total};
   copy_in(head_, &h, sizeof h);
   copy_in(head_ + SHMCH_FRAME_HEADER_SIZE, payload, length);
   static const uint8_t zeros[8] = {0};
   copy_in(head_ + SHMCH_FRAME_HEADER_SIZE + length, zeros, align8(length) - length);
-  head_ += frame_size;
-  store_release(word32(ring_.control, off::kHead), head_);
-  fence_seq_cst();
-  ring_if_set(peer_sleeping_, peer_doorbell_);
+  publish(frame_size);
+  return SHMCH_OK;
+}
+
+shmch_status RingWriter::write_frames(const uint8_t* frames, size_t length, uint32_t max_total,
+                                      uint32_t max_payload, size_t* consumed) {
+  *consumed = 0;
+  if (length > 0 && frames == nullptr) return SHMCH_E_INVALID_ARG;
+  // Validate the whole batch first: an error writes nothing. The batch is our process's own
+  // memory, but the ring must never carry a frame the peer would reject.
+  for (size_t at = 0; at < length;) {
+    if (length - at < SHMCH_FRAME_HEADER_SIZE) return SHMCH_E_INVALID_ARG;
+    FrameHeader h;
+    std::memcpy(&h, frames + at, sizeof h);
+    if (!known_kind(h.kind) || h.flags != 0 || h.reserved != 0 || h.length != h.total ||
+        h.total > max_total || h.length > max_payload) {
+      return SHMCH_E_INVALID_ARG;
+    }
+    size_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(h.length);
+    if (frame_size > length - at) return SHMCH_E_INVALID_ARG;
+    at += frame_size;
+  }
+  // A batch larger than the ring can never fit whole: asking for one byte more than the ring
+  // makes space_for() announce the wait, as it does whenever the batch does not fit.
+  uint32_t need = length > ring_.capacity ? ring_.capacity + 1 : static_cast<uint32_t>(length);
+  uint32_t free = 0;
+  shmch_status s = space_for(need, &free);
+  if (s != SHMCH_OK) return s;
+  // The longest prefix of whole frames that fits.
+  size_t take = 0;
+  while (take < length) {
+    uint32_t frame_length;
+    std::memcpy(&frame_length, frames + take, sizeof frame_length);
+    size_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(frame_length);
+    if (take + frame_size > free) break;
+    take += frame_size;
+  }
+  if (take == 0) return SHMCH_OK;
+  copy_in(head_, frames, static_cast<uint32_t>(take));
+  publish(static_cast<uint32_t>(take));
+  *consumed = take;
   return SHMCH_OK;
 }
 

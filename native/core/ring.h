@@ -23,6 +23,9 @@ class RingWriter {
   // Appends one frame and publishes it; SHMCH_E_FULL leaves the ring untouched.
   shmch_status write(uint8_t kind, uint32_t id, uint32_t total, const uint8_t* payload,
                      uint32_t length);
+  // Appends the longest prefix of whole frames of `frames` that fits (see shmch_write_frames).
+  shmch_status write_frames(const uint8_t* frames, size_t length, uint32_t max_total,
+                            uint32_t max_payload, size_t* consumed);
   uint32_t head() const { return head_; }
   void reset_to(uint32_t head);
   // After a FULL write: true once the reader has cleared writer_waiting, i.e. freed space
@@ -31,6 +34,10 @@ class RingWriter {
 
  private:
   shmch_status free_space(uint32_t* free);
+  // The free space by the cached tail, or by the reader's current tail if `need` does not fit;
+  // if it still does not fit, announces the writer waiting (see write()).
+  shmch_status space_for(uint32_t need, uint32_t* free);
+  void publish(uint32_t bytes);
   void copy_in(uint32_t pos, const void* src, uint32_t n);
 
   RingView ring_;

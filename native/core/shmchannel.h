@@ -112,6 +112,14 @@ void shmch_get_info(shmch_channel* ch, shmch_info* info);
 shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t total,
                          const uint8_t* payload, uint32_t length);
 
+/* Append a batch of whole one-frame messages laid out as on the wire (16-byte header, payload
+ * padded to 8 bytes), as many as fit now, in order; *consumed is the byte count taken. Every
+ * frame must be a whole message (length == total) within the limits of shmch_write, else
+ * SHMCH_E_INVALID_ARG and nothing is written. Taking less than all of them marks the writer
+ * waiting, as SHMCH_E_FULL does. One publish and at most one doorbell for the whole batch. */
+shmch_status shmch_write_frames(shmch_channel* ch, const uint8_t* frames, size_t length,
+                                size_t* consumed);
+
 /* Copy whole, validated frames (header + padded payload, as on the wire) into dst. *written
  * is the byte count, 0 if the ring is empty. dst_capacity must be at least the ring capacity
  * for every frame to fit. */

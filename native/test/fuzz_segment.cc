@@ -68,6 +68,34 @@ void mutate(uint8_t* seg, std::mt19937_64& rng) {
   }
 }
 
+// A batch of whole one-frame messages for shmch_write_frames, sometimes with one byte of it
+// spoiled: the call must take a whole-frame prefix or refuse the batch, never more.
+void write_batch(shmch_channel* ch, std::mt19937_64& rng, const uint8_t* payload, size_t payload_size) {
+  std::vector<uint8_t> batch;
+  int frames = 1 + static_cast<int>(rng() % 12);
+  for (int i = 0; i < frames; i++) {
+    uint32_t len = static_cast<uint32_t>(rng() % (payload_size / 2));
+    uint32_t header[4] = {len, static_cast<uint32_t>(1 + rng() % 8), static_cast<uint32_t>(rng()), len};
+    size_t at = batch.size();
+    batch.resize(at + SHMCH_FRAME_HEADER_SIZE + ((len + 7) & ~7u), 0);
+    std::memcpy(batch.data() + at, header, sizeof header);
+    std::memcpy(batch.data() + at + SHMCH_FRAME_HEADER_SIZE, payload, len);
+  }
+  bool spoiled = rng() % 4 == 0;
+  if (spoiled) batch[rng() % batch.size()] = static_cast<uint8_t>(rng());
+  size_t length = rng() % 8 == 0 ? rng() % (batch.size() + 1) : batch.size();  // maybe cut short
+  size_t consumed = 0;
+  shmch_status s = shmch_write_frames(ch, batch.data(), length, &consumed);
+  if (consumed > length || (s != SHMCH_OK && consumed != 0)) {
+    std::fprintf(stderr, "fuzz_segment: write_frames took %zu of %zu bytes (status %d)\n", consumed, length, s);
+    std::abort();
+  }
+  if (s == SHMCH_E_INVALID_ARG && !spoiled && length == batch.size()) {
+    std::fprintf(stderr, "fuzz_segment: write_frames refused a valid batch\n");
+    std::abort();
+  }
+}
+
 // One side's turn: write a few messages, read what is there, poll the doorbell.
 void exercise(shmch_channel* ch, std::mt19937_64& rng, std::vector<uint8_t>& scratch) {
   uint8_t payload[600];
@@ -78,6 +106,7 @@ void exercise(shmch_channel* ch, std::mt19937_64& rng, std::vector<uint8_t>& scr
     if (len > 1008) len = 1008;
     shmch_write(ch, static_cast<uint8_t>(1 + rng() % 8), static_cast<uint32_t>(rng()), len, payload, len);
   }
+  if (rng() % 2 == 0) write_batch(ch, rng, payload, sizeof payload);
   size_t got = 0;
   shmch_status s = shmch_read(ch, scratch.data(), scratch.size(), &got);
   if (s == SHMCH_E_PROTOCOL) {
