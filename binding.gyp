@@ -13,6 +13,7 @@
         "native/core/channel.cc",
         "native/binding/error.cc",
         "native/binding/waker.cc",
+        "native/binding/peer_watch.cc",
         "native/binding/channel_wrap.cc",
         "native/binding/shared_memory_wrap.cc",
         "native/binding/addon.cc"

@@ -1,3 +1,8 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
 import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 
@@ -30,6 +35,31 @@ describe('Peer death', function () {
     const noticedMs = Date.now() - killedAt;
     expect(noticedMs, `noticed after ${noticedMs} ms`).to.be.below(NOTICE_BOUND_MS);
     expect(err.message).to.include(name);
+  });
+
+  it('should notice a client that died but stays a zombie (its parent never reaps it)', async function () {
+    const name = uniqueName('zombie');
+    const server = await openChannel(name, 'server');
+    const libIndex = path.resolve(__dirname, '../lib/index.js');
+    const client = `
+      const { Channel } = require(${JSON.stringify(libIndex)});
+      new Channel(${JSON.stringify(name)}, 'client').open().then(() => console.log(process.pid));`;
+    // The shell starts the client, then becomes `sleep`, which never waits for its children.
+    const parent = spawn('sh', ['-c', `"$0" -e "$1" & exec sleep 60`, process.execPath, client], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      const [line] = (await once(parent.stdout, 'data')) as [Buffer];
+      const clientPid = Number(line.toString().trim());
+      await reaches(server, 'connected');
+      const lost = reaches(server, 'peer-lost');
+      process.kill(clientPid, 'SIGKILL');
+      await lost;
+      expect(readFileSync(`/proc/${clientPid}/stat`, 'utf8'), 'the client must be a zombie').to.match(/\) Z /);
+      await reaches(server, 'open');
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 
   it('should serve a new client after the previous one was SIGKILLed', async function () {

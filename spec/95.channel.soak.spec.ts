@@ -90,7 +90,7 @@ describe('Soak', function () {
     );
     expect(totals.cycles).to.be.at.least(2);
     expect(after.fds, 'open file descriptors').to.equal(before.fds);
-    expect(after.threads, 'threads (each open channel has one waker)').to.equal(before.threads);
+    expect(after.threads, 'threads (each open channel has a waker and a peer watch)').to.equal(before.threads);
     // Flat, with room for GC timing: growth from the first cycle to the last stays small.
     expect(last.rssMiB - first.rssMiB, 'RSS growth over the soak').to.be.below(64);
     expect(shmEntries(name)).to.deep.equal([]);

@@ -6,11 +6,20 @@
 namespace shmch_binding {
 
 namespace {
-// Bounds how late a dead peer is noticed, and what a corrupted semaphore can cost.
+// Without a pidfd on the peer: bounds how late a dead peer is noticed.
 constexpr int kWaitTimeoutMs = 250;
+// With one, the watch reports a death at once; this only bounds what a lost or corrupted
+// doorbell could cost, and keeps an idle channel to a wake-up every few seconds.
+constexpr int kWatchedWaitTimeoutMs = 5000;
 }  // namespace
 
 Waker::Waker(Napi::Env env, shmch_channel* channel, Napi::Function on_wake) : channel_(channel) {
+  try {
+    peer_watch_ = std::make_unique<PeerWatch>(channel);
+  } catch (const std::system_error&) {
+    // No watch: the timed waits notice a dead peer, a little later and at some idle CPU.
+    peer_watch_.reset();
+  }
   tsfn_ = Napi::ThreadSafeFunction::New(env, on_wake, "shmchannel waker", 0, 1);
   try {
     thread_ = std::thread([this] { Run(); });
@@ -41,6 +50,7 @@ void Waker::Stop() {
   cv_.notify_one();
   shmch_wake(channel_);
   if (thread_.joinable()) thread_.join();
+  if (peer_watch_) peer_watch_->Stop();
   tsfn_.Release();
 }
 
@@ -52,6 +62,20 @@ void Waker::Unref(Napi::Env env) {
   if (!stopped_) tsfn_.Unref(env);
 }
 
+bool Waker::WatchPeer() {
+  if (!peer_watch_) return false;
+  // The pid in the header (server: the client's, which changes from client to client).
+  shmch_info info{};
+  shmch_get_info(channel_, &info);
+  if (info.peer_pid != watched_pid_) {
+    watched_pid_ = info.peer_pid;
+    // peer_state() records the new peer's identity that the pidfd is checked against.
+    bool alive = info.peer_pid != 0 && shmch_peer_state(channel_) == SHMCH_PEER_ALIVE;
+    peer_watch_->Watch(alive ? shmch_open_peer_fd(channel_) : -1);
+  }
+  return peer_watch_->Active();
+}
+
 void Waker::Run() {
   for (;;) {
     {
@@ -59,7 +83,7 @@ void Waker::Run() {
       cv_.wait(lock, [this] { return armed_ || stopping_; });
       if (stopping_) return;
     }
-    int r = shmch_wait(channel_, kWaitTimeoutMs);
+    int r = shmch_wait(channel_, WatchPeer() ? kWatchedWaitTimeoutMs : kWaitTimeoutMs);
     int events = 0;
     if (r == SHMCH_WAIT_READABLE) {
       events = kEventActivity;

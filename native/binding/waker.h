@@ -1,4 +1,4 @@
-// The one thread per channel that sleeps on the channel's doorbell and wakes the JS event
+// The thread per channel that sleeps on the channel's doorbell and wakes the JS event
 // loop (ThreadSafeFunction) when there is something to read, space to write, or the peer
 // is gone. After each wake-up it stays disarmed until JS has drained and calls Arm(), so a
 // busy stream makes no cross-thread calls and the peer's writes no system calls.
@@ -10,7 +10,10 @@
 #include <mutex>
 #include <thread>
 
+#include <memory>
+
 #include "../core/shmchannel.h"
+#include "peer_watch.h"
 
 namespace shmch_binding {
 
@@ -28,6 +31,8 @@ class Waker {
 
  private:
   void Run();
+  // Points the peer watch at the current peer; true if it watches a live one.
+  bool WatchPeer();
 
   shmch_channel* channel_;
   Napi::ThreadSafeFunction tsfn_;
@@ -36,6 +41,8 @@ class Waker {
   bool armed_ = false;
   bool stopping_ = false;
   bool stopped_ = false;
+  std::unique_ptr<PeerWatch> peer_watch_;  // null if it could not start
+  uint32_t watched_pid_ = 0;               // waker thread only
   std::thread thread_;
 };
 

@@ -1,6 +1,7 @@
 // The C API of shmchannel.h: segment setup and validation, attach/accept, waiting, liveness.
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,10 @@
 #include "shmchannel.h"
 
 using namespace shmch;
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434  // the same number on every architecture
+#endif
 
 struct shmch_channel {
   shmch_role role = SHMCH_SERVER;
@@ -35,6 +40,8 @@ struct shmch_channel {
   std::atomic<uint64_t> peer_start_time{0};
   // A write got FULL: the waker must report when the reader frees space (see shmch_wait).
   std::atomic<bool> writer_blocked{false};
+  // shmch_wake() was called: the next shmch_wait() returns at once, so no ring is lost.
+  std::atomic<bool> wake_requested{false};
   // Server: since when a client holds the slot without having written its pid (ms, 0: not).
   std::atomic<int64_t> pidless_since_ms{0};
 };
@@ -327,6 +334,8 @@ int shmch_wait(shmch_channel* ch, int timeout_ms) {
   if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
   // Read the bell before saying we sleep: a ring after this read makes the wait return.
   uint32_t seen = __atomic_load_n(ch->own_doorbell, __ATOMIC_SEQ_CST);
+  // shmch_wake() sets the flag before it rings: seen after `seen`, or its ring is not in it.
+  if (ch->wake_requested.exchange(false)) return SHMCH_WAIT_WOKEN;
   store_seq_cst(ch->own_sleeping, 1);
   // Pairs with the writer's fence between publishing head and looking at our flag.
   fence_seq_cst();
@@ -341,7 +350,25 @@ int shmch_wait(shmch_channel* ch, int timeout_ms) {
   return rang ? SHMCH_WAIT_WOKEN : SHMCH_WAIT_TIMEOUT;
 }
 
-void shmch_wake(shmch_channel* ch) { doorbell_ring(ch->own_doorbell); }
+void shmch_wake(shmch_channel* ch) {
+  ch->wake_requested.store(true);
+  doorbell_ring(ch->own_doorbell);
+}
+
+int shmch_open_peer_fd(shmch_channel* ch) {
+  uint32_t pid = ch->peer_pid.load();
+  uint64_t start_time = ch->peer_start_time.load();
+  if (pid == 0) return -1;
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
+  if (fd < 0) return -1;
+  // The pid may have been reused just before the open. If the process holding it after the
+  // open is still the peer (same start time), the descriptor is the peer's.
+  if (!process_alive(pid, start_time)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
 
 int shmch_peer_state(shmch_channel* ch) {
   uint8_t* b = base(ch);

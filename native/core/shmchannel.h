@@ -127,11 +127,18 @@ shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, si
 
 /* Block until the inbound ring has data, the own doorbell is posted, or timeout_ms passes. */
 int shmch_wait(shmch_channel* ch, int timeout_ms);
-/* Post the own doorbell: ends a shmch_wait() of another thread early. */
+/* Ends a shmch_wait() of another thread early (SHMCH_WAIT_WOKEN), even one that is about to
+ * start: the request is remembered until a wait returns. Safe from any thread. */
 void shmch_wake(shmch_channel* ch);
 
 /* Is the peer process still the one that attached (pid + start time)? */
 int shmch_peer_state(shmch_channel* ch);
+
+/* A pidfd of the peer process that shmch_peer_state() last found alive: it polls readable
+ * (POLLIN) when that process exits, so a waiter can learn of the death at once instead of at
+ * its next timed check. -1 if there is no such peer, it is already gone, or the kernel has no
+ * pidfd_open (Linux < 5.3). The caller owns the descriptor. */
+int shmch_open_peer_fd(shmch_channel* ch);
 
 /* Server: forget the current client (gone or said BYE), reset the rings, accept the next. */
 shmch_status shmch_accept_next(shmch_channel* ch);
