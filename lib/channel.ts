@@ -76,8 +76,8 @@ const CONNECT_RETRY_MS = 25;
 // Bytes drained per event-loop turn before yielding to other work (timers, I/O).
 const DRAIN_BUDGET_RINGS = 4;
 // Received messages up to this size share slabs of up to SLAB_BYTES (see copySmallFrames).
-const SLAB_MAX_MESSAGE = 1024;
-const SLAB_BYTES = 16 * 1024;
+const SLAB_MAX_MESSAGE = 4096;
+const SLAB_BYTES = 32 * 1024;
 
 interface PendingRequest {
   subscriber: Subscriber<Buffer>;

@@ -70,6 +70,17 @@ describe('Messages larger than the ring', function () {
       expect(received.map((r) => [r.length, r.sha256])).to.deep.equal(sent.map((d) => [d.length, sha256(d)]));
     });
 
+    it('should hand out small messages that keep their bytes after later ones arrived (slabs), server to client', async function () {
+      // Sizes around the receive slab limits (4 KiB messages, 32 KiB slabs) and the send batch limit (1 KiB).
+      const pattern = [0, 1, 7, 8, 9, 1023, 1024, 1025, 4095, 4096, 4097, 16 * KiB, 32 * KiB, 3];
+      const sizes = Array.from({ length: 40 }, () => pattern).flat();
+      const arriving = firstValueFrom(client.notifications$.pipe(take(sizes.length), toArray()));
+      const { sent } = await peer.notify({ sizes });
+      const received = await arriving;
+      // Checked only now, after every message arrived and the read batch was reused many times.
+      expect(received.map((r) => [r.length, sha256(r)])).to.deep.equal(sent.map((s) => [s.length, s.sha256]));
+    });
+
     it('should keep the order of large and small notifications interleaved, server to client', async function () {
       const sizes = [5, LARGE, 17, 1 * MiB + 1, 0, 2, RING + 8, 9];
       const arriving = firstValueFrom(client.notifications$.pipe(take(sizes.length), toArray()));
