@@ -8,10 +8,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { checksum, now, OP_ECHO, sleep, type CpuReply, type WaitReply } from './common';
+import { deliveryFloor64 } from './floor';
 import { median, percentiles, relativeSpread } from './stats';
 import { renderChart } from './svg';
 import { IpcTransport } from './transports/ipc';
-import { ShmTransport } from './transports/shm';
+import { KEEP_FREED_MEMORY, ShmTransport } from './transports/shm';
 import { SocketTransport } from './transports/socket';
 import { withTimeout, type Transport } from './transports/transport';
 import { loadZmq, ZmqTransport } from './transports/zmq';
@@ -38,13 +39,16 @@ const config = {
   /** One-way notifications per run. */
   notify64: envInt('BENCH_NOTIFY_64_COUNT', 200_000, 20_000),
   notify4k: envInt('BENCH_NOTIFY_4K_COUNT', 50_000, 5_000),
-  /** Payloads per run (sent back to back, each verified by CRC-32 on arrival). */
-  payload1m: envInt('BENCH_PAYLOAD_1M_COUNT', 64, 8),
-  payload16m: envInt('BENCH_PAYLOAD_16M_COUNT', 8, 2),
+  /**
+   * Payloads per run (sent back to back, each verified by CRC-32 on arrival). Enough that a
+   * run measures the steady state, not the first growth of the receiver's heap.
+   */
+  payload1m: envInt('BENCH_PAYLOAD_1M_COUNT', 256, 8),
+  payload16m: envInt('BENCH_PAYLOAD_16M_COUNT', 32, 2),
   /** Idle measurement: how long a connected pair sits unused, and how many times. */
   idleMs: envInt('BENCH_IDLE_MS', 3_000, 1_000),
   idleRuns: envInt('BENCH_IDLE_RUNS', 3, 1),
-  /** Comma-separated transport keys (shm, socket, ipc, zmq); default all. */
+  /** Comma-separated transport keys (shm, shm-malloc, socket, ipc, zmq); default all. */
   transports: (process.env.BENCH_TRANSPORTS ?? '').split(',').filter(Boolean),
   /** Comma-separated scenario ids (rt, notify64, notify4k, payload1m, payload16m, idle); default all. */
   scenarios: (process.env.BENCH_SCENARIOS ?? '').split(',').filter(Boolean),
@@ -157,6 +161,11 @@ function transportEntries(): TransportEntry[] {
   const zmq = loadZmq();
   const all: TransportEntry[] = [
     { key: 'shm', label: 'shmchannel', create: () => new ShmTransport() },
+    {
+      key: 'shm-malloc',
+      label: 'shmchannel, malloc kept',
+      create: () => new ShmTransport('shm-malloc', 'shmchannel, malloc kept', KEEP_FREED_MEMORY),
+    },
     { key: 'socket', label: 'unix socket', create: () => new SocketTransport() },
     { key: 'ipc', label: 'child_process IPC', create: () => new IpcTransport() },
     'zmq' in zmq
@@ -505,7 +514,7 @@ async function main(): Promise<void> {
       const crcs = payloads.map(checksum);
       progress(`payloads of ${size >> 20} MiB one way: ${n} per run, CRC-32 checked by the receiver`);
       for (const t of [...active])
-        await guarded(active, t, `${id} warm-up`, () => payloadRun(t, 'warmup', Math.min(2, n), payloads, crcs));
+        await guarded(active, t, `${id} warm-up`, () => payloadRun(t, 'warmup', Math.max(2, n / 4), payloads, crcs));
       await rounds(`payloads ${size >> 20} MiB`, active, config.runs, (t) => payloadRun(t, id, n, payloads, crcs));
     }
   } finally {
@@ -515,8 +524,15 @@ async function main(): Promise<void> {
     }
   }
 
+  if (wanted('notify64')) {
+    progress('in-process floor: 64 B views through an RxJS Subject, no transport');
+    floor64 = deliveryFloor64();
+  }
   report(entries, ran);
 }
+
+/** msgs/s of deliveryFloor64(), if measured. */
+let floor64 = NaN;
 
 function report(entries: TransportEntry[], ran: string[]): void {
   const seconds = (Date.now() - started) / 1000;
@@ -589,6 +605,8 @@ function report(entries: TransportEntry[], ran: string[]): void {
     },
     config,
     baseline: BASELINE,
+    /** In-process bound of the 64 B row (bench/floor.ts), msgs/s; null if not measured. */
+    deliveryFloor64: Number.isFinite(floor64) ? floor64 : null,
     metrics: metrics.map((m) => ({ id: m.id, label: m.label, unit: m.unit, better: m.better })),
     transports: entries.map((e) => ({
       key: e.key,
@@ -617,7 +635,13 @@ function report(entries: TransportEntry[], ran: string[]): void {
   fs.writeFileSync(jsonPath, JSON.stringify(json, null, 2) + '\n');
 
   // SVG
-  const palette: Record<string, string> = { shm: '#2b7bb9', socket: '#9a9a9a', ipc: '#e08a2c', zmq: '#5aa05a' };
+  const palette: Record<string, string> = {
+    shm: '#2b7bb9',
+    'shm-malloc': '#8ec1e6',
+    socket: '#9a9a9a',
+    ipc: '#e08a2c',
+    zmq: '#5aa05a',
+  };
   const shown = entries.filter((e) => ran.includes(e.key));
   const svg = renderChart({
     title: 'shmchannel vs Unix socket, child_process IPC, ZeroMQ — ratio to the Unix socket',
@@ -655,8 +679,15 @@ function targetLines(ran: string[]): string[] {
   const ratio = (metric: string) => med('shm', metric) / med(BASELINE, metric);
   const has = (metric: string) => Number.isFinite(med('shm', metric)) && Number.isFinite(med(BASELINE, metric));
   if (has('rt_p50')) check(ratio('rt_p50') <= 0.25, `round trip p50 <= 0.25x socket: ${ratio('rt_p50').toFixed(2)}x`);
-  if (has('notify64'))
+  if (has('notify64')) {
     check(ratio('notify64') >= 5, `64 B notifications >= 5x socket msgs/s: ${ratio('notify64').toFixed(2)}x`);
+    if (Number.isFinite(floor64)) {
+      lines.push(
+        `        bound: handing 64 B views to an RxJS subscriber in this process, with no transport at all, ` +
+          `reaches ${fmtRate(floor64)} msgs/s = ${(floor64 / med(BASELINE, 'notify64')).toFixed(2)}x the socket row`,
+      );
+    }
+  }
   if (has('payload1m'))
     check(ratio('payload1m') >= 3, `1 MiB payloads >= 3x socket GB/s: ${ratio('payload1m').toFixed(2)}x`);
   if (Number.isFinite(med('shm', 'idle')))

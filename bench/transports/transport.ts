@@ -51,9 +51,18 @@ export interface Peer {
 
 const PEER_EXIT_GRACE_MS = 5000;
 
-export function forkPeer(kind: string, args: string[], serialization: 'json' | 'advanced' = 'json'): Peer {
+export function forkPeer(
+  kind: string,
+  args: string[],
+  serialization: 'json' | 'advanced' = 'json',
+  extraEnv: Record<string, string> = {},
+): Peer {
   const script = path.join(__dirname, '..', `peer-${kind}.js`);
-  const child = fork(script, args, { serialization, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(script, args, {
+    serialization,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, ...extraEnv },
+  });
   let exitedFlag = false;
   const exited = new Promise<void>((resolve) => child.once('exit', () => ((exitedFlag = true), resolve())));
   const ready = new Promise<void>((resolve, reject) => {
