@@ -6,11 +6,9 @@
 namespace shmch_binding {
 
 namespace {
-// Without a pidfd on the peer: bounds how late a dead peer is noticed.
+// Bounds what a lost or withheld doorbell can cost, and, without a pidfd on the peer, how
+// late a dead peer is noticed.
 constexpr int kWaitTimeoutMs = 250;
-// With one, the watch reports a death at once; this only bounds what a lost or corrupted
-// doorbell could cost, and keeps an idle channel to a wake-up every few seconds.
-constexpr int kWatchedWaitTimeoutMs = 5000;
 }  // namespace
 
 Waker::Waker(Napi::Env env, shmch_channel* channel, Napi::Function on_wake) : channel_(channel) {
@@ -62,11 +60,13 @@ void Waker::Unref(Napi::Env env) {
   if (!stopped_) tsfn_.Unref(env);
 }
 
-bool Waker::WatchPeer() {
-  if (!peer_watch_) return false;
+bool Waker::WatchPeer(bool* peer_closed) {
   // The pid in the header (server: the client's, which changes from client to client).
   shmch_info info{};
   shmch_get_info(channel_, &info);
+  // Our own flag is set only after this thread stopped: a flag seen here is the peer's.
+  *peer_closed = (info.state & (SHMCH_STATE_SERVER_CLOSED | SHMCH_STATE_CLIENT_CLOSED)) != 0;
+  if (!peer_watch_) return false;
   if (info.peer_pid != watched_pid_) {
     watched_pid_ = info.peer_pid;
     // peer_state() records the new peer's identity that the pidfd is checked against.
@@ -83,15 +83,20 @@ void Waker::Run() {
       cv_.wait(lock, [this] { return armed_ || stopping_; });
       if (stopping_) return;
     }
-    int r = shmch_wait(channel_, WatchPeer() ? kWatchedWaitTimeoutMs : kWaitTimeoutMs);
+    bool peer_closed = false;
+    bool watched = WatchPeer(&peer_closed);
+    int r = shmch_wait(channel_, kWaitTimeoutMs);
     int events = 0;
     if (r == SHMCH_WAIT_READABLE) {
       events = kEventActivity;
     } else {
-      // Woken without data: space freed for our writes, or the peer closed. Timed out: time
-      // to check that the peer still lives.
+      // Woken without data: space freed for our writes, the peer closed, or the watch saw it
+      // exit. Timed out: time to check that the peer still lives, unless the watch does that
+      // (reading /proc four times a second is most of what an idle channel costs) and the
+      // peer has not flagged a close whose doorbell rang while we were not waiting.
       if (r == SHMCH_WAIT_WOKEN) events = kEventActivity;
-      if (shmch_peer_state(channel_) == SHMCH_PEER_GONE) events |= kEventPeerLost;
+      bool check = r == SHMCH_WAIT_WOKEN || !watched || peer_closed;
+      if (check && shmch_peer_state(channel_) == SHMCH_PEER_GONE) events |= kEventPeerLost;
     }
     if (events == 0) continue;
     {

@@ -31,8 +31,9 @@ class Waker {
 
  private:
   void Run();
-  // Points the peer watch at the current peer; true if it watches a live one.
-  bool WatchPeer();
+  // Points the peer watch at the current peer; true if it watches a live one. Also says
+  // whether the peer has flagged its close in the header.
+  bool WatchPeer(bool* peer_closed);
 
   shmch_channel* channel_;
   Napi::ThreadSafeFunction tsfn_;
