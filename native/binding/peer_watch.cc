@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <system_error>
 
@@ -27,8 +28,10 @@ PeerWatch::~PeerWatch() { Stop(); }
 void PeerWatch::Watch(int pidfd) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) {
+    if (stopping_ || broken_) {
+      // Nobody would poll it: the waker must keep checking the peer itself.
       if (pidfd >= 0) close(pidfd);
+      active_.store(false);
       return;
     }
     if (has_next_ && next_fd_ >= 0) close(next_fd_);
@@ -69,7 +72,18 @@ void PeerWatch::Run() {
     int n = poll(fds, watched >= 0 ? 2 : 1, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
-      break;  // cannot happen with valid descriptors; the waker's timed waits remain
+      if (errno == ENOMEM || errno == EAGAIN) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      // Anything else means broken descriptors: give up, and say so, so that the waker goes
+      // back to checking the peer on every timed wake-up.
+      std::lock_guard<std::mutex> lock(mutex_);
+      broken_ = true;
+      if (has_next_ && next_fd_ >= 0) close(next_fd_);
+      has_next_ = false;
+      next_fd_ = -1;
+      break;
     }
     if ((fds[0].revents & POLLIN) != 0) {
       uint64_t count;
@@ -95,6 +109,8 @@ void PeerWatch::Run() {
   }
   if (watched >= 0) close(watched);
   active_.store(false);
+  // A wait that counted on this watch must re-check the peer now.
+  shmch_wake(channel_);
 }
 
 }  // namespace shmch_binding

@@ -36,6 +36,7 @@ class PeerWatch {
   int next_fd_ = -1;
   bool has_next_ = false;
   bool stopping_ = false;
+  bool broken_ = false;  // the thread gave up: nothing is watched from then on
   std::atomic<bool> active_{false};
   std::thread thread_;
 };

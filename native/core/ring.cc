@@ -144,7 +144,8 @@ shmch_status RingWriter::write_frames(const uint8_t* frames, size_t length, uint
     uint32_t frame_length;
     std::memcpy(&frame_length, frames + take, sizeof frame_length);
     size_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(frame_length);
-    if (take + frame_size > free) break;
+    // The lengths were validated above; bounding again costs nothing should they change.
+    if (frame_size > length - take || take + frame_size > free) break;
     take += frame_size;
   }
   if (take == 0) return SHMCH_OK;
