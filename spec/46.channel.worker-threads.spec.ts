@@ -127,6 +127,25 @@ describe('Channel in worker_threads', function () {
     ]);
   });
 
+  it('should survive workers terminated while their channels are busy (wake-ups in flight)', async function () {
+    this.timeout(120000);
+    // A wake-up delivered to a worker that is terminating cannot run JavaScript; the addon once
+    // turned that into a C++ exception that aborted the whole process.
+    for (let round = 0; round < 6; round++) {
+      const name = uniqueName(`wt-busy-${round}`);
+      const thread = await ThreadPeer.spawn({ name, mode: 'server' });
+      const peer = await Peer.spawn({ name, mode: 'client' });
+      await waitUntil(() => thread.states.includes('connected'));
+      // The flood fails once the server is gone; only this process surviving matters here.
+      const flooding = peer.flood(1_000_000, 64, 100).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 10 + 15 * round));
+      await thread.terminate();
+      expect(shmExists(name)).to.equal(false);
+      await flooding;
+      await peer.stop();
+    }
+  });
+
   it('should let the server take the next client after a worker holding a client is terminated', async function () {
     const name = uniqueName('wt-term-client');
     const peer = await Peer.spawn({ name, mode: 'server' });

@@ -105,7 +105,17 @@ void Waker::Run() {
       armed_ = false;
     }
     tsfn_.NonBlockingCall([events](Napi::Env env, Napi::Function on_wake) {
-      if (env != nullptr && on_wake != nullptr) on_wake.Call({Napi::Number::New(env, events)});
+      if (env == nullptr || on_wake == nullptr) return;
+      // The C calls, not Napi::Function::Call: that one turns a failed call into a C++
+      // exception, which node-addon-api rethrows into JavaScript; while a worker terminates
+      // that rethrow fails too, and the exception escaping from here aborts the process.
+      // A JavaScript exception from onWake stays pending, and Node reports it as uncaught.
+      napi_value arg;
+      napi_value undefined;
+      napi_value result;
+      if (napi_create_uint32(env, static_cast<uint32_t>(events), &arg) != napi_ok) return;
+      if (napi_get_undefined(env, &undefined) != napi_ok) return;
+      napi_call_function(env, undefined, on_wake, 1, &arg, &result);
     });
   }
 }
