@@ -273,8 +273,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
    * Sends a notification. Returns true when it is on its way to the ring (small messages go
    * there together at the end of the tick), false when (part of) it waits in the outgoing
    * queue because the ring is full: like `socket.write()`, keep sending if you must, but
-   * `await drained()` before the next burst. Past maxQueuedBytes this
-   * throws ERR_QUEUE_FULL (nothing is sent). The data is copied before this returns.
+   * `await drained()` before the next burst. Past maxQueuedBytes this throws ERR_QUEUE_FULL
+   * (nothing is sent). The data is copied before this returns.
    */
   notify(data: Data): boolean {
     const payload = toBuffer(data, 'notification data');
