@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { expect } from 'chai';
@@ -15,6 +16,35 @@ import { reaches, waitUntil } from './helpers/wait';
 // The requirement is "noticed within 1 s". Timing on a noisy 2-core VM is not asserted
 // tightly; this bound only catches "never" or "at the next unrelated event".
 const NOTICE_BOUND_MS = 3000;
+
+/** LD_PRELOAD fault injector: the first poll() on an eventfd with no timeout fails (EINVAL). */
+const POLL_SHIM_SOURCE = `
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static int failed;
+int poll(struct pollfd* fds, nfds_t n, int timeout) {
+  int (*real)(struct pollfd*, nfds_t, int) = (int (*)(struct pollfd*, nfds_t, int))dlsym(RTLD_NEXT, "poll");
+  if (timeout == -1 && n >= 1 && n <= 2) {
+    char path[64], link[64] = {0};
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fds[0].fd);
+    if (readlink(path, link, sizeof link - 1) > 0 && strstr(link, "eventfd") != NULL &&
+        !__atomic_exchange_n(&failed, 1, __ATOMIC_SEQ_CST)) {
+      const char* mark = getenv("POLL_SHIM_MARK");
+      if (mark != NULL) close(open(mark, O_CREAT | O_WRONLY, 0600));
+      errno = EINVAL;
+      return -1;
+    }
+  }
+  return real(fds, n, timeout);
+}
+`;
 
 describe('Peer death', function () {
   afterEach(releaseAll);
@@ -59,6 +89,32 @@ describe('Peer death', function () {
       await reaches(server, 'open');
     } finally {
       parent.kill('SIGKILL');
+    }
+  });
+
+  it("should still notice a SIGKILLed client when the server's peer-watch thread cannot poll", async function () {
+    this.timeout(60000);
+    // A poll() that fails the first wait on an eventfd, i.e. the peer-watch thread's first
+    // poll: the thread gives up, and the waker must go back to checking the peer itself.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'shmch-poll-shim-'));
+    try {
+      const shim = path.join(dir, 'poll-shim.so');
+      const mark = path.join(dir, 'failed');
+      writeFileSync(path.join(dir, 'poll-shim.c'), POLL_SHIM_SOURCE);
+      const cc = spawnSync('cc', ['-shared', '-fPIC', '-o', shim, path.join(dir, 'poll-shim.c'), '-ldl'], {
+        encoding: 'utf8',
+      });
+      if (cc.error !== undefined || cc.status !== 0) this.skip(); // no C compiler: nothing to inject with
+      const name = uniqueName('watch-broken');
+      const server = await Peer.spawn({ name, mode: 'server', env: { LD_PRELOAD: shim, POLL_SHIM_MARK: mark } });
+      const client = await Peer.spawn({ name, mode: 'client' });
+      await server.waitFor('state', (e) => e.state === 'connected');
+      expect(existsSync(mark), 'the shim must have failed the watch thread').to.equal(true);
+      const lost = server.waitFor('state', (e) => e.state === 'peer-lost');
+      await client.kill('SIGKILL');
+      await lost;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

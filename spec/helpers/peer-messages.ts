@@ -12,6 +12,8 @@ export interface PeerConfig {
   startDelayMs?: number;
   /** Run the peer as this user and group (through setpriv), e.g. to test permissions. */
   runAs?: { uid: number; gid: number };
+  /** Extra environment of the peer process, e.g. LD_PRELOAD of a fault injector. */
+  env?: Record<string, string>;
 }
 
 /** A message to send: `text`, or `size` pattern bytes of `seed` (see patternBuffer). */

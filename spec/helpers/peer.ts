@@ -80,6 +80,7 @@ export class Peer {
           };
     this.child = fork(PEER_SCRIPT, [JSON.stringify(config)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, ...config.env },
       ...asUser,
     });
     Peer.live.add(this);
