@@ -106,7 +106,9 @@ describe('Peer death', function () {
       });
       if (cc.error !== undefined || cc.status !== 0) this.skip(); // no C compiler: nothing to inject with
       const name = uniqueName('watch-broken');
-      const server = await Peer.spawn({ name, mode: 'server', env: { LD_PRELOAD: shim, POLL_SHIM_MARK: mark } });
+      // After any preload already there (the sanitizer runtime must stay first).
+      const preload = [process.env.LD_PRELOAD, shim].filter((p) => p !== undefined && p !== '').join(' ');
+      const server = await Peer.spawn({ name, mode: 'server', env: { LD_PRELOAD: preload, POLL_SHIM_MARK: mark } });
       const client = await Peer.spawn({ name, mode: 'client' });
       await server.waitFor('state', (e) => e.state === 'connected');
       expect(existsSync(mark), 'the shim must have failed the watch thread').to.equal(true);
