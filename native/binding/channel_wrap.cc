@@ -26,6 +26,15 @@ uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return static_cast<uint32_t>(v);
 }
 
+// Argument i as a Uint8Array, or a TypeError that shows the call's signature.
+Napi::Uint8Array BytesArg(const Napi::CallbackInfo& info, size_t i, const char* signature) {
+  if (info.Length() <= i || !info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(info.Env(), signature);
+  }
+  return info[i].As<Napi::Uint8Array>();
+}
+
 }  // namespace
 
 Napi::Function ChannelWrap::Init(Napi::Env env) {
@@ -104,13 +113,9 @@ void ChannelWrap::Shutdown() {
 Napi::Value ChannelWrap::Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ThrowIfClosed(env, channel_);
-  if (info.Length() < 4 || !info[3].IsTypedArray() ||
-      info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    throw Napi::TypeError::New(env, "write(kind, id, total, payload: Uint8Array)");
-  }
+  auto payload = BytesArg(info, 3, "write(kind, id, total, payload: Uint8Array)");
   uint32_t kind = U32Arg(info, 0, "kind");
   if (kind > 255) throw Napi::RangeError::New(env, "kind must be a byte");
-  auto payload = info[3].As<Napi::Uint8Array>();
   if (payload.ByteLength() > 0xFFFFFFFFu) throw Napi::RangeError::New(env, "payload too large");
   shmch_status s = shmch_write(channel_, static_cast<uint8_t>(kind), U32Arg(info, 1, "id"),
                                U32Arg(info, 2, "total"), payload.Data(),
@@ -126,11 +131,7 @@ Napi::Value ChannelWrap::Write(const Napi::CallbackInfo& info) {
 Napi::Value ChannelWrap::WriteFrames(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ThrowIfClosed(env, channel_);
-  if (info.Length() < 2 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    throw Napi::TypeError::New(env, "writeFrames(frames: Uint8Array, length)");
-  }
-  auto frames = info[0].As<Napi::Uint8Array>();
+  auto frames = BytesArg(info, 0, "writeFrames(frames: Uint8Array, length)");
   uint32_t length = U32Arg(info, 1, "length");
   if (length > frames.ByteLength()) throw Napi::RangeError::New(env, "length exceeds the frames buffer");
   size_t consumed = 0;
@@ -146,11 +147,7 @@ Napi::Value ChannelWrap::WriteFrames(const Napi::CallbackInfo& info) {
 Napi::Value ChannelWrap::Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ThrowIfClosed(env, channel_);
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    throw Napi::TypeError::New(env, "read(target: Uint8Array)");
-  }
-  auto target = info[0].As<Napi::Uint8Array>();
+  auto target = BytesArg(info, 0, "read(target: Uint8Array)");
   size_t written = 0;
   shmch_status s = shmch_read(channel_, target.Data(), target.ByteLength(), &written);
   if (s != SHMCH_OK) {
