@@ -100,7 +100,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private readonly options: Readonly<ChannelOptions>;
   private native: NativeChannel | undefined;
   private outbound: OutboundQueue | undefined;
-  private readonly assembler = new MessageAssembler();
+  private readonly assembler = new MessageAssembler((length) => Buffer.allocUnsafe(length));
   private readBuffer: Buffer = EMPTY;
   private maxMessageSize = 0;
   private opening = false;
@@ -514,6 +514,23 @@ export class Channel implements ResponseSink, ClosableAtExit {
     let budget = batch.length * DRAIN_BUDGET_RINGS;
     let read = false;
     while (this.native !== undefined) {
+      const missing = this.assembler.missing();
+      if (missing !== undefined) {
+        // The rest of a large message goes from the ring straight into it, not through the batch.
+        let got: number;
+        try {
+          got = this.native.readContinuation(missing);
+        } catch (err) {
+          throw fromNativeError(err);
+        }
+        if (got === 0) return { read, more: false };
+        read = true;
+        const message = this.assembler.filledIn(got);
+        if (message !== undefined) this.dispatch(this.assembler.kind, this.assembler.id, message);
+        budget -= got;
+        if (budget <= 0) return { read, more: true };
+        continue;
+      }
       let n: number;
       try {
         n = this.native.read(batch);
@@ -543,7 +560,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
           const from = at - slabStart + FRAME_HEADER_SIZE;
           message = slab.subarray(from, from + length);
         } else {
-          message = this.assembler.push(total, batch.subarray(at + FRAME_HEADER_SIZE, at + FRAME_HEADER_SIZE + length));
+          const chunk = batch.subarray(at + FRAME_HEADER_SIZE, at + FRAME_HEADER_SIZE + length);
+          message = this.assembler.push(kind, id, total, chunk);
         }
         at += size;
         if (message !== undefined) this.dispatch(kind, id, message);

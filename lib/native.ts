@@ -39,6 +39,12 @@ export interface NativeChannel {
   writeFrames(frames: Uint8Array, length: number): number;
   /** Copies whole validated frames into target; returns the byte count (0: nothing to read). */
   read(target: Uint8Array): number;
+  /**
+   * While a message is in progress, copies the payloads of its next fragments straight into
+   * target, which must be exactly what the message still lacks; returns the bytes copied
+   * (0: no fragment readable yet).
+   */
+  readContinuation(target: Uint8Array): number;
   /** Lets the waker thread sleep on the doorbell again; call after draining. */
   arm(): void;
   info(): NativeChannelInfo;

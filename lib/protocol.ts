@@ -81,36 +81,49 @@ export function decodeRemoteError(payload: Buffer): ShmChannelError {
 export class MessageAssembler {
   private partial: Buffer | undefined;
   private filled = 0;
+  /** Kind and id of the message last started: valid for a completed message until the next push. */
+  kind = 0;
+  id = 0;
+
+  /** `allocate`: an uninitialized Buffer of the given length, for each message it completes. */
+  constructor(private readonly allocate: (length: number) => Buffer) {}
 
   /** The whole message once `chunk` completes it, else undefined. */
-  push(total: number, chunk: Buffer): Buffer | undefined {
+  push(kind: number, id: number, total: number, chunk: Buffer): Buffer | undefined {
     if (this.partial === undefined) {
-      if (chunk.length === total) return copyOf(chunk);
       if (chunk.length > total) throw protocolError('fragment longer than its message');
-      this.partial = Buffer.allocUnsafe(total);
+      this.partial = this.allocate(total);
       this.filled = 0;
-    } else if (total !== this.partial.length || this.filled + chunk.length > total) {
+      this.kind = kind;
+      this.id = id;
+    } else if (kind !== this.kind || id !== this.id || total !== this.partial.length) {
       throw protocolError('fragment does not continue the message in progress');
     }
+    if (this.filled + chunk.length > total) throw protocolError('fragment overruns its message');
+    // Received data must outlive the read batch it arrived in, which is reused: copy it.
     chunk.copy(this.partial, this.filled);
-    this.filled += chunk.length;
-    if (this.filled < this.partial.length) return undefined;
-    const message = this.partial;
+    return this.filledIn(chunk.length);
+  }
+
+  /** The part of the message in progress still to be received, to be written in place; then call filledIn. */
+  missing(): Buffer | undefined {
+    return this.partial?.subarray(this.filled);
+  }
+
+  /** `n` more bytes of the message in progress are in place: the whole message once complete. */
+  filledIn(n: number): Buffer | undefined {
+    const partial = this.partial;
+    if (partial === undefined || this.filled + n > partial.length) throw protocolError('fragment overruns its message');
+    this.filled += n;
+    if (this.filled < partial.length) return undefined;
     this.partial = undefined;
-    return message;
+    return partial;
   }
 
   reset(): void {
     this.partial = undefined;
     this.filled = 0;
   }
-}
-
-// Received data must outlive the read batch it arrived in, which is reused.
-function copyOf(chunk: Buffer): Buffer {
-  const copy = Buffer.allocUnsafe(chunk.length);
-  chunk.copy(copy);
-  return copy;
 }
 
 export function protocolError(what: string): ShmChannelError {

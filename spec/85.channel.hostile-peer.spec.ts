@@ -7,7 +7,7 @@ import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
 import { openChannel, releaseAll } from './helpers/resources';
 import { Layout, seededRandom, writeFrameHeader } from './helpers/segment-layout';
-import { reaches } from './helpers/wait';
+import { reaches, waitUntil } from './helpers/wait';
 
 const CAPACITY = 64 * 1024;
 
@@ -89,6 +89,30 @@ describe('A hostile peer writing into the segment', function () {
       expect((err as { code?: string }).code, String(err)).to.equal('ERR_PROTOCOL');
       await reaches(server, 'closed');
       expect(server.isOpen).to.equal(false);
+      expect(shmExists(server.name)).to.equal(false);
+      memory.close();
+    });
+  }
+
+  // The rest of a large message is read straight into it (shmch_read_continuation): the
+  // fragments that arrive after its start was read get the same checks.
+  const lateFragments: Record<string, { length: number; id: number }> = {
+    'another message': { length: 8, id: 9 },
+    'more bytes than the message lacks': { length: 64, id: 0 },
+  };
+  for (const [what, fragment] of Object.entries(lateFragments)) {
+    it(`should fail with ERR_PROTOCOL on a fragment of ${what}, arriving after the message's start was read`, async function () {
+      const { server, seg, memory } = await victimServer('late-fragment');
+      const failed = streamError(server);
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 8, kind: 3, id: 0, total: 64 });
+      seg.writeUInt32LE((tail + 24) >>> 0, Layout.c2s + Layout.head);
+      await waitUntil(() => u32(seg, Layout.c2s + Layout.tail) === (tail + 24) >>> 0);
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail + 24, { kind: 3, total: 64, ...fragment });
+      seg.writeUInt32LE((tail + 24 + 16 + fragment.length) >>> 0, Layout.c2s + Layout.head);
+      const err = await failed;
+      expect((err as { code?: string }).code, String(err)).to.equal('ERR_PROTOCOL');
+      await reaches(server, 'closed');
       expect(shmExists(server.name)).to.equal(false);
       memory.close();
     });

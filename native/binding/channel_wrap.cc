@@ -43,6 +43,7 @@ Napi::Function ChannelWrap::Init(Napi::Env env) {
                          InstanceMethod<&ChannelWrap::Write>("write"),
                          InstanceMethod<&ChannelWrap::WriteFrames>("writeFrames"),
                          InstanceMethod<&ChannelWrap::Read>("read"),
+                         InstanceMethod<&ChannelWrap::ReadContinuation>("readContinuation"),
                          InstanceMethod<&ChannelWrap::Arm>("arm"),
                          InstanceMethod<&ChannelWrap::Info>("info"),
                          InstanceMethod<&ChannelWrap::AcceptNext>("acceptNext"),
@@ -153,6 +154,20 @@ Napi::Value ChannelWrap::Read(const Napi::CallbackInfo& info) {
   if (s != SHMCH_OK) {
     shmch_error err{};
     ThrowStatus(env, s, err, s == SHMCH_E_PROTOCOL ? "peer wrote an invalid frame" : "read rejected");
+  }
+  return Napi::Number::New(env, static_cast<double>(written));
+}
+
+Napi::Value ChannelWrap::ReadContinuation(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  auto target = BytesArg(info, 0, "readContinuation(target: Uint8Array)");
+  size_t written = 0;
+  shmch_status s = shmch_read_continuation(channel_, target.Data(), target.ByteLength(), &written);
+  if (s != SHMCH_OK) {
+    shmch_error err{};
+    ThrowStatus(env, s, err,
+                s == SHMCH_E_PROTOCOL ? "peer wrote an invalid frame" : "no message in progress of that length");
   }
   return Napi::Number::New(env, static_cast<double>(written));
 }

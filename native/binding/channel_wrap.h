@@ -21,6 +21,7 @@ class ChannelWrap : public Napi::ObjectWrap<ChannelWrap> {
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value WriteFrames(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
+  Napi::Value ReadContinuation(const Napi::CallbackInfo& info);
   void Arm(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   void AcceptNext(const Napi::CallbackInfo& info);

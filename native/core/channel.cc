@@ -318,6 +318,16 @@ shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, si
   return s;
 }
 
+shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
+                                     size_t* written) {
+  *written = 0;
+  if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
+  if (dst == nullptr) return SHMCH_E_INVALID_ARG;
+  shmch_status s = ch->reader.read_continuation(dst, dst_capacity, written);
+  if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
+  return s;
+}
+
 namespace {
 // A blocked writer whose reader has since freed space. Checked, like readable(), before and
 // after announcing sleep: the reader's doorbell ring may have come while the waker was

@@ -10,16 +10,6 @@ namespace shmch {
 
 namespace {
 
-struct FrameHeader {
-  uint32_t length;
-  uint8_t kind;
-  uint8_t flags;
-  uint16_t reserved;
-  uint32_t id;
-  uint32_t total;
-};
-static_assert(sizeof(FrameHeader) == SHMCH_FRAME_HEADER_SIZE, "frame header is 16 bytes");
-
 bool known_kind(uint8_t kind) { return kind >= SHMCH_HELLO && kind <= SHMCH_CANCEL; }
 
 // Called after a seq_cst fence that follows our publish. A plain load first: the flag is
@@ -183,33 +173,54 @@ void RingReader::copy_out(uint32_t pos, void* dst, uint32_t n) const {
   std::memcpy(static_cast<uint8_t*>(dst) + first, ring_.data, n - first);
 }
 
+// Copies the header at tail + consumed out once and validates the copy (the peer may change the
+// ring under us): a frame of `used - consumed` readable bytes that may follow what was read.
+shmch_status RingReader::next_frame(uint32_t tail, uint32_t used, uint32_t consumed, FrameHeader* h) const {
+  copy_out(tail + consumed, h, sizeof *h);
+  if (!known_kind(h->kind) || h->flags != 0 || h->reserved != 0 || h->length > h->total ||
+      h->total > max_message_size_ || h->length > ring_.capacity - SHMCH_FRAME_HEADER_SIZE) {
+    return SHMCH_E_PROTOCOL;
+  }
+  // The writer publishes whole frames only.
+  if (SHMCH_FRAME_HEADER_SIZE + align8(h->length) > used - consumed) return SHMCH_E_PROTOCOL;
+  if (msg_remaining_ == 0) {
+    if (h->total > 0 && h->length == 0) return SHMCH_E_PROTOCOL;
+  } else if (h->kind != msg_kind_ || h->id != msg_id_ || h->total != msg_total_ || h->length == 0 ||
+             h->length > msg_remaining_) {
+    return SHMCH_E_PROTOCOL;
+  }
+  return SHMCH_OK;
+}
+
+void RingReader::account(const FrameHeader& h) {
+  if (msg_remaining_ == 0) {
+    msg_remaining_ = h.total - h.length;
+    msg_kind_ = h.kind;
+    msg_id_ = h.id;
+    msg_total_ = h.total;
+  } else {
+    msg_remaining_ -= h.length;
+  }
+}
+
+shmch_status RingReader::used_bytes(uint32_t tail, uint32_t* used) const {
+  *used = load_acquire(word32(ring_.control, off::kHead)) - tail;
+  return *used > ring_.capacity || (*used & 7u) != 0 ? SHMCH_E_PROTOCOL : SHMCH_OK;
+}
+
 shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, size_t* written) {
   *written = 0;
   uint32_t tail = tail_.load(std::memory_order_relaxed);
-  uint32_t head = load_acquire(word32(ring_.control, off::kHead));
-  uint32_t used = head - tail;
-  if (used > ring_.capacity || (used & 7u) != 0) return SHMCH_E_PROTOCOL;
+  uint32_t used = 0;
+  if (used_bytes(tail, &used) != SHMCH_OK) return SHMCH_E_PROTOCOL;
 
   uint32_t consumed = 0;
+  uint32_t released = 0;
   size_t out = 0;
   while (used - consumed >= SHMCH_FRAME_HEADER_SIZE) {
-    // Copy the header out once and validate the copy: the peer may change the ring under us.
     FrameHeader h;
-    copy_out(tail + consumed, &h, sizeof h);
-    if (!known_kind(h.kind) || h.flags != 0 || h.reserved != 0 || h.length > h.total ||
-        h.total > max_message_size_ ||
-        h.length > ring_.capacity - SHMCH_FRAME_HEADER_SIZE) {
-      return SHMCH_E_PROTOCOL;
-    }
+    if (next_frame(tail, used, consumed, &h) != SHMCH_OK) return SHMCH_E_PROTOCOL;
     uint32_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(h.length);
-    // The writer publishes whole frames only.
-    if (frame_size > used - consumed) return SHMCH_E_PROTOCOL;
-    if (msg_remaining_ == 0) {
-      if (h.total > 0 && h.length == 0) return SHMCH_E_PROTOCOL;
-    } else if (h.kind != msg_kind_ || h.id != msg_id_ || h.total != msg_total_ ||
-               h.length == 0 || h.length > msg_remaining_) {
-      return SHMCH_E_PROTOCOL;
-    }
     if (out + frame_size > dst_capacity) {
       if (out == 0) return SHMCH_E_INVALID_ARG;
       break;
@@ -217,27 +228,59 @@ shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, size_t* written
     std::memcpy(dst + out, &h, sizeof h);
     copy_out(tail + consumed + SHMCH_FRAME_HEADER_SIZE, dst + out + SHMCH_FRAME_HEADER_SIZE,
              align8(h.length));
-    if (msg_remaining_ == 0) {
-      msg_remaining_ = h.total - h.length;
-      msg_kind_ = h.kind;
-      msg_id_ = h.id;
-      msg_total_ = h.total;
-    } else {
-      msg_remaining_ -= h.length;
-    }
+    account(h);
     consumed += frame_size;
     out += frame_size;
+    // Hand each quarter of the ring (the largest frame) back as we go, so the writer refills
+    // it while we copy the rest.
+    if (consumed - released >= ring_.capacity / 4) {
+      release(tail + consumed);
+      released = consumed;
+    }
   }
   // Whole frames only: a remainder shorter than a header is corruption, unless dst was full.
   if (used - consumed != 0 && used - consumed < SHMCH_FRAME_HEADER_SIZE) return SHMCH_E_PROTOCOL;
-  if (consumed == 0) return SHMCH_OK;
-  tail += consumed;
+  if (consumed != released) release(tail + consumed);
+  *written = out;
+  return SHMCH_OK;
+}
+
+shmch_status RingReader::read_continuation(uint8_t* dst, size_t dst_capacity, size_t* written) {
+  *written = 0;
+  if (msg_remaining_ == 0 || dst_capacity != msg_remaining_) return SHMCH_E_INVALID_ARG;
+  uint32_t tail = tail_.load(std::memory_order_relaxed);
+  uint32_t used = 0;
+  if (used_bytes(tail, &used) != SHMCH_OK) return SHMCH_E_PROTOCOL;
+
+  uint32_t consumed = 0;
+  uint32_t released = 0;
+  size_t out = 0;
+  while (msg_remaining_ > 0 && used - consumed >= SHMCH_FRAME_HEADER_SIZE) {
+    FrameHeader h;
+    if (next_frame(tail, used, consumed, &h) != SHMCH_OK) return SHMCH_E_PROTOCOL;
+    // next_frame() checked h.length <= msg_remaining_, which is what dst has left.
+    copy_out(tail + consumed + SHMCH_FRAME_HEADER_SIZE, dst + out, h.length);
+    account(h);
+    consumed += SHMCH_FRAME_HEADER_SIZE + align8(h.length);
+    out += h.length;
+    if (consumed - released >= ring_.capacity / 4) {
+      release(tail + consumed);
+      released = consumed;
+    }
+  }
+  if (msg_remaining_ > 0 && used - consumed != 0 && used - consumed < SHMCH_FRAME_HEADER_SIZE) {
+    return SHMCH_E_PROTOCOL;
+  }
+  if (consumed != released) release(tail + consumed);
+  *written = out;
+  return SHMCH_OK;
+}
+
+void RingReader::release(uint32_t tail) {
   tail_.store(tail, std::memory_order_relaxed);
   store_release(word32(ring_.control, off::kTail), tail);
   fence_seq_cst();
   ring_if_set(word32(ring_.control, off::kWriterWaiting), writer_doorbell_);
-  *written = out;
-  return SHMCH_OK;
 }
 
 }  // namespace shmch

@@ -11,6 +11,17 @@
 
 namespace shmch {
 
+// A frame header as on the wire (docs/PROTOCOL.md §2).
+struct FrameHeader {
+  uint32_t length;
+  uint8_t kind;
+  uint8_t flags;
+  uint16_t reserved;
+  uint32_t id;
+  uint32_t total;
+};
+static_assert(sizeof(FrameHeader) == SHMCH_FRAME_HEADER_SIZE, "frame header is 16 bytes");
+
 struct RingView {
   uint8_t* control = nullptr;  // 128-byte control block
   uint8_t* data = nullptr;     // capacity bytes
@@ -53,12 +64,21 @@ class RingReader {
               uint32_t* writer_doorbell);
   // Copies whole validated frames into dst (see shmch_read).
   shmch_status read(uint8_t* dst, size_t dst_capacity, size_t* written);
+  // Copies the payloads of the message in progress into dst (see shmch_read_continuation).
+  shmch_status read_continuation(uint8_t* dst, size_t dst_capacity, size_t* written);
   bool readable() const;
   uint32_t tail() const { return tail_.load(std::memory_order_relaxed); }
   void reset_to(uint32_t tail);
 
  private:
   void copy_out(uint32_t pos, void* dst, uint32_t n) const;
+  shmch_status used_bytes(uint32_t tail, uint32_t* used) const;
+  shmch_status next_frame(uint32_t tail, uint32_t used, uint32_t consumed, FrameHeader* h) const;
+  // Follows the message a frame (validated by next_frame) belongs to.
+  void account(const FrameHeader& h);
+  // Publishes a new tail and wakes a writer that waits for space.
+  void release(uint32_t tail);
+
 
   RingView ring_;
   std::atomic<uint32_t> tail_{0};  // read by the waiting thread

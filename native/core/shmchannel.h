@@ -125,6 +125,14 @@ shmch_status shmch_write_frames(shmch_channel* ch, const uint8_t* frames, size_t
  * for every frame to fit. */
 shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, size_t* written);
 
+/* While a message is in progress (shmch_read returned a fragment that did not complete it),
+ * copies the payloads of its next fragments straight into dst, validated as by shmch_read,
+ * and stops at the message's end. dst_capacity must be exactly what the message still lacks
+ * (else SHMCH_E_INVALID_ARG, as when no message is in progress). *written is the payload
+ * byte count, 0 if no fragment is readable yet. Saves a large message one copy. */
+shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
+                                     size_t* written);
+
 /* Block until the inbound ring has data, the own doorbell is posted, or timeout_ms passes. */
 int shmch_wait(shmch_channel* ch, int timeout_ms);
 /* Ends a shmch_wait() of another thread early (SHMCH_WAIT_WOKEN), even one that is about to

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,7 @@ namespace {
 constexpr uint32_t kCapacity = 4096;
 constexpr size_t kSegmentSize = shmch::kHeaderSize + 2 * kCapacity;
 unsigned long long g_mutations = 0;
+unsigned long long g_continued = 0;  // continuation reads that delivered bytes: is the path reached?
 
 void on_alarm(int) {
   static const char msg[] = "fuzz_segment: a call did not return within the alarm: hang\n";
@@ -96,17 +98,77 @@ void write_batch(shmch_channel* ch, std::mt19937_64& rng, const uint8_t* payload
   }
 }
 
+// One end of the channel and what its reader still lacks of the message in progress.
+struct Side {
+  shmch_channel* ch;
+  uint32_t remaining = 0;
+  // The fragmented message this side is writing: continued on its next turns until sent.
+  uint8_t kind = 0;
+  uint32_t id = 0;
+  uint32_t total = 0;
+  uint32_t sent = 0;
+};
+
+// Follows the messages in what shmch_read returned, as the TypeScript assembler does.
+void account_frames(Side& side, const std::vector<uint8_t>& scratch, size_t got) {
+  for (size_t at = 0; at + SHMCH_FRAME_HEADER_SIZE <= got;) {
+    uint32_t length, total;
+    std::memcpy(&length, scratch.data() + at, 4);
+    std::memcpy(&total, scratch.data() + at + 12, 4);
+    side.remaining = side.remaining == 0 ? total - length : side.remaining - length;
+    at += SHMCH_FRAME_HEADER_SIZE + ((static_cast<size_t>(length) + 7) & ~size_t{7});
+  }
+}
+
+// The rest of a message straight into its buffer: exactly what it lacks, or (sometimes) a wrong
+// size, which must be refused without touching the buffer.
+void read_continuation(Side& side, std::mt19937_64& rng) {
+  bool wrong = side.remaining == 0 || rng() % 4 == 0;
+  size_t capacity = wrong ? rng() % 2048 : side.remaining;
+  std::vector<uint8_t> message(capacity + 1);
+  size_t got = 0;
+  shmch_status s = shmch_read_continuation(side.ch, message.data(), capacity, &got);
+  if (s == SHMCH_OK && (capacity != side.remaining || got > capacity)) {
+    std::fprintf(stderr, "fuzz_segment: read_continuation took a wrong size (%zu of %zu, lacking %u)\n", got,
+                 capacity, side.remaining);
+    std::abort();
+  }
+  if (s == SHMCH_OK) side.remaining -= static_cast<uint32_t>(got);
+  if (got > 0) g_continued++;
+}
+
+// A message in fragments, as the writer sends one larger than a frame: started, or continued
+// where the ring was full last time.
+void write_fragments(Side& side, std::mt19937_64& rng, const uint8_t* payload, uint32_t payload_size) {
+  if (side.sent == side.total) {
+    side.total = 1 + static_cast<uint32_t>(rng() % 3000);
+    side.kind = static_cast<uint8_t>(1 + rng() % 8);
+    side.id = static_cast<uint32_t>(rng());
+    side.sent = 0;
+  }
+  while (side.sent < side.total) {
+    uint32_t len = std::min<uint32_t>(side.total - side.sent, 1 + static_cast<uint32_t>(rng() % payload_size));
+    if (shmch_write(side.ch, side.kind, side.id, side.total, payload, len) != SHMCH_OK) return;
+    side.sent += len;
+  }
+}
+
 // One side's turn: write a few messages, read what is there, poll the doorbell.
-void exercise(shmch_channel* ch, std::mt19937_64& rng, std::vector<uint8_t>& scratch) {
+void exercise(Side& side, std::mt19937_64& rng, std::vector<uint8_t>& scratch) {
+  shmch_channel* ch = side.ch;
   uint8_t payload[600];
   for (size_t i = 0; i < sizeof payload; i++) payload[i] = static_cast<uint8_t>(rng());
-  int writes = static_cast<int>(rng() % 4);
+  // Other messages in the middle of a fragmented one are a protocol error: only sometimes.
+  bool writing_fragments = side.sent < side.total;
+  int writes = writing_fragments && rng() % 8 != 0 ? 0 : static_cast<int>(rng() % 4);
   for (int i = 0; i < writes; i++) {
     uint32_t len = static_cast<uint32_t>(rng() % sizeof payload);
     if (len > 1008) len = 1008;
     shmch_write(ch, static_cast<uint8_t>(1 + rng() % 8), static_cast<uint32_t>(rng()), len, payload, len);
   }
-  if (rng() % 2 == 0) write_batch(ch, rng, payload, sizeof payload);
+  if (!writing_fragments && rng() % 2 == 0) write_batch(ch, rng, payload, sizeof payload);
+  if (writing_fragments || rng() % 3 == 0) write_fragments(side, rng, payload, sizeof payload);
+  if (rng() % 2 == 0) read_continuation(side, rng);
   size_t got = 0;
   shmch_status s = shmch_read(ch, scratch.data(), scratch.size(), &got);
   if (s == SHMCH_E_PROTOCOL) {
@@ -119,6 +181,8 @@ void exercise(shmch_channel* ch, std::mt19937_64& rng, std::vector<uint8_t>& scr
   } else if (s == SHMCH_OK && got > scratch.size()) {
     std::fprintf(stderr, "fuzz_segment: read reported more than the buffer\n");
     std::abort();
+  } else if (s == SHMCH_OK) {
+    account_frames(side, scratch, got);
   }
   shmch_wait(ch, 0);
   shmch_peer_state(ch);
@@ -151,13 +215,18 @@ bool run_one(uint64_t seed, const std::string& name) {
   }
   uint8_t* seg = attacker.data();
   std::vector<uint8_t> scratch(kCapacity);
+  Side server_side{server};
+  Side client_side{client};
   int rounds = 20 + static_cast<int>(rng() % 40);
   for (int r = 0; r < rounds; r++) {
     int mutations = static_cast<int>(rng() % 3);
     for (int m = 0; m < mutations; m++) mutate(seg, rng);
-    exercise(server, rng, scratch);
-    exercise(client, rng, scratch);
-    if (rng() % 16 == 0) shmch_accept_next(server);
+    exercise(server_side, rng, scratch);
+    exercise(client_side, rng, scratch);
+    if (rng() % 16 == 0) {
+      shmch_accept_next(server);
+      server_side.remaining = 0;
+    }
   }
   shmch_close(client);
   shmch_close(server);
@@ -195,7 +264,8 @@ int main(int argc, char** argv) {
   }
   alarm(0);
   shmch_unlink(name.c_str(), nullptr);
-  std::printf("fuzz_segment: %zu runs (%zu from the seed corpus, random base seed 0x%llx), %llu mutations, no crash, no hang\n",
-              seeds.size(), corpus_size, static_cast<unsigned long long>(base), g_mutations);
+  std::printf("fuzz_segment: %zu runs (%zu from the seed corpus, random base seed 0x%llx), %llu mutations, "
+              "%llu continuation reads, no crash, no hang\n",
+              seeds.size(), corpus_size, static_cast<unsigned long long>(base), g_mutations, g_continued);
   return 0;
 }
