@@ -1,6 +1,7 @@
 import { createError } from './errors';
 import type { NativeChannel } from './native';
 import { FRAME_HEADER_SIZE, frameSize } from './protocol';
+import { StagingPool } from './staging-pool';
 
 interface OutgoingMessage {
   kind: number;
@@ -11,6 +12,8 @@ interface OutgoingMessage {
   rest: Buffer;
   /** Bytes of `rest` written to the ring so far. */
   written: number;
+  /** `rest` is our copy from the staging pool, to give back once written. */
+  staged?: boolean;
 }
 
 /** Small messages are batched into one native write per event-loop tick, up to this many bytes. */
@@ -42,6 +45,7 @@ export class OutboundQueue {
   private readonly batchMaxPayload: number;
   private batched = 0;
   private batchFlushScheduled = false;
+  private readonly staging = new StagingPool();
 
   constructor(
     private readonly native: NativeChannel,
@@ -94,7 +98,8 @@ export class OutboundQueue {
       );
     }
     // Own the unsent bytes: the caller may reuse its buffer as soon as we return.
-    m.rest = Buffer.from(m.rest.subarray(m.written));
+    m.rest = this.staging.copy(m.rest.subarray(m.written));
+    m.staged = true;
     m.written = 0;
     this.enqueue(m);
     return false;
@@ -109,6 +114,7 @@ export class OutboundQueue {
       const done = this.writeFragments(m);
       this.queuedBytes -= m.written - before;
       if (!done) return;
+      if (m.staged === true) this.staging.release(m.rest);
       this.head++;
       if (this.head === this.queue.length) {
         this.queue.length = 0;
@@ -126,6 +132,7 @@ export class OutboundQueue {
     this.head = 0;
     this.queuedBytes = 0;
     this.batched = 0;
+    this.staging.clear();
   }
 
   private addToBatch(kind: number, id: number, data: Buffer): void {

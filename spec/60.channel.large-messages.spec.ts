@@ -81,6 +81,21 @@ describe('Messages larger than the ring', function () {
       expect(received.map((r) => [r.length, sha256(r)])).to.deep.equal(sent.map((s) => [s.length, s.sha256]));
     });
 
+    it('should send what the caller passed even when it reuses its buffer right after a queued notify', async function () {
+      const data = Buffer.alloc(3 * MiB + 5);
+      const expected: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        patternBuffer(data.length, 200 + i).copy(data);
+        expected.push(sha256(data));
+        const inRing = client.notify(data);
+        expect(inRing).to.equal(false, 'a message 48 times the ring waits in the queue');
+        data.fill(0xee);
+        if (i % 2 === 1) await client.drained();
+      }
+      const received = await peer.collect(6);
+      expect(received.map((r) => r.sha256)).to.deep.equal(expected);
+    });
+
     it('should keep the order of large and small notifications interleaved, server to client', async function () {
       const sizes = [5, LARGE, 17, 1 * MiB + 1, 0, 2, RING + 8, 9];
       const arriving = firstValueFrom(client.notifications$.pipe(take(sizes.length), toArray()));
