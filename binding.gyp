@@ -16,6 +16,7 @@
         "native/binding/peer_watch.cc",
         "native/binding/channel_wrap.cc",
         "native/binding/shared_memory_wrap.cc",
+        "native/binding/message_pool.cc",
         "native/binding/addon.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

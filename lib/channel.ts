@@ -10,6 +10,7 @@ import { closeAtExit, forgetAtExit, type ClosableAtExit } from './exit-cleanup';
 import { binding } from './load-addon';
 import { PeerState, SegmentState, WakeEvent, type NativeChannel } from './native';
 import { OutboundQueue } from './outbound-queue';
+import { allocateMessage, channelIdle } from './recycled-memory';
 import {
   decodeRemoteError,
   fitRemoteError,
@@ -100,7 +101,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private readonly options: Readonly<ChannelOptions>;
   private native: NativeChannel | undefined;
   private outbound: OutboundQueue | undefined;
-  private readonly assembler = new MessageAssembler((length) => Buffer.allocUnsafe(length));
+  private readonly assembler = new MessageAssembler(allocateMessage);
   private readBuffer: Buffer = EMPTY;
   private maxMessageSize = 0;
   private opening = false;
@@ -240,6 +241,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
       this.failure ?? (this.state === 'peer-lost' ? peerLostError(this.name) : this.closedError()),
     );
     native?.close();
+    channelIdle();
     forgetAtExit(this);
     this.endRequests(() => this.closedError());
     this.notificationsSubject.complete();
@@ -458,6 +460,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
       setImmediate(() => this.onWake(WakeEvent.ACTIVITY));
     } else {
       this.native?.arm();
+      channelIdle();
     }
   }
 
@@ -505,6 +508,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     } else {
       this.polling = false;
       this.native?.arm();
+      channelIdle();
     }
   };
 

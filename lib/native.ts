@@ -99,6 +99,16 @@ export interface NativeBinding {
   unlink(name: string): void;
   /** Throws ERR_INCOMPATIBLE_SEGMENT for a name that is not a shmchannel segment. */
   inspect(name: string): NativeSegmentInfo;
+  /**
+   * An uninitialized Buffer of `length` bytes in recycled native memory, or undefined when that
+   * length is not recycled (under 64 KiB, over 32 MiB) or the runtime forbids external buffers.
+   * Memory of collected messages is kept for reuse from then on.
+   */
+  takeRecycledBuffer(length: number): Buffer | undefined;
+  /** Frees the recycled memory that waits for reuse, and what comes back until the next take. */
+  releaseRecycledMemory(): void;
+  /** Bytes of recycled memory waiting for reuse (for tests). */
+  recycledIdleBytes(): number;
   protocolVersion: number;
   frameHeaderSize: number;
 }

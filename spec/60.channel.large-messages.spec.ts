@@ -7,7 +7,8 @@ import { uniqueName } from './helpers/names';
 import { KiB, MiB, patternBuffer, sha256 } from './helpers/payload';
 import { Peer, type PeerError } from './helpers/peer';
 import { openChannel, releaseAll } from './helpers/resources';
-import { reaches } from './helpers/wait';
+import { reaches, waitUntil } from './helpers/wait';
+import { binding } from '../lib/load-addon';
 
 // A small ring and payloads ~80 times its size: every message travels in many fragments and
 // the writer must wait for the reader many times. The odd size exercises frame padding.
@@ -79,6 +80,43 @@ describe('Messages larger than the ring', function () {
       const received = await arriving;
       // Checked only now, after every message arrived and the read batch was reused many times.
       expect(received.map((r) => [r.length, sha256(r)])).to.deep.equal(sent.map((s) => [s.length, s.sha256]));
+    });
+
+    it('should hand out large messages in recycled memory that keep their bytes while later ones reuse it, server to client', async function () {
+      // Around the recycling limits (64 KiB to 32 MiB, power-of-two blocks).
+      const pattern = [64 * KiB - 1, 64 * KiB, 64 * KiB + 1, 100 * KiB, 1 * MiB, 1 * MiB + 3, 2 * MiB - 8];
+      const sizes = Array.from({ length: 4 }, () => pattern).flat();
+      const receive = async (): Promise<{ received: Buffer[]; sent: Array<{ length: number; sha256: string }> }> => {
+        const arriving = firstValueFrom(client.notifications$.pipe(take(sizes.length), toArray()));
+        const { sent } = await peer.notify({ sizes });
+        return { received: await arriving, sent };
+      };
+      const first = await receive();
+      // Keep every other message; let the collector take the rest back to the pool.
+      const kept = first.received.filter((_, i) => i % 2 === 0);
+      const keptSent = first.sent.filter((_, i) => i % 2 === 0);
+      first.received.length = 0;
+      await waitUntil(async () => {
+        global.gc?.();
+        await new Promise((resolve) => setImmediate(resolve));
+        return binding.recycledIdleBytes() > 0;
+      });
+      const second = await receive();
+      expect(second.received.map((r) => [r.length, sha256(r)])).to.deep.equal(
+        second.sent.map((s) => [s.length, s.sha256]),
+      );
+      expect(kept.map((r) => [r.length, sha256(r)])).to.deep.equal(keptSent.map((s) => [s.length, s.sha256]));
+    });
+
+    it('should give the recycled memory of large messages back once they stop arriving', async function () {
+      const arriving = firstValueFrom(client.notifications$.pipe(take(8), toArray()));
+      await peer.notify({ sizes: Array.from({ length: 8 }, () => 1 * MiB) });
+      expect((await arriving).length).to.equal(8);
+      await waitUntil(async () => {
+        global.gc?.();
+        await new Promise((resolve) => setImmediate(resolve));
+        return binding.recycledIdleBytes() === 0;
+      });
     });
 
     it('should send what the caller passed even when it reuses its buffer right after a queued notify', async function () {

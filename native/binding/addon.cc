@@ -7,6 +7,7 @@
 #include "../core/shmchannel.h"
 #include "channel_wrap.h"
 #include "error.h"
+#include "message_pool.h"
 #include "shared_memory_wrap.h"
 
 namespace shmch_binding {
@@ -53,12 +54,35 @@ Napi::Value Inspect(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// takeRecycledBuffer(length) -> Buffer | undefined (see MessagePool::Take)
+Napi::Value TakeRecycledBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double length = info.Length() < 1 || !info[0].IsNumber() ? -1 : info[0].As<Napi::Number>().DoubleValue();
+  if (!(length >= 0 && length <= 9007199254740991.0) || length != static_cast<double>(static_cast<uint64_t>(length))) {
+    throw Napi::TypeError::New(env, "length must be a whole number of bytes");
+  }
+  return env.GetInstanceData<MessagePool>()->Take(env, static_cast<size_t>(length));
+}
+
+void ReleaseRecycledMemory(const Napi::CallbackInfo& info) {
+  info.Env().GetInstanceData<MessagePool>()->Release();
+}
+
+Napi::Value RecycledIdleBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(info.Env().GetInstanceData<MessagePool>()->IdleBytes()));
+}
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  // One pool per environment (main thread, each worker), deleted with it.
+  env.SetInstanceData<MessagePool>(new MessagePool());
   exports.Set("Channel", ChannelWrap::Init(env));
   exports.Set("SharedMemory", SharedMemoryWrap::Init(env));
   exports.Set("validateName", Napi::Function::New<ValidateName>(env, "validateName"));
   exports.Set("unlink", Napi::Function::New<Unlink>(env, "unlink"));
   exports.Set("inspect", Napi::Function::New<Inspect>(env, "inspect"));
+  exports.Set("takeRecycledBuffer", Napi::Function::New<TakeRecycledBuffer>(env, "takeRecycledBuffer"));
+  exports.Set("releaseRecycledMemory", Napi::Function::New<ReleaseRecycledMemory>(env, "releaseRecycledMemory"));
+  exports.Set("recycledIdleBytes", Napi::Function::New<RecycledIdleBytes>(env, "recycledIdleBytes"));
   exports.Set("protocolVersion", Napi::Number::New(env, SHMCH_PROTOCOL_VERSION));
   exports.Set("frameHeaderSize", Napi::Number::New(env, SHMCH_FRAME_HEADER_SIZE));
   return exports;
