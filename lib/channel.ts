@@ -76,6 +76,9 @@ const MIN_QUEUE_BOUND = 64 << 20;
 const CONNECT_RETRY_MS = 25;
 // Bytes drained per event-loop turn before yielding to other work (timers, I/O).
 const DRAIN_BUDGET_RINGS = 4;
+// Messages from this size on go from the ring straight into their own Buffer: read() only
+// announces them, and readContinuation copies them.
+const DIRECT_READ_FROM = 64 * 1024;
 // Received messages up to this size share slabs of up to SLAB_BYTES (see copySmallFrames).
 const SLAB_MAX_MESSAGE = 4096;
 const SLAB_BYTES = 32 * 1024;
@@ -537,7 +540,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
       }
       let n: number;
       try {
-        n = this.native.read(batch);
+        n = this.native.read(batch, DIRECT_READ_FROM);
       } catch (err) {
         throw fromNativeError(err);
       }
@@ -564,6 +567,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
           const from = at - slabStart + FRAME_HEADER_SIZE;
           message = slab.subarray(from, from + length);
         } else {
+          // A fragment, or (length 0) the announcement of a large message: the assembler starts
+          // it, and the next turn of the loop reads it with readContinuation.
           const chunk = batch.subarray(at + FRAME_HEADER_SIZE, at + FRAME_HEADER_SIZE + length);
           message = this.assembler.push(kind, id, total, chunk);
         }

@@ -37,8 +37,12 @@ export interface NativeChannel {
    * that fits; returns the bytes taken (fewer than length: retry after the next wake).
    */
   writeFrames(frames: Uint8Array, length: number): number;
-  /** Copies whole validated frames into target; returns the byte count (0: nothing to read). */
-  read(target: Uint8Array): number;
+  /**
+   * Copies whole validated frames into target; returns the byte count (0: nothing to read).
+   * A message of `largeFrom` bytes or more is only announced, by its header with length 0, when
+   * it comes first (else the read stops before it): read it with readContinuation.
+   */
+  read(target: Uint8Array, largeFrom: number): number;
   /**
    * While a message is in progress, copies the payloads of its next fragments straight into
    * target, which must be exactly what the message still lacks; returns the bytes copied

@@ -94,21 +94,23 @@ describe('A hostile peer writing into the segment', function () {
     });
   }
 
-  // The rest of a large message is read straight into it (shmch_read_continuation): the
-  // fragments that arrive after its start was read get the same checks.
-  const lateFragments: Record<string, { length: number; id: number }> = {
-    'another message': { length: 8, id: 9 },
-    'more bytes than the message lacks': { length: 64, id: 0 },
+  // The rest of a fragmented message, and all of one of 64 KiB or more, is read straight into
+  // it (shmch_read_continuation): fragments that arrive after its start was read get the same
+  // checks.
+  const lateFragments: Record<string, { total: number; length: number; id: number }> = {
+    'another message': { total: 64, length: 8, id: 9 },
+    'more bytes than the message lacks': { total: 64, length: 64, id: 0 },
+    'another message, within a 128 KiB one': { total: 128 * 1024, length: 8, id: 9 },
   };
-  for (const [what, fragment] of Object.entries(lateFragments)) {
+  for (const [what, { total, ...fragment }] of Object.entries(lateFragments)) {
     it(`should fail with ERR_PROTOCOL on a fragment of ${what}, arriving after the message's start was read`, async function () {
       const { server, seg, memory } = await victimServer('late-fragment');
       const failed = streamError(server);
       const tail = u32(seg, Layout.c2s + Layout.tail);
-      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 8, kind: 3, id: 0, total: 64 });
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 8, kind: 3, id: 0, total });
       seg.writeUInt32LE((tail + 24) >>> 0, Layout.c2s + Layout.head);
       await waitUntil(() => u32(seg, Layout.c2s + Layout.tail) === (tail + 24) >>> 0);
-      writeFrameHeader(seg, 'c2s', CAPACITY, tail + 24, { kind: 3, total: 64, ...fragment });
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail + 24, { kind: 3, total, ...fragment });
       seg.writeUInt32LE((tail + 24 + 16 + fragment.length) >>> 0, Layout.c2s + Layout.head);
       const err = await failed;
       expect((err as { code?: string }).code, String(err)).to.equal('ERR_PROTOCOL');

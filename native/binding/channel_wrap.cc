@@ -148,9 +148,10 @@ Napi::Value ChannelWrap::WriteFrames(const Napi::CallbackInfo& info) {
 Napi::Value ChannelWrap::Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ThrowIfClosed(env, channel_);
-  auto target = BytesArg(info, 0, "read(target: Uint8Array)");
+  auto target = BytesArg(info, 0, "read(target: Uint8Array, largeFrom: number)");
+  uint32_t large_from = U32Arg(info, 1, "largeFrom");
   size_t written = 0;
-  shmch_status s = shmch_read(channel_, target.Data(), target.ByteLength(), &written);
+  shmch_status s = shmch_read_announcing(channel_, target.Data(), target.ByteLength(), large_from, &written);
   if (s != SHMCH_OK) {
     shmch_error err{};
     ThrowStatus(env, s, err, s == SHMCH_E_PROTOCOL ? "peer wrote an invalid frame" : "read rejected");

@@ -311,9 +311,14 @@ shmch_status shmch_write_frames(shmch_channel* ch, const uint8_t* frames, size_t
 }
 
 shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, size_t* written) {
+  return shmch_read_announcing(ch, dst, dst_capacity, UINT32_MAX, written);
+}
+
+shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, uint32_t large_from,
+                                   size_t* written) {
   *written = 0;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
-  shmch_status s = ch->reader.read(dst, dst_capacity, written);
+  shmch_status s = ch->reader.read(dst, dst_capacity, large_from == 0 ? 1 : large_from, written);
   if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
   return s;
 }

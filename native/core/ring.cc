@@ -208,7 +208,7 @@ shmch_status RingReader::used_bytes(uint32_t tail, uint32_t* used) const {
   return *used > ring_.capacity || (*used & 7u) != 0 ? SHMCH_E_PROTOCOL : SHMCH_OK;
 }
 
-shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, size_t* written) {
+shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, uint32_t large_from, size_t* written) {
   *written = 0;
   uint32_t tail = tail_.load(std::memory_order_relaxed);
   uint32_t used = 0;
@@ -220,6 +220,21 @@ shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, size_t* written
   while (used - consumed >= SHMCH_FRAME_HEADER_SIZE) {
     FrameHeader h;
     if (next_frame(tail, used, consumed, &h) != SHMCH_OK) return SHMCH_E_PROTOCOL;
+    if (msg_remaining_ == 0 && h.total >= large_from) {
+      // A large message starts: announce it (its header, length 0) and leave all of it in the
+      // ring for read_continuation, which copies it straight into the message.
+      if (out > 0) break;
+      if (dst_capacity < SHMCH_FRAME_HEADER_SIZE) return SHMCH_E_INVALID_ARG;
+      FrameHeader announcement = h;
+      announcement.length = 0;
+      std::memcpy(dst, &announcement, sizeof announcement);
+      msg_remaining_ = h.total;
+      msg_kind_ = h.kind;
+      msg_id_ = h.id;
+      msg_total_ = h.total;
+      out = SHMCH_FRAME_HEADER_SIZE;
+      break;
+    }
     uint32_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(h.length);
     if (out + frame_size > dst_capacity) {
       if (out == 0) return SHMCH_E_INVALID_ARG;

@@ -62,8 +62,9 @@ class RingReader {
  public:
   void attach(RingView ring, uint32_t start_tail, uint32_t max_message_size,
               uint32_t* writer_doorbell);
-  // Copies whole validated frames into dst (see shmch_read).
-  shmch_status read(uint8_t* dst, size_t dst_capacity, size_t* written);
+  // Copies whole validated frames into dst, announcing messages of large_from bytes or more
+  // (see shmch_read_announcing; shmch_read passes UINT32_MAX).
+  shmch_status read(uint8_t* dst, size_t dst_capacity, uint32_t large_from, size_t* written);
   // Copies the payloads of the message in progress into dst (see shmch_read_continuation).
   shmch_status read_continuation(uint8_t* dst, size_t dst_capacity, size_t* written);
   bool readable() const;

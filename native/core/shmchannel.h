@@ -125,11 +125,19 @@ shmch_status shmch_write_frames(shmch_channel* ch, const uint8_t* frames, size_t
  * for every frame to fit. */
 shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, size_t* written);
 
-/* While a message is in progress (shmch_read returned a fragment that did not complete it),
- * copies the payloads of its next fragments straight into dst, validated as by shmch_read,
- * and stops at the message's end. dst_capacity must be exactly what the message still lacks
- * (else SHMCH_E_INVALID_ARG, as when no message is in progress). *written is the payload
- * byte count, 0 if no fragment is readable yet. Saves a large message one copy. */
+/* shmch_read, except that a message of large_from bytes or more is not copied into dst: when
+ * it comes first, dst receives its header alone with length 0 (an announcement: no frame on the
+ * wire has length 0 and a nonzero total), and the whole message is then read with
+ * shmch_read_continuation; when other frames come before it, the read stops there. Saves a
+ * large message the copy through dst. */
+shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, uint32_t large_from,
+                                   size_t* written);
+
+/* While a message is in progress (shmch_read returned a fragment that did not complete it, or
+ * shmch_read_announcing announced it), copies the payloads of its next fragments straight into
+ * dst, validated as by shmch_read, and stops at the message's end. dst_capacity must be exactly
+ * what the message still lacks (else SHMCH_E_INVALID_ARG, as when no message is in progress).
+ * *written is the payload byte count, 0 if no fragment is readable yet. */
 shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
                                      size_t* written);
 
