@@ -1,6 +1,5 @@
 // What both sides of every transport share: the control messages, the receiving side's
 // bookkeeping (counting, verifying, CPU marks), and small helpers.
-import { crc32 } from 'node:zlib';
 
 /** A control request from the bench process to a peer (JSON on every transport). */
 export type Control =
@@ -8,7 +7,8 @@ export type Control =
   | { op: 'cpuRead' }
   /** Arm the receiver: `n` one-way messages follow. */
   | { op: 'expect'; kind: 'notify'; n: number; size: number }
-  | { op: 'expect'; kind: 'payload'; n: number; size: number; crcs: number[] }
+  /** Payloads: the i-th message must equal payloadSet(size, seed)[i % PAYLOAD_SET_SIZE], byte for byte. */
+  | { op: 'expect'; kind: 'payload'; n: number; size: number; seed: number }
   /** Answered once all expected messages arrived (they were sent before it, in order). */
   | { op: 'wait' };
 
@@ -22,7 +22,7 @@ export interface CpuReply {
 
 export interface WaitReply {
   received: number;
-  /** Messages that failed verification (wrong sequence number, length or checksum). */
+  /** Messages that failed verification (wrong sequence number, length or bytes). */
   bad: number;
   /** process.hrtime.bigint() (CLOCK_MONOTONIC, shared by all processes) when the last one arrived, as a string. */
   lastAt: string;
@@ -39,8 +39,27 @@ export const now = (): bigint => process.hrtime.bigint();
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-export function checksum(data: Uint8Array): number {
-  return crc32(data);
+/** Distinct payloads a payload scenario cycles through. */
+export const PAYLOAD_SET_SIZE = 4;
+
+/**
+ * The payloads of a payload scenario: pseudo-random bytes (xorshift32 from `seed`), generated
+ * alike on both sides so the receiver compares every byte it gets. A full comparison runs at
+ * memory speed; a checksum (CRC-32 at ~7 GB/s here) would bound the payload rows itself.
+ */
+export function payloadSet(size: number, seed: number): Buffer[] {
+  let x = seed >>> 0 || 1;
+  return Array.from({ length: PAYLOAD_SET_SIZE }, () => {
+    const payload = Buffer.alloc(size);
+    for (let i = 0; i < size; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      x >>>= 0;
+      payload[i] = x & 0xff;
+    }
+    return payload;
+  });
 }
 
 /**
@@ -56,6 +75,9 @@ export class PeerLogic {
   private bad = 0;
   private lastAt = 0n;
   private waiter: ((reply: WaitReply) => void) | undefined;
+  /** The payload set of the current payload scenario, and its size and seed. */
+  private payloads: Buffer[] = [];
+  private payloadKey = '';
 
   /** Answers a control request; 'wait' resolves once every expected message is in. */
   control(msg: Control): ControlReply | Promise<ControlReply> {
@@ -69,6 +91,10 @@ export class PeerLogic {
         return { user: d.user, system: d.system, wall: Number(now() - this.wallMark) / 1e3 };
       }
       case 'expect':
+        if (msg.kind === 'payload' && this.payloadKey !== `${msg.size}:${msg.seed}`) {
+          this.payloads = payloadSet(msg.size, msg.seed);
+          this.payloadKey = `${msg.size}:${msg.seed}`;
+        }
         this.expected = msg;
         this.received = 0;
         this.bad = 0;
@@ -95,7 +121,7 @@ export class PeerLogic {
       this.bad++;
     } else if (e.kind === 'notify') {
       if (seq !== i) this.bad++;
-    } else if (checksum(data) !== e.crcs[i % e.crcs.length]) {
+    } else if (!this.payloads[i % PAYLOAD_SET_SIZE].equals(data)) {
       this.bad++;
     }
     if (this.received === e.n && this.waiter !== undefined) {

@@ -7,12 +7,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { checksum, now, OP_ECHO, sleep, type CpuReply, type WaitReply } from './common';
-import { deliveryFloor64 } from './floor';
+import { now, OP_ECHO, payloadSet, sleep, type CpuReply, type WaitReply } from './common';
+import { deliveryFloor1m, deliveryFloor64 } from './floor';
 import { median, percentiles, relativeSpread } from './stats';
 import { renderChart } from './svg';
 import { IpcTransport } from './transports/ipc';
-import { KEEP_FREED_MEMORY, ShmTransport } from './transports/shm';
+import { ShmTransport } from './transports/shm';
 import { SocketTransport } from './transports/socket';
 import { withTimeout, type Transport } from './transports/transport';
 import { loadZmq, ZmqTransport } from './transports/zmq';
@@ -48,7 +48,7 @@ const config = {
   /** Idle measurement: how long a connected pair sits unused, and how many times. */
   idleMs: envInt('BENCH_IDLE_MS', 3_000, 1_000),
   idleRuns: envInt('BENCH_IDLE_RUNS', 3, 1),
-  /** Comma-separated transport keys (shm, shm-malloc, socket, ipc, zmq); default all. */
+  /** Comma-separated transport keys (shm, socket, ipc, zmq); default all. */
   transports: (process.env.BENCH_TRANSPORTS ?? '').split(',').filter(Boolean),
   /** Comma-separated scenario ids (rt, notify64, notify4k, payload1m, payload16m, idle); default all. */
   scenarios: (process.env.BENCH_SCENARIOS ?? '').split(',').filter(Boolean),
@@ -161,11 +161,6 @@ function transportEntries(): TransportEntry[] {
   const zmq = loadZmq();
   const all: TransportEntry[] = [
     { key: 'shm', label: 'shmchannel', create: () => new ShmTransport() },
-    {
-      key: 'shm-malloc',
-      label: 'shmchannel, malloc kept',
-      create: () => new ShmTransport('shm-malloc', 'shmchannel, malloc kept', KEEP_FREED_MEMORY),
-    },
     { key: 'socket', label: 'unix socket', create: () => new SocketTransport() },
     { key: 'ipc', label: 'child_process IPC', create: () => new IpcTransport() },
     'zmq' in zmq
@@ -248,10 +243,10 @@ async function oneWay(
   kind: 'notify' | 'payload',
   n: number,
   payloads: Buffer[],
-  crcs: number[],
+  seed = 0,
 ): Promise<{ seconds: number; cpuPerMsg: number; ok: boolean }> {
   const size = payloads[0].length;
-  await t.control(kind === 'notify' ? { op: 'expect', kind, n, size } : { op: 'expect', kind, n, size, crcs });
+  await t.control(kind === 'notify' ? { op: 'expect', kind, n, size } : { op: 'expect', kind, n, size, seed });
   await t.control({ op: 'cpuMark' });
   const cpu0 = process.cpuUsage();
   const t0 = now();
@@ -274,7 +269,7 @@ async function oneWay(
 
 async function notifyRun(t: Transport, metric: string, n: number, size: number): Promise<void> {
   const payload = Buffer.alloc(size, 0xa5);
-  const r = await oneWay(t, 'notify', n, [payload], []);
+  const r = await oneWay(t, 'notify', n, [payload]);
   const rate = n / r.seconds;
   record(t.key, metric, rate);
   recordExtra(t.key, `${metric}_cpu_us_per_msg`, r.cpuPerMsg);
@@ -283,13 +278,13 @@ async function notifyRun(t: Transport, metric: string, n: number, size: number):
   );
 }
 
-async function payloadRun(t: Transport, metric: string, n: number, payloads: Buffer[], crcs: number[]): Promise<void> {
-  const r = await oneWay(t, 'payload', n, payloads, crcs);
+async function payloadRun(t: Transport, metric: string, n: number, payloads: Buffer[], seed: number): Promise<void> {
+  const r = await oneWay(t, 'payload', n, payloads, seed);
   const gbps = (n * payloads[0].length) / r.seconds / 1e9;
   record(t.key, metric, gbps);
   recordExtra(t.key, `${metric}_cpu_us_per_mib`, r.cpuPerMsg / (payloads[0].length / (1 << 20)));
   progress(
-    `  ${t.label.padEnd(18)} ${gbps.toFixed(3)} GB/s  (${n} x ${payloads[0].length >> 20} MiB, CRC-32 verified: ${r.ok ? 'ok' : 'FAILED'})`,
+    `  ${t.label.padEnd(18)} ${gbps.toFixed(3)} GB/s  (${n} x ${payloads[0].length >> 20} MiB, every byte verified: ${r.ok ? 'ok' : 'FAILED'})`,
   );
 }
 
@@ -510,12 +505,12 @@ async function main(): Promise<void> {
       ['payload16m', 16 << 20, config.payload16m],
     ] as const) {
       if (!wanted(id)) continue;
-      const payloads = [0, 1, 2, 3].map(() => randomBytes(size));
-      const crcs = payloads.map(checksum);
-      progress(`payloads of ${size >> 20} MiB one way: ${n} per run, CRC-32 checked by the receiver`);
+      const seed = size + 1;
+      const payloads = payloadSet(size, seed);
+      progress(`payloads of ${size >> 20} MiB one way: ${n} per run, compared byte for byte by the receiver`);
       for (const t of [...active])
-        await guarded(active, t, `${id} warm-up`, () => payloadRun(t, 'warmup', Math.max(2, n / 4), payloads, crcs));
-      await rounds(`payloads ${size >> 20} MiB`, active, config.runs, (t) => payloadRun(t, id, n, payloads, crcs));
+        await guarded(active, t, `${id} warm-up`, () => payloadRun(t, 'warmup', Math.max(2, n / 4), payloads, seed));
+      await rounds(`payloads ${size >> 20} MiB`, active, config.runs, (t) => payloadRun(t, id, n, payloads, seed));
     }
   } finally {
     for (const t of active) {
@@ -528,11 +523,16 @@ async function main(): Promise<void> {
     progress('in-process floor: 64 B views through an RxJS Subject, no transport');
     floor64 = deliveryFloor64();
   }
+  if (wanted('payload1m')) {
+    progress('in-process floor: 1 MiB messages copied once into owned Buffers through an RxJS Subject, no transport');
+    floor1m = await deliveryFloor1m();
+  }
   report(entries, ran);
 }
 
-/** msgs/s of deliveryFloor64(), if measured. */
+/** msgs/s of deliveryFloor64() and GB/s of deliveryFloor1m(), if measured. */
 let floor64 = NaN;
+let floor1m = NaN;
 
 function report(entries: TransportEntry[], ran: string[]): void {
   const seconds = (Date.now() - started) / 1000;
@@ -607,6 +607,8 @@ function report(entries: TransportEntry[], ran: string[]): void {
     baseline: BASELINE,
     /** In-process bound of the 64 B row (bench/floor.ts), msgs/s; null if not measured. */
     deliveryFloor64: Number.isFinite(floor64) ? floor64 : null,
+    /** In-process bound of the 1 MiB row (bench/floor.ts), GB/s; null if not measured. */
+    deliveryFloor1m: Number.isFinite(floor1m) ? floor1m : null,
     metrics: metrics.map((m) => ({ id: m.id, label: m.label, unit: m.unit, better: m.better })),
     transports: entries.map((e) => ({
       key: e.key,
@@ -637,7 +639,6 @@ function report(entries: TransportEntry[], ran: string[]): void {
   // SVG
   const palette: Record<string, string> = {
     shm: '#2b7bb9',
-    'shm-malloc': '#8ec1e6',
     socket: '#9a9a9a',
     ipc: '#e08a2c',
     zmq: '#5aa05a',
@@ -688,8 +689,16 @@ function targetLines(ran: string[]): string[] {
       );
     }
   }
-  if (has('payload1m'))
+  if (has('payload1m')) {
     check(ratio('payload1m') >= 3, `1 MiB payloads >= 3x socket GB/s: ${ratio('payload1m').toFixed(2)}x`);
+    if (Number.isFinite(floor1m)) {
+      lines.push(
+        `        bound: copying 1 MiB once into an owned Buffer and handing it to an RxJS subscriber in this ` +
+          `process, with no transport at all, reaches ${floor1m.toFixed(2)} GB/s = ` +
+          `${(floor1m / med(BASELINE, 'payload1m')).toFixed(2)}x the socket row`,
+      );
+    }
+  }
   if (Number.isFinite(med('shm', 'idle')))
     check(med('shm', 'idle') < 1, `idle channel < 1% of a core: ${med('shm', 'idle').toFixed(3)}%`);
   if (ran.includes('zmq')) {

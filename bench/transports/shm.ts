@@ -12,29 +12,16 @@ import { forkPeer, peerLifecycle, type Peer, type Transport } from './transport'
 
 let instances = 0;
 
-/**
- * glibc settings for the receiving peer that keep freed message memory in the heap rather
- * than returning it to the kernel, so the next large message does not fault in fresh pages.
- * See "Large messages and malloc" in the README.
- */
-export const KEEP_FREED_MEMORY = {
-  MALLOC_MMAP_THRESHOLD_: String(32 << 20),
-  MALLOC_TRIM_THRESHOLD_: String(512 << 20),
-};
-
 export class ShmTransport implements Transport {
   private readonly name = `/shmch-bench-${process.pid}-${++instances}`;
   private peer: Peer | undefined;
   private channel: Channel | undefined;
 
-  constructor(
-    readonly key = 'shm',
-    readonly label = 'shmchannel',
-    private readonly peerEnv: Record<string, string> = {},
-  ) {}
+  readonly key = 'shm';
+  readonly label = 'shmchannel';
 
   async setup(): Promise<void> {
-    this.peer = forkPeer('shm', [this.name], 'json', this.peerEnv);
+    this.peer = forkPeer('shm', [this.name], 'json');
     await this.peer.ready;
     this.channel = new Channel(this.name, 'client', { connectTimeout: 10_000 });
     await this.channel.open();

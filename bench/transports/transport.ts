@@ -51,17 +51,11 @@ export interface Peer {
 
 const PEER_EXIT_GRACE_MS = 5000;
 
-export function forkPeer(
-  kind: string,
-  args: string[],
-  serialization: 'json' | 'advanced' = 'json',
-  extraEnv: Record<string, string> = {},
-): Peer {
+export function forkPeer(kind: string, args: string[], serialization: 'json' | 'advanced' = 'json'): Peer {
   const script = path.join(__dirname, '..', `peer-${kind}.js`);
   const child = fork(script, args, {
     serialization,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, ...extraEnv },
   });
   let exitedFlag = false;
   const exited = new Promise<void>((resolve) => child.once('exit', () => ((exitedFlag = true), resolve())));
