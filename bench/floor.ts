@@ -51,7 +51,7 @@ export async function deliveryFloor1m(): Promise<number> {
   const size = 1 << 20;
   const perRun = 1024;
   const source = Buffer.alloc(size);
-  for (let i = 0; i < size; i += 4) source.writeUInt32LE(i * 2654435761, i);
+  for (let i = 0; i < size; i += 4) source.writeUInt32LE(Math.imul(i, 2654435761) >>> 0, i);
   const original = Buffer.from(source);
   const subject = new Subject<Buffer>();
   let bad = 0;
