@@ -244,6 +244,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
       this.failure ?? (this.state === 'peer-lost' ? peerLostError(this.name) : this.closedError()),
     );
     native?.close();
+    // A message cut off by the close would otherwise hold its buffer as long as this object.
+    this.assembler.reset();
     channelIdle();
     forgetAtExit(this);
     this.endRequests(() => this.closedError());
@@ -528,12 +530,19 @@ export class Channel implements ResponseSink, ClosableAtExit {
         try {
           got = this.native.readContinuation(missing);
         } catch (err) {
-          throw fromNativeError(err);
+          const error = fromNativeError(err);
+          // Only the peer's frames can put the native reader out of step with the assembler.
+          if (error.code === 'ERR_INVALID_ARG_VALUE') throw protocolError('fragment out of step with its message');
+          throw error;
         }
         if (got === 0) return { read, more: false };
         read = true;
         const message = this.assembler.filledIn(got);
-        if (message !== undefined) this.dispatch(this.assembler.kind, this.assembler.id, message);
+        if (message !== undefined) {
+          const kind = this.assembler.kind;
+          this.dispatch(kind, this.assembler.id, message);
+          if (this.native === undefined || kind === FrameKind.BYE) return { read, more: false };
+        }
         budget -= got;
         if (budget <= 0) return { read, more: true };
         continue;
@@ -574,8 +583,13 @@ export class Channel implements ResponseSink, ClosableAtExit {
         }
         at += size;
         if (message !== undefined) this.dispatch(kind, id, message);
-        // A handler may have closed the channel, or a BYE reset it: the rest of the batch is moot.
-        if (this.native === undefined || kind === FrameKind.BYE) return { read, more: false };
+        // A handler may have closed the channel: the rest of the batch is moot. A goodbye is the
+        // peer's last frame; anything after it would leave the native reader out of step.
+        if (this.native === undefined) return { read, more: false };
+        if (kind === FrameKind.BYE) {
+          if (at < n) throw protocolError('frames after goodbye');
+          return { read, more: false };
+        }
       }
       budget -= n;
       if (budget <= 0) return { read, more: true };

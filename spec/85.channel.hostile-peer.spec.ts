@@ -73,6 +73,13 @@ describe('A hostile peer writing into the segment', function () {
       writeFrameHeader(seg, 'c2s', CAPACITY, tail + 24, { length: 8, kind: 4, id: 9, total: 64 });
       seg.writeUInt32LE((tail + 48) >>> 0, Layout.c2s + Layout.head);
     },
+    'frames after a goodbye': (seg) => {
+      const tail = u32(seg, Layout.c2s + Layout.tail);
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 2 });
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail + 16, { length: 8, kind: 3, total: 64 });
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail + 40, { length: 16, kind: 3, total: 64 });
+      seg.writeUInt32LE((tail + 72) >>> 0, Layout.c2s + Layout.head);
+    },
     'nonzero reserved flags': (seg) => {
       const tail = u32(seg, Layout.c2s + Layout.tail);
       writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 3, flags: 0x80 });

@@ -64,13 +64,12 @@ MessagePool::MessagePool() : state_(std::make_shared<State>()) {}
 MessagePool::~MessagePool() { state_->Release(); }
 
 Napi::Value MessagePool::Take(Napi::Env env, size_t length) {
-  if (length < kMinBlock || length > kMaxBlock) return env.Undefined();
+  if (length < kMinBlock || length > kMaxBlock || external_refused_) return env.Undefined();
   int cls = 0;
   while ((size_t{1} << (kMinShift + cls)) < length) ++cls;
   void* block = nullptr;
   {
     std::lock_guard<std::mutex> lock(state_->mutex);
-    state_->keep = true;
     auto& list = state_->idle[cls];
     if (!list.empty()) {
       block = list.back();
@@ -80,18 +79,29 @@ Napi::Value MessagePool::Take(Napi::Env env, size_t length) {
   }
   if (block == nullptr) block = std::malloc(size_t{1} << (kMinShift + cls));
   if (block == nullptr) return env.Undefined();  // the caller's own allocation reports the failure
-
   auto* lease = new (std::nothrow) Lease{state_, cls};
   if (lease == nullptr) {
     state_->Return(block, cls);
     return env.Undefined();
   }
+
   napi_value buffer = nullptr;
   napi_status status = napi_create_external_buffer(env, length, block, OnCollected, lease, &buffer);
-  if (status == napi_ok) return Napi::Value(env, buffer);
-  delete lease;
-  state_->Return(block, cls);
-  if (status == napi_no_external_buffers_allowed) return env.Undefined();
+  if (status == napi_ok) {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->keep = true;
+    return Napi::Value(env, buffer);
+  }
+  if (status == napi_no_external_buffers_allowed) {
+    // Refused before Node took the block (V8 sandbox): never ask again, keep nothing.
+    external_refused_ = true;
+    delete lease;
+    std::free(block);
+    state_->Release();
+    return env.Undefined();
+  }
+  // Any other failure may come after Node took ownership (its finalizer may still run): leak
+  // the block and the lease rather than risk freeing them twice.
   throw Napi::Error::New(env);
 }
 

@@ -42,6 +42,7 @@ class MessagePool {
   static void OnCollected(napi_env env, void* data, void* hint);
 
   std::shared_ptr<State> state_;
+  bool external_refused_ = false;
 };
 
 }  // namespace shmch_binding
