@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { expect } from 'chai';
@@ -154,6 +154,23 @@ describe('Channel#close()', function () {
     expect(request.signal.aborted).to.equal(true);
     const result = await answer;
     expect(result.error?.code).to.equal('ERR_PEER_LOST');
+  });
+
+  it('should end its native threads (named shmch-waker and shmch-watch while they run)', async function () {
+    const ownThreads = (): string[] =>
+      readdirSync('/proc/self/task')
+        .map((task) => readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim())
+        .filter((comm) => comm.startsWith('shmch-'))
+        .sort();
+    expect(ownThreads(), 'no channel open before').to.deep.equal([]);
+    const name = uniqueName('threads');
+    const server = await openChannel(name, 'server');
+    await Peer.spawn({ name, mode: 'client' });
+    await reaches(server, 'connected');
+    await waitUntil(() => ownThreads().length === 2);
+    expect(ownThreads()).to.deep.equal(['shmch-waker', 'shmch-watch']);
+    await server.close();
+    expect(ownThreads()).to.deep.equal([]);
   });
 
   it('should unlink the segment of a server', async function () {

@@ -1,6 +1,7 @@
 #include "peer_watch.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -66,6 +67,8 @@ void PeerWatch::Notify() {
 }
 
 void PeerWatch::Run() {
+  // Named so that top -H, perf and /proc/<pid>/task show what the thread is.
+  pthread_setname_np(pthread_self(), "shmch-watch");
   int watched = -1;
   for (;;) {
     pollfd fds[2] = {{event_fd_, POLLIN, 0}, {watched, POLLIN, 0}};

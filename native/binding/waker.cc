@@ -1,5 +1,7 @@
 #include "waker.h"
 
+#include <pthread.h>
+
 #include <string>
 #include <system_error>
 
@@ -77,6 +79,8 @@ bool Waker::WatchPeer(bool* peer_closed) {
 }
 
 void Waker::Run() {
+  // Named so that top -H, perf and /proc/<pid>/task show what the thread is.
+  pthread_setname_np(pthread_self(), "shmch-waker");
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
