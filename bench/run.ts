@@ -40,11 +40,11 @@ const config = {
   notify64: envInt('BENCH_NOTIFY_64_COUNT', 200_000, 20_000),
   notify4k: envInt('BENCH_NOTIFY_4K_COUNT', 50_000, 5_000),
   /**
-   * Payloads per run (sent back to back, each verified by CRC-32 on arrival). Enough that a
-   * run measures the steady state, not the first growth of the receiver's heap.
+   * Payloads per run (sent back to back, each compared byte for byte on arrival). Enough that a
+   * run lasts a good part of a second: shorter ones measured mostly scheduling noise.
    */
-  payload1m: envInt('BENCH_PAYLOAD_1M_COUNT', 256, 8),
-  payload16m: envInt('BENCH_PAYLOAD_16M_COUNT', 32, 2),
+  payload1m: envInt('BENCH_PAYLOAD_1M_COUNT', 2048, 16),
+  payload16m: envInt('BENCH_PAYLOAD_16M_COUNT', 128, 4),
   /** Idle measurement: how long a connected pair sits unused, and how many times. */
   idleMs: envInt('BENCH_IDLE_MS', 3_000, 1_000),
   idleRuns: envInt('BENCH_IDLE_RUNS', 3, 1),
