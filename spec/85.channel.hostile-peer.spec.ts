@@ -205,7 +205,8 @@ describe('A hostile peer writing into the segment', function () {
       void client.request({ text: 'tick' }).catch(() => undefined);
       const attackUntil = Date.now() + 500;
       while (Date.now() < attackUntil) {
-        await client.notify({ size: 200, seed, count: 20 }).catch(() => undefined);
+        // Single frames, fragmented messages, and one read straight into its buffer (64 KiB+).
+        await client.notify({ sizes: [200, 3000, 200, 70 * 1024, 200], seed }).catch(() => undefined);
         for (let i = 0; i < 8; i++) {
           const at = random() < 0.5 ? Math.floor(random() * 512) : Math.floor(random() * seg.length);
           seg[at] = Math.floor(random() * 256);
