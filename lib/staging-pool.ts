@@ -45,9 +45,12 @@ export class StagingPool {
   }
 }
 
-/** The power of two that holds `length` (at least MIN_BLOCK): classes keep blocks reusable. */
+/**
+ * The size class that holds `length`: four to a power of two from MIN_BLOCK (64, 80, 96, 112,
+ * 128, 160 KiB, ...), so a block wastes at most a quarter of itself and similar sizes share it.
+ */
 function blockSize(length: number): number {
   let size = StagingPool.MIN_BLOCK;
-  while (size < length) size *= 2;
+  while (size < length) size += 2 ** Math.floor(Math.log2(size)) / 4;
   return size;
 }

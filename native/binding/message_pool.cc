@@ -8,10 +8,23 @@ namespace shmch_binding {
 
 namespace {
 
-constexpr int kMinShift = 16;  // log2(kMinBlock)
-constexpr int kClasses = 10;   // 64 KiB .. 32 MiB
-static_assert(MessagePool::kMinBlock == size_t{1} << kMinShift, "kMinShift matches kMinBlock");
-static_assert(MessagePool::kMaxBlock == size_t{1} << (kMinShift + kClasses - 1), "kClasses matches kMaxBlock");
+// Size classes four to a power of two (64, 80, 96, 112, 128, 160 KiB, ...): a block wastes at
+// most a quarter of itself, and a class serves the messages of similar size that reuse it.
+constexpr int kMinShift = 16;      // log2(kMinBlock)
+constexpr int kClasses = 4 * 9 + 1;  // 64 KiB .. 32 MiB
+
+constexpr size_t capacity_of(int cls) {
+  return (size_t{1} << (kMinShift + cls / 4)) + (cls % 4) * (size_t{1} << (kMinShift + cls / 4 - 2));
+}
+
+int class_of(size_t length) {
+  int cls = 0;
+  while (capacity_of(cls) < length) ++cls;
+  return cls;
+}
+
+static_assert(MessagePool::kMinBlock == capacity_of(0), "the first class is kMinBlock");
+static_assert(MessagePool::kMaxBlock == capacity_of(kClasses - 1), "the last class is kMaxBlock");
 
 }  // namespace
 
@@ -23,7 +36,7 @@ struct MessagePool::State {
   bool keep = false;
 
   void Return(void* block, int cls) {
-    size_t capacity = size_t{1} << (kMinShift + cls);
+    size_t capacity = capacity_of(cls);
     {
       std::lock_guard<std::mutex> lock(mutex);
       if (keep && idle_bytes + capacity <= kMaxIdleBytes) {
@@ -65,8 +78,7 @@ MessagePool::~MessagePool() { state_->Release(); }
 
 Napi::Value MessagePool::Take(Napi::Env env, size_t length) {
   if (length < kMinBlock || length > kMaxBlock || external_refused_) return env.Undefined();
-  int cls = 0;
-  while ((size_t{1} << (kMinShift + cls)) < length) ++cls;
+  int cls = class_of(length);
   void* block = nullptr;
   {
     std::lock_guard<std::mutex> lock(state_->mutex);
@@ -74,10 +86,10 @@ Napi::Value MessagePool::Take(Napi::Env env, size_t length) {
     if (!list.empty()) {
       block = list.back();
       list.pop_back();
-      state_->idle_bytes -= size_t{1} << (kMinShift + cls);
+      state_->idle_bytes -= capacity_of(cls);
     }
   }
-  if (block == nullptr) block = std::malloc(size_t{1} << (kMinShift + cls));
+  if (block == nullptr) block = std::malloc(capacity_of(cls));
   if (block == nullptr) return env.Undefined();  // the caller's own allocation reports the failure
   auto* lease = new (std::nothrow) Lease{state_, cls};
   if (lease == nullptr) {

@@ -17,7 +17,7 @@ namespace shmch_binding {
 
 class MessagePool {
  public:
-  // Blocks are powers of two in [kMinBlock, kMaxBlock]; smaller and larger messages are not pooled.
+  // Blocks come in size classes from kMinBlock to kMaxBlock; smaller and larger messages are not pooled.
   static constexpr size_t kMinBlock = size_t{64} << 10;
   static constexpr size_t kMaxBlock = size_t{32} << 20;
   // Idle blocks beyond this are freed on return: the pool bounds what it holds, not what is lent.
