@@ -19,6 +19,7 @@ import {
   FrameKind,
   frameSize,
   MessageAssembler,
+  headerWords,
   protocolError,
 } from './protocol';
 import { validateName } from './shared-memory';
@@ -106,6 +107,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private outbound: OutboundQueue | undefined;
   private readonly assembler = new MessageAssembler(allocateMessage);
   private readBuffer: Buffer = EMPTY;
+  private readWords: Uint32Array = new Uint32Array(0);
   private maxMessageSize = 0;
   private opening = false;
   private closed = false;
@@ -183,6 +185,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     const info = this.native.info();
     this.maxMessageSize = info.maxMessageSize;
     this.readBuffer = Buffer.allocUnsafeSlow(info.ringCapacity);
+    this.readWords = headerWords(this.readBuffer);
     const queueBound =
       this.options.maxQueuedBytes ?? Math.max(MIN_QUEUE_BOUND, info.maxMessageSize + info.ringCapacity);
     this.outbound = new OutboundQueue(
@@ -520,6 +523,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   /** Reads and dispatches frames: whether it read any, and whether it stopped for the budget with data left. */
   private drainInbound(): { read: boolean; more: boolean } {
     const batch = this.readBuffer;
+    const words = this.readWords;
     let budget = batch.length * DRAIN_BUDGET_RINGS;
     let read = false;
     while (this.native !== undefined) {
@@ -560,17 +564,18 @@ export class Channel implements ResponseSink, ClosableAtExit {
       let slabStart = 0;
       while (at < n) {
         if (n - at < FRAME_HEADER_SIZE) throw protocolError('truncated frame in read batch');
-        const length = batch.readUInt32LE(at);
+        const word = at >>> 2;
+        const length = words[word];
         const kind = batch[at + 4];
-        const id = batch.readUInt32LE(at + 8);
-        const total = batch.readUInt32LE(at + 12);
+        const id = words[word + 2];
+        const total = words[word + 3];
         const size = frameSize(length);
         if (at + size > n) throw protocolError('frame overruns read batch');
         let message: Buffer | undefined;
         if (length === total && length <= SLAB_MAX_MESSAGE && length > 0) {
           // A whole small message: a view of a slab copied from the batch (the batch is reused).
           if (at + size > slabStart + slab.length) {
-            slab = copySmallFrames(batch, at, n);
+            slab = copySmallFrames(batch, words, at, n);
             slabStart = at;
           }
           const from = at - slabStart + FRAME_HEADER_SIZE;
@@ -790,11 +795,11 @@ export class Channel implements ResponseSink, ClosableAtExit {
  * Small slabs bound what one message a subscriber keeps can hold alive, as Node's own
  * Buffer pool does.
  */
-function copySmallFrames(batch: Buffer, at: number, n: number): Buffer {
+function copySmallFrames(batch: Buffer, words: Uint32Array, at: number, n: number): Buffer {
   let end = at;
   while (end + FRAME_HEADER_SIZE <= n) {
-    const length = batch.readUInt32LE(end);
-    if (length !== batch.readUInt32LE(end + 12) || length > SLAB_MAX_MESSAGE) break;
+    const length = words[end >>> 2];
+    if (length !== words[(end >>> 2) + 3] || length > SLAB_MAX_MESSAGE) break;
     const next = end + frameSize(length);
     if (next - at > SLAB_BYTES || next > n) break;
     end = next;

@@ -1,6 +1,6 @@
 import { createError } from './errors';
 import type { NativeChannel } from './native';
-import { FRAME_HEADER_SIZE, frameSize } from './protocol';
+import { FRAME_HEADER_SIZE, frameSize, headerWords } from './protocol';
 import { StagingPool } from './staging-pool';
 
 interface OutgoingMessage {
@@ -42,6 +42,7 @@ export class OutboundQueue {
   private head = 0;
   private queuedBytes = 0;
   private readonly batch: Buffer;
+  private readonly batchWords: Uint32Array;
   private readonly batchMaxPayload: number;
   private batched = 0;
   private batchFlushScheduled = false;
@@ -58,6 +59,7 @@ export class OutboundQueue {
   ) {
     // Never more than half the ring: a batch should usually fit in one go.
     this.batch = Buffer.alloc(Math.min(BATCH_BYTES, ringCapacity / 2));
+    this.batchWords = headerWords(this.batch);
     this.batchMaxPayload = Math.min(BATCH_MAX_PAYLOAD, maxFramePayload, this.batch.length - FRAME_HEADER_SIZE);
   }
 
@@ -137,13 +139,16 @@ export class OutboundQueue {
 
   private addToBatch(kind: number, id: number, data: Buffer): void {
     const b = this.batch;
+    const w = this.batchWords;
     const at = this.batched;
+    const word = at >>> 2;
     const length = data.length;
     // The frame header of docs/PROTOCOL.md §2: length, kind, flags 0, reserved 0, id, total.
-    b.writeUInt32LE(length, at);
-    b.writeUInt32LE(kind, at + 4);
-    b.writeUInt32LE(id, at + 8);
-    b.writeUInt32LE(length, at + 12);
+    w[word] = length;
+    w[word + 1] = 0;
+    b[at + 4] = kind;
+    w[word + 2] = id;
+    w[word + 3] = length;
     if (length > 0) b.set(data, at + FRAME_HEADER_SIZE);
     const size = frameSize(length);
     // Padding is never read, but the peer gets zeros rather than stale bytes of ours.
@@ -172,11 +177,11 @@ export class OutboundQueue {
     const taken = this.native.writeFrames(this.batch, end);
     this.batched = 0;
     for (let at = taken; at < end;) {
-      const length = this.batch.readUInt32LE(at);
+      const length = this.batchWords[at >>> 2];
       const payload = Buffer.from(this.batch.subarray(at + FRAME_HEADER_SIZE, at + FRAME_HEADER_SIZE + length));
       this.enqueue({
         kind: this.batch[at + 4],
-        id: this.batch.readUInt32LE(at + 8),
+        id: this.batchWords[(at >>> 2) + 2],
         total: length,
         rest: payload,
         written: 0,
