@@ -21,6 +21,7 @@ import {
   MessageAssembler,
   headerWords,
   protocolError,
+  viewOf,
 } from './protocol';
 import { validateName } from './shared-memory';
 
@@ -579,7 +580,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
             slabStart = at;
           }
           const from = at - slabStart + FRAME_HEADER_SIZE;
-          message = slab.subarray(from, from + length);
+          message = viewOf(slab, from, length);
         } else {
           // A fragment, or (length 0) the announcement of a large message: the assembler starts
           // it, and the next turn of the loop reads it with readContinuation.

@@ -15,6 +15,24 @@ export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 
 export const FRAME_HEADER_SIZE = 16;
 
+type BufferClass = new (arrayBuffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer;
+// The class Node constructs Buffers with (what buf.subarray() creates through the species).
+const speciesBuffer = (Buffer as unknown as { [Symbol.species]?: BufferClass })[Symbol.species];
+const NodeBuffer: BufferClass | undefined =
+  speciesBuffer !== undefined && Buffer.isBuffer(new speciesBuffer(new ArrayBuffer(8), 0, 8))
+    ? speciesBuffer
+    : undefined;
+
+/**
+ * A Buffer over `length` bytes of `slab` from `offset`, without a copy, as slab.subarray()
+ * makes it but at half the cost: no species lookup per call, which shows when every received
+ * small message is such a view.
+ */
+export function viewOf(slab: Buffer, offset: number, length: number): Buffer {
+  if (NodeBuffer === undefined) return slab.subarray(offset, offset + length);
+  return new NodeBuffer(slab.buffer, slab.byteOffset + offset, length);
+}
+
 /**
  * The 32-bit words of a buffer of frames, for the length, id and total of frame headers (the
  * kind is a byte). Frames start at multiples of 8, and the words are in host byte order, as the
