@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';
+import { markAsUntransferable } from 'node:worker_threads';
 
 import { BehaviorSubject, Observable, Subject, type Subscriber } from 'rxjs';
 
@@ -107,6 +108,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private native: NativeChannel | undefined;
   private outbound: OutboundQueue | undefined;
   private readonly assembler = new MessageAssembler(allocateMessage);
+  /** The peer's goodbye was read: it is the last frame a peer sends (until the next client). */
+  private peerSaidBye = false;
   private readBuffer: Buffer = EMPTY;
   private readWords: Uint32Array = new Uint32Array(0);
   private maxMessageSize = 0;
@@ -544,9 +547,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
         read = true;
         const message = this.assembler.filledIn(got);
         if (message !== undefined) {
-          const kind = this.assembler.kind;
-          this.dispatch(kind, this.assembler.id, message);
-          if (this.native === undefined || kind === FrameKind.BYE) return { read, more: false };
+          this.dispatch(this.assembler.kind, this.assembler.id, message);
+          if (this.native === undefined) return { read, more: false };
         }
         budget -= got;
         if (budget <= 0) return { read, more: true };
@@ -565,6 +567,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
       let slabStart = 0;
       while (at < n) {
         if (n - at < FRAME_HEADER_SIZE) throw protocolError('truncated frame in read batch');
+        // A goodbye is a peer's last frame: one read after it could only be a hostile peer's.
+        if (this.peerSaidBye) throw protocolError('frames after goodbye');
         const word = at >>> 2;
         const length = words[word];
         const kind = batch[at + 4];
@@ -589,13 +593,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
         }
         at += size;
         if (message !== undefined) this.dispatch(kind, id, message);
-        // A handler may have closed the channel: the rest of the batch is moot. A goodbye is the
-        // peer's last frame; anything after it would leave the native reader out of step.
+        // A handler may have closed the channel: the rest of the batch is moot.
         if (this.native === undefined) return { read, more: false };
-        if (kind === FrameKind.BYE) {
-          if (at < n) throw protocolError('frames after goodbye');
-          return { read, more: false };
-        }
       }
       budget -= n;
       if (budget <= 0) return { read, more: true };
@@ -656,6 +655,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   /** The peer said goodbye. Its requests end now; a server frees the slot once it detached. */
   private onPeerBye(): void {
     debug('%s %s: peer said goodbye', this.mode, this.name);
+    this.peerSaidBye = true;
     this.loseRequests();
     if (this.mode === 'client') this.closeNow();
   }
@@ -682,6 +682,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     );
     this.assembler.reset();
     native.acceptNext();
+    this.peerSaidBye = false;
     this.stateSubject.next('open');
   }
 
@@ -806,6 +807,9 @@ function copySmallFrames(batch: Buffer, words: Uint32Array, at: number, n: numbe
     end = next;
   }
   const slab = Buffer.allocUnsafeSlow(end - at);
+  // Many messages share it: a transfer list must copy it, not detach the others (as with Node's
+  // own pool).
+  markAsUntransferable(slab.buffer);
   batch.copy(slab, 0, at, end);
   return slab;
 }

@@ -16,12 +16,18 @@ export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 export const FRAME_HEADER_SIZE = 16;
 
 type BufferClass = new (arrayBuffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer;
-// The class Node constructs Buffers with (what buf.subarray() creates through the species).
-const speciesBuffer = (Buffer as unknown as { [Symbol.species]?: BufferClass })[Symbol.species];
-const NodeBuffer: BufferClass | undefined =
-  speciesBuffer !== undefined && Buffer.isBuffer(new speciesBuffer(new ArrayBuffer(8), 0, 8))
-    ? speciesBuffer
-    : undefined;
+// The class Node constructs Buffers with (what buf.subarray() creates through the species),
+// if it is what we expect: a constructor whose instances are exactly Buffers.
+const NodeBuffer = ((): BufferClass | undefined => {
+  try {
+    const species = (Buffer as unknown as { [Symbol.species]?: unknown })[Symbol.species];
+    if (typeof species !== 'function' || species === Buffer || species.prototype !== Buffer.prototype) return undefined;
+    const probe = new (species as BufferClass)(new ArrayBuffer(8), 0, 8);
+    return Buffer.isBuffer(probe) && probe.length === 8 ? (species as BufferClass) : undefined;
+  } catch {
+    return undefined;
+  }
+})();
 
 /**
  * A Buffer over `length` bytes of `slab` from `offset`, without a copy, as slab.subarray()

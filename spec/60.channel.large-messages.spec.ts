@@ -1,3 +1,5 @@
+import { MessageChannel } from 'node:worker_threads';
+
 import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom, take, toArray } from 'rxjs';
 
@@ -80,6 +82,19 @@ describe('Messages larger than the ring', function () {
       const received = await arriving;
       // Checked only now, after every message arrived and the read batch was reused many times.
       expect(received.map((r) => [r.length, sha256(r)])).to.deep.equal(sent.map((s) => [s.length, s.sha256]));
+    });
+
+    it('should copy, not detach, a small message put in a transfer list: its slab holds others', async function () {
+      const arriving = firstValueFrom(client.notifications$.pipe(take(3), toArray()));
+      await peer.notify({ sizes: [10, 20, 30] });
+      const [a, b, c] = await arriving;
+      expect(a.buffer, 'the three arrived together and share a slab').to.equal(b.buffer);
+      const { port1, port2 } = new MessageChannel();
+      const transferred = new Promise<Uint8Array>((resolve) => port2.once('message', resolve));
+      port1.postMessage(a, [a.buffer as ArrayBuffer]);
+      expect((await transferred).length).to.equal(10);
+      expect([a.length, b.length, c.length]).to.deep.equal([10, 20, 30]);
+      port1.close();
     });
 
     it('should hand out large messages in recycled memory that keep their bytes while later ones reuse it, server to client', async function () {

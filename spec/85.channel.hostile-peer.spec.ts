@@ -127,6 +127,21 @@ describe('A hostile peer writing into the segment', function () {
     });
   }
 
+  it('should fail with ERR_PROTOCOL on a frame that arrives after a goodbye already read', async function () {
+    const { server, seg, memory } = await victimServer('after-bye');
+    const failed = streamError(server);
+    const tail = u32(seg, Layout.c2s + Layout.tail);
+    writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 2 });
+    seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
+    await waitUntil(() => u32(seg, Layout.c2s + Layout.tail) === (tail + 16) >>> 0);
+    writeFrameHeader(seg, 'c2s', CAPACITY, tail + 16, { length: 8, kind: 3 });
+    seg.writeUInt32LE((tail + 40) >>> 0, Layout.c2s + Layout.head);
+    const err = await failed;
+    expect((err as { code?: string }).code, String(err)).to.equal('ERR_PROTOCOL');
+    expect(String(err)).to.match(/goodbye/);
+    memory.close();
+  });
+
   it('should fail pending requests with ERR_PROTOCOL when the inbound ring is corrupted', async function () {
     const { server, peer, seg, memory } = await victimServer('pending');
     await peer.handle({ kind: 'never' });

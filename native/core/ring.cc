@@ -86,7 +86,9 @@ void RingWriter::publish(uint32_t bytes) {
 
 shmch_status RingWriter::write(uint8_t kind, uint32_t id, uint32_t total, const uint8_t* payload,
                                uint32_t length) {
-  if (!known_kind(kind) || length > total || (length > 0 && payload == nullptr) ||
+  // An empty frame of a nonempty message is what readers refuse (and what an announcement of
+  // shmch_read_announcing looks like): never write one.
+  if (!known_kind(kind) || length > total || (length == 0 && total > 0) || (length > 0 && payload == nullptr) ||
       length > ring_.capacity - SHMCH_FRAME_HEADER_SIZE) {
     return SHMCH_E_INVALID_ARG;
   }

@@ -171,6 +171,11 @@ void exercise(Side& side, std::mt19937_64& rng, std::vector<uint8_t>& scratch) {
     if (len > 1008) len = 1008;
     shmch_write(ch, static_cast<uint8_t>(1 + rng() % 8), static_cast<uint32_t>(rng()), len, payload, len);
   }
+  // An empty frame of a nonempty message is what readers refuse: the writer must refuse it too.
+  if (shmch_write(ch, SHMCH_NOTIFY, 0, 1 + static_cast<uint32_t>(rng() % 100), payload, 0) == SHMCH_OK) {
+    std::fprintf(stderr, "fuzz_segment: write took an empty frame of a nonempty message\n");
+    std::abort();
+  }
   if (!writing_fragments && rng() % 2 == 0) write_batch(ch, rng, payload, sizeof payload);
   if (writing_fragments || rng() % 3 == 0) write_fragments(side, rng, payload, sizeof payload);
   if (rng() % 2 == 0) read_continuation(side, rng);
