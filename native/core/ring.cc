@@ -194,14 +194,27 @@ shmch_status RingReader::next_frame(uint32_t tail, uint32_t used, uint32_t consu
   return SHMCH_OK;
 }
 
+void RingReader::start_message(const FrameHeader& h, uint32_t unread) {
+  msg_remaining_ = unread;
+  msg_kind_ = h.kind;
+  msg_id_ = h.id;
+  msg_total_ = h.total;
+}
+
 void RingReader::account(const FrameHeader& h) {
   if (msg_remaining_ == 0) {
-    msg_remaining_ = h.total - h.length;
-    msg_kind_ = h.kind;
-    msg_id_ = h.id;
-    msg_total_ = h.total;
+    start_message(h, h.total - h.length);
   } else {
     msg_remaining_ -= h.length;
+  }
+}
+
+void RingReader::release_copied(uint32_t tail, uint32_t consumed, uint32_t* released) {
+  // Each quarter of the ring (the largest frame) goes back as soon as it is copied, so the
+  // writer refills it while we copy the rest.
+  if (consumed - *released >= ring_.capacity / 4) {
+    release(tail + consumed);
+    *released = consumed;
   }
 }
 
@@ -230,10 +243,7 @@ shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, uint32_t large_
       FrameHeader announcement = h;
       announcement.length = 0;
       std::memcpy(dst, &announcement, sizeof announcement);
-      msg_remaining_ = h.total;
-      msg_kind_ = h.kind;
-      msg_id_ = h.id;
-      msg_total_ = h.total;
+      start_message(h, h.total);
       out = SHMCH_FRAME_HEADER_SIZE;
       break;
     }
@@ -248,12 +258,7 @@ shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, uint32_t large_
     account(h);
     consumed += frame_size;
     out += frame_size;
-    // Hand each quarter of the ring (the largest frame) back as we go, so the writer refills
-    // it while we copy the rest.
-    if (consumed - released >= ring_.capacity / 4) {
-      release(tail + consumed);
-      released = consumed;
-    }
+    release_copied(tail, consumed, &released);
   }
   // Whole frames only: a remainder shorter than a header is corruption, unless dst was full.
   if (used - consumed != 0 && used - consumed < SHMCH_FRAME_HEADER_SIZE) return SHMCH_E_PROTOCOL;
@@ -280,10 +285,7 @@ shmch_status RingReader::read_continuation(uint8_t* dst, size_t dst_capacity, si
     account(h);
     consumed += SHMCH_FRAME_HEADER_SIZE + align8(h.length);
     out += h.length;
-    if (consumed - released >= ring_.capacity / 4) {
-      release(tail + consumed);
-      released = consumed;
-    }
+    release_copied(tail, consumed, &released);
   }
   if (msg_remaining_ > 0 && used - consumed != 0 && used - consumed < SHMCH_FRAME_HEADER_SIZE) {
     return SHMCH_E_PROTOCOL;

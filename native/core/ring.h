@@ -77,6 +77,10 @@ class RingReader {
   shmch_status next_frame(uint32_t tail, uint32_t used, uint32_t consumed, FrameHeader* h) const;
   // Follows the message a frame (validated by next_frame) belongs to.
   void account(const FrameHeader& h);
+  // The message h starts is in progress, `unread` of its bytes still to come.
+  void start_message(const FrameHeader& h, uint32_t unread);
+  // Publishes the tail once another quarter of the ring has been copied since *released.
+  void release_copied(uint32_t tail, uint32_t consumed, uint32_t* released);
   // Publishes a new tail and wakes a writer that waits for space.
   void release(uint32_t tail);
 
