@@ -40,7 +40,11 @@ export type ChannelState = 'idle' | 'open' | 'connected' | 'peer-lost' | 'closed
 export interface ChannelOptions {
   /** Server: bytes per direction, a power of two from 4 KiB to 1 GiB. Default 1 MiB. */
   ringCapacity?: number;
-  /** Server: the largest message either side may send, 1 B to 1 GiB. Default 64 MiB. */
+  /**
+   * Server: the largest message either side may send, 1 B to 1 GiB. Default 64 MiB. Client:
+   * the largest it accepts; open() fails with ERR_INCOMPATIBLE_SEGMENT if the server allows
+   * more. Default: the server's, whatever it is.
+   */
   maxMessageSize?: number;
   /** Server: file mode of the segment. Default 0o600 (only this user). */
   permissions?: number;
@@ -187,6 +191,17 @@ export class Channel implements ResponseSink, ClosableAtExit {
       throw this.closedError();
     }
     const info = this.native.info();
+    const acceptable = this.options.maxMessageSize;
+    if (this.mode === 'client' && acceptable !== undefined && info.maxMessageSize > acceptable) {
+      // Refused before any traffic: the server's limit is what the peer may make us allocate.
+      this.native.close();
+      this.native = undefined;
+      throw createError(
+        'ERR_INCOMPATIBLE_SEGMENT',
+        `server ${this.name} allows messages of up to ${info.maxMessageSize} bytes, ` +
+          `more than this client's maxMessageSize (${acceptable})`,
+      );
+    }
     this.maxMessageSize = info.maxMessageSize;
     this.readBuffer = Buffer.allocUnsafeSlow(info.ringCapacity);
     this.readWords = headerWords(this.readBuffer);

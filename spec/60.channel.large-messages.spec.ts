@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom, take, toArray } from 'rxjs';
 
 import type { Channel } from '../lib/index';
-import { expectFailsCode, expectThrowsCode } from './helpers/expect-error';
+import { expectFailsCode, expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { uniqueName } from './helpers/names';
 import { KiB, MiB, patternBuffer, sha256 } from './helpers/payload';
 import { Peer, type PeerError } from './helpers/peer';
@@ -223,6 +223,22 @@ describe('maxMessageSize', function () {
     expectThrowsCode(() => server.notify(Buffer.alloc(MAX + 1)), 'ERR_MESSAGE_TOO_LARGE');
     server.notify('still fine');
     expect((await peer.collect(1)).map((r) => r.text)).to.deep.equal(['still fine']);
+  });
+
+  it("should refuse to attach a client whose maxMessageSize is below the server's, and let the server take the next client", async function () {
+    const name = uniqueName('max-client');
+    const server = await openChannel(name, 'server', { maxMessageSize: 4 * MAX });
+    const err = await expectRejectsCode(
+      openChannel(name, 'client', { maxMessageSize: MAX }),
+      'ERR_INCOMPATIBLE_SEGMENT',
+    );
+    expect(err.message).to.match(/4194304/);
+    // It left: a client that accepts the limit attaches, and adopts it.
+    const client = await openChannel(name, 'client', { maxMessageSize: 4 * MAX, connectTimeout: 5000 });
+    await reaches(server, 'connected');
+    expectThrowsCode(() => client.notify(Buffer.alloc(4 * MAX + 1)), 'ERR_MESSAGE_TOO_LARGE');
+    client.notify(Buffer.alloc(2 * MAX));
+    expect((await firstValueFrom(server.notifications$)).length).to.equal(2 * MAX);
   });
 
   it('should make a client peer refuse what exceeds the server limit', async function () {
