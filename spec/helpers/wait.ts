@@ -2,9 +2,21 @@ import { filter, firstValueFrom } from 'rxjs';
 
 import type { Channel, ChannelState } from '../../lib/index';
 
-/** Polls `condition` until it holds; the mocha timeout bounds the wait (no timing asserted). */
+/** Past every test's own timeout: only a test that already failed gets here. */
+const ABANDON_AFTER_MS = 180_000;
+
+/**
+ * Polls `condition` until it holds; the mocha timeout bounds the wait (no timing asserted).
+ * It gives up long after that, so that the poll of a test that timed out does not keep the
+ * process, and with it `npm test`, alive forever.
+ */
 export async function waitUntil(condition: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 20));
+  const abandonAt = Date.now() + ABANDON_AFTER_MS;
+  while (!(await condition())) {
+    if (Date.now() > abandonAt)
+      throw new Error(`condition not reached in ${ABANDON_AFTER_MS} ms: ${String(condition)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** Resolves when `ch` is (or next becomes) `state`. */
