@@ -7,6 +7,7 @@
       "target_name": "shmchannel",
       "sources": [
         "native/core/segment.cc",
+        "native/core/truncation_guard.cc",
         "native/core/ring.cc",
         "native/core/liveness.cc",
         "native/core/doorbell.cc",

@@ -77,6 +77,8 @@ export interface NativeSharedMemory {
   /** Zero-copy view of the mapping; detached (length 0) after close(). */
   buffer(): ArrayBuffer;
   size(): number;
+  /** Another process shrank the object and pages of the mapping were replaced with zeros. */
+  truncated(): boolean;
   close(): void;
 }
 

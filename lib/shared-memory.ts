@@ -27,7 +27,9 @@ export interface SharedMemoryOptions {
 /**
  * A named POSIX shared-memory segment and a zero-copy Buffer over it: the 2017 library's
  * shared-memory wrapper. After close() the buffer is detached (length 0), so a view kept by
- * mistake reads as empty instead of crashing the process.
+ * mistake reads as empty instead of crashing the process. If another process shrinks the
+ * segment, the pages it cut off read as zeros here instead of killing the process with
+ * `SIGBUS`, and `truncated` says so.
  *
  * ## Example
  * ```ts
@@ -95,6 +97,16 @@ export class SharedMemory {
     if (this.native === undefined) throw createError('ERR_CHANNEL_CLOSED', `shared memory ${this.name} is closed`);
     this.view ??= Buffer.from(this.native.buffer());
     return this.view;
+  }
+
+  /**
+   * True once this process touched a page that another process cut off by shrinking the
+   * segment (`ftruncate`). From that page to the end, `buffer` is private zero-filled memory:
+   * what the other process wrote there is gone, and what this one writes there no one sees.
+   * False after close().
+   */
+  get truncated(): boolean {
+    return this.native?.truncated() ?? false;
   }
 
   /** Unmaps the segment and detaches `buffer`. Idempotent. The segment itself stays until unlink(). */

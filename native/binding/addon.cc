@@ -75,6 +75,9 @@ Napi::Value RecycledIdleBytes(const Napi::CallbackInfo& info) {
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   // One pool per environment (main thread, each worker), deleted with it.
   env.SetInstanceData<MessagePool>(new MessagePool());
+  // A peer that shrinks a segment then costs its channel, not the process. sigaction cannot
+  // fail for SIGBUS; if it somehow did, shrinking would crash the process as it does anywhere.
+  (void)shmch_guard_truncation();
   exports.Set("Channel", ChannelWrap::Init(env));
   exports.Set("SharedMemory", SharedMemoryWrap::Init(env));
   exports.Set("validateName", Napi::Function::New<ValidateName>(env, "validateName"));

@@ -15,6 +15,12 @@ void ThrowIfClosed(Napi::Env env, shmch_channel* ch) {
   }
 }
 
+// What the error says a failed read or write ran into.
+const char* Describe(shmch_status s, const char* corrupt, const char* otherwise) {
+  if (s == SHMCH_E_TRUNCATED) return "another process shrank the shared memory segment";
+  return s == SHMCH_E_PROTOCOL ? corrupt : otherwise;
+}
+
 uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsNumber()) {
     throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
@@ -124,7 +130,7 @@ Napi::Value ChannelWrap::Write(const Napi::CallbackInfo& info) {
   if (s == SHMCH_OK) return Napi::Boolean::New(env, true);
   if (s == SHMCH_E_FULL) return Napi::Boolean::New(env, false);
   shmch_error err{};
-  ThrowStatus(env, s, err, s == SHMCH_E_PROTOCOL ? "peer corrupted the outbound ring" : "write rejected");
+  ThrowStatus(env, s, err, Describe(s, "peer corrupted the outbound ring", "write rejected"));
 }
 
 // writeFrames(frames: Uint8Array, length) -> bytes of whole frames taken from the front
@@ -139,7 +145,7 @@ Napi::Value ChannelWrap::WriteFrames(const Napi::CallbackInfo& info) {
   shmch_status s = shmch_write_frames(channel_, frames.Data(), length, &consumed);
   if (s != SHMCH_OK) {
     shmch_error err{};
-    ThrowStatus(env, s, err, s == SHMCH_E_PROTOCOL ? "peer corrupted the outbound ring" : "frames rejected");
+    ThrowStatus(env, s, err, Describe(s, "peer corrupted the outbound ring", "frames rejected"));
   }
   return Napi::Number::New(env, static_cast<double>(consumed));
 }
@@ -154,7 +160,7 @@ Napi::Value ChannelWrap::Read(const Napi::CallbackInfo& info) {
   shmch_status s = shmch_read_announcing(channel_, target.Data(), target.ByteLength(), large_from, &written);
   if (s != SHMCH_OK) {
     shmch_error err{};
-    ThrowStatus(env, s, err, s == SHMCH_E_PROTOCOL ? "peer wrote an invalid frame" : "read rejected");
+    ThrowStatus(env, s, err, Describe(s, "peer wrote an invalid frame", "read rejected"));
   }
   return Napi::Number::New(env, static_cast<double>(written));
 }
@@ -168,7 +174,7 @@ Napi::Value ChannelWrap::ReadContinuation(const Napi::CallbackInfo& info) {
   if (s != SHMCH_OK) {
     shmch_error err{};
     ThrowStatus(env, s, err,
-                s == SHMCH_E_PROTOCOL ? "peer wrote an invalid frame" : "no message in progress of that length");
+                Describe(s, "peer wrote an invalid frame", "no message in progress of that length"));
   }
   return Napi::Number::New(env, static_cast<double>(written));
 }
@@ -200,7 +206,7 @@ void ChannelWrap::AcceptNext(const Napi::CallbackInfo& info) {
   shmch_status s = shmch_accept_next(channel_);
   if (s != SHMCH_OK) {
     shmch_error err{};
-    ThrowStatus(env, s, err, "acceptNext");
+    ThrowStatus(env, s, err, Describe(s, "acceptNext", "acceptNext"));
   }
 }
 

@@ -20,7 +20,8 @@ const char* CodeOf(shmch_status s) {
     case SHMCH_E_OS: return "ERR_SHM_OPEN_FAILED";
     case SHMCH_E_RESOURCE: return "ERR_RESOURCE_LIMIT";
     case SHMCH_E_INCOMPATIBLE: return "ERR_INCOMPATIBLE_SEGMENT";
-    case SHMCH_E_PROTOCOL: return "ERR_PROTOCOL";
+    case SHMCH_E_PROTOCOL:
+    case SHMCH_E_TRUNCATED: return "ERR_PROTOCOL";
     case SHMCH_E_CLOSED: return "ERR_CHANNEL_CLOSED";
     default: return "ERR_SHM_OPEN_FAILED";
   }
@@ -35,6 +36,7 @@ const char* ReasonOf(shmch_status s) {
     case SHMCH_E_BUSY: return "BUSY";
     case SHMCH_E_EXISTS: return "EXISTS";
     case SHMCH_E_PROTOCOL: return "PROTOCOL";
+    case SHMCH_E_TRUNCATED: return "TRUNCATED";
     default: return "OTHER";
   }
 }

@@ -12,6 +12,7 @@ Napi::Function SharedMemoryWrap::Init(Napi::Env env) {
                      {
                          InstanceMethod<&SharedMemoryWrap::Buffer>("buffer"),
                          InstanceMethod<&SharedMemoryWrap::Size>("size"),
+                         InstanceMethod<&SharedMemoryWrap::Truncated>("truncated"),
                          InstanceMethod<&SharedMemoryWrap::Close>("close"),
                      });
 }
@@ -65,6 +66,10 @@ Napi::Value SharedMemoryWrap::Buffer(const Napi::CallbackInfo& info) {
 
 Napi::Value SharedMemoryWrap::Size(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(size_));
+}
+
+Napi::Value SharedMemoryWrap::Truncated(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), segment_->lost());
 }
 
 void SharedMemoryWrap::Close(const Napi::CallbackInfo&) {

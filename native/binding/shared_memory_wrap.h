@@ -20,6 +20,7 @@ class SharedMemoryWrap : public Napi::ObjectWrap<SharedMemoryWrap> {
  private:
   Napi::Value Buffer(const Napi::CallbackInfo& info);
   Napi::Value Size(const Napi::CallbackInfo& info);
+  Napi::Value Truncated(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
 
   // Shared with the ArrayBuffer's finalizer: the mapping lives until both are done with it.

@@ -15,6 +15,7 @@
 #include "ring.h"
 #include "segment.h"
 #include "shmchannel.h"
+#include "truncation_guard.h"
 
 using namespace shmch;
 
@@ -44,12 +45,20 @@ struct shmch_channel {
   std::atomic<bool> wake_requested{false};
   // Server: since when a client holds the slot without having written its pid (ms, 0: not).
   std::atomic<int64_t> pidless_since_ms{0};
+  // shmch_wait() has sent the reader to find out that the segment was shrunk.
+  bool lost_reported = false;
 };
 
 namespace {
 
 uint8_t* base(shmch_channel* ch) { return ch->segment.data(); }
 uint32_t* state_word(shmch_channel* ch) { return word32(base(ch), off::kState); }
+
+// What a call that may have touched pages a peer truncated away returns instead of its result:
+// whatever it read from them was zeros, and whatever it wrote reached no one.
+shmch_status unless_lost(shmch_channel* ch, shmch_status s) {
+  return ch->segment.lost() ? SHMCH_E_TRUNCATED : s;
+}
 
 bool is_power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
@@ -141,6 +150,10 @@ shmch_channel* new_channel(const char* name, shmch_role role) {
 }  // namespace
 
 extern "C" {
+
+shmch_status shmch_guard_truncation(void) {
+  return install_truncation_guard();
+}
 
 shmch_status shmch_validate_name(const char* name, shmch_error* err) {
   if (name == nullptr || name[0] != '/')
@@ -261,17 +274,8 @@ void shmch_close(shmch_channel* ch) {
     __atomic_fetch_or(state_word(ch), flag, __ATOMIC_ACQ_REL);
     // Wake the peer so it notices at once rather than at its next timed wake-up.
     doorbell_ring(word32(base(ch), ch->role == SHMCH_SERVER ? off::kClientDoorbell : off::kServerDoorbell));
-    if (ch->role == SHMCH_SERVER) {
-      // Unlink only if the name still refers to our segment (not a successor's).
-      Segment current;
-      shmch_error ignored{};
-      if (current.open(ch->name, kHeaderSize, SIZE_MAX, &ignored) == SHMCH_OK &&
-          read_u32(current.data(), off::kServerPid) == read_u32(base(ch), off::kServerPid) &&
-          read_u64(current.data(), off::kServerStartTime) ==
-              read_u64(base(ch), off::kServerStartTime)) {
-        shm_unlink(ch->name);
-      }
-    }
+    // Unlink only if the name still refers to our segment (not a successor's).
+    if (ch->role == SHMCH_SERVER && ch->segment.is_named(ch->name)) shm_unlink(ch->name);
   }
   delete ch;
 }
@@ -289,10 +293,11 @@ void shmch_get_info(shmch_channel* ch, shmch_info* info) {
 
 shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t total,
                          const uint8_t* payload, uint32_t length) {
+  if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
   if (total > ch->max_message_size) return SHMCH_E_INVALID_SIZE;
   if (length > max_frame_payload(ch->capacity)) return SHMCH_E_INVALID_ARG;
-  shmch_status s = ch->writer.write(kind, id, total, payload, length);
+  shmch_status s = unless_lost(ch, ch->writer.write(kind, id, total, payload, length));
   if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
   if (s == SHMCH_E_FULL) ch->writer_blocked.store(true);
   return s;
@@ -301,9 +306,11 @@ shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t 
 shmch_status shmch_write_frames(shmch_channel* ch, const uint8_t* frames, size_t length,
                                 size_t* consumed) {
   *consumed = 0;
+  if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
-  shmch_status s = ch->writer.write_frames(frames, length, ch->max_message_size,
-                                           max_frame_payload(ch->capacity), consumed);
+  shmch_status s = unless_lost(ch, ch->writer.write_frames(frames, length, ch->max_message_size,
+                                                           max_frame_payload(ch->capacity), consumed));
+  if (s == SHMCH_E_TRUNCATED) *consumed = 0;
   if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
   // Not all taken: the ring is full and space_for() announced the wait.
   if (s == SHMCH_OK && *consumed < length) ch->writer_blocked.store(true);
@@ -317,8 +324,10 @@ shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, si
 shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, uint32_t large_from,
                                    size_t* written) {
   *written = 0;
+  if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
-  shmch_status s = ch->reader.read(dst, dst_capacity, large_from == 0 ? 1 : large_from, written);
+  shmch_status s = unless_lost(ch, ch->reader.read(dst, dst_capacity, large_from == 0 ? 1 : large_from, written));
+  if (s == SHMCH_E_TRUNCATED) *written = 0;
   if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
   return s;
 }
@@ -326,9 +335,11 @@ shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_c
 shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
                                      size_t* written) {
   *written = 0;
+  if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
   if (dst == nullptr) return SHMCH_E_INVALID_ARG;
-  shmch_status s = ch->reader.read_continuation(dst, dst_capacity, written);
+  shmch_status s = unless_lost(ch, ch->reader.read_continuation(dst, dst_capacity, written));
+  if (s == SHMCH_E_TRUNCATED) *written = 0;
   if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
   return s;
 }
@@ -340,11 +351,18 @@ namespace {
 bool space_freed(shmch_channel* ch) {
   return ch->writer_blocked.load() && ch->writer.waiting_cleared() && ch->writer_blocked.exchange(false);
 }
-}  // namespace
 
-int shmch_wait(shmch_channel* ch, int timeout_ms) {
+// A shrunk segment is reported once as readable, so that the reader calls shmch_read and
+// learns of it there; after that the channel waits like a failed one.
+bool report_lost(shmch_channel* ch) {
+  if (ch->lost_reported || !ch->segment.lost()) return false;
+  ch->lost_reported = true;
+  return true;
+}
+
+int wait_for_event(shmch_channel* ch, int timeout_ms) {
   // A failed channel is never read again, so only the doorbell or the timeout ends the wait.
-  bool failed = ch->failed.load(std::memory_order_relaxed);
+  bool failed = ch->failed.load(std::memory_order_relaxed) || ch->segment.lost();
   if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
   if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
   // Read the bell before saying we sleep: a ring after this read makes the wait return.
@@ -363,6 +381,13 @@ int shmch_wait(shmch_channel* ch, int timeout_ms) {
   if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
   if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
   return rang ? SHMCH_WAIT_WOKEN : SHMCH_WAIT_TIMEOUT;
+}
+}  // namespace
+
+int shmch_wait(shmch_channel* ch, int timeout_ms) {
+  if (report_lost(ch)) return SHMCH_WAIT_READABLE;
+  int r = wait_for_event(ch, timeout_ms);
+  return report_lost(ch) ? SHMCH_WAIT_READABLE : r;
 }
 
 void shmch_wake(shmch_channel* ch) {
@@ -422,6 +447,7 @@ int shmch_peer_state(shmch_channel* ch) {
 
 shmch_status shmch_accept_next(shmch_channel* ch) {
   if (ch->role != SHMCH_SERVER) return SHMCH_E_INVALID_ARG;
+  if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   uint8_t* b = base(ch);
   // Discard what the old client left unread and what it sent that we did not read.
   ch->writer.reset_to(ch->writer.head());
@@ -466,6 +492,7 @@ shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_err
                        process_alive(info->server_pid, read_u64(b, off::kServerStartTime));
   info->client_alive = (info->state & SHMCH_STATE_CLIENT_ATTACHED) != 0 &&
                        process_alive(info->client_pid, read_u64(b, off::kClientStartTime));
+  if (seg.lost()) return fail(err, SHMCH_E_TRUNCATED, 0, nullptr, "the segment shrank while being read");
   return SHMCH_OK;
 }
 

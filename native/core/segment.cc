@@ -48,9 +48,50 @@ Segment::~Segment() {
 }
 
 void Segment::unmap() {
-  if (data_ != nullptr) munmap(data_, size_);
+  if (data_ != nullptr) {
+    unguard_range(guard_);
+    munmap(data_, size_);
+  }
   data_ = nullptr;
   size_ = 0;
+  guard_ = nullptr;
+}
+
+// Maps all of fd and registers the mapping with the truncation guard. Closes fd.
+shmch_status Segment::map(int fd, size_t size, shmch_error* err) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return fail(err, status_from_errno(e), e, "fstat", nullptr);
+  }
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int e = errno;
+  // The mapping keeps the object alive; the descriptor is no longer needed.
+  ::close(fd);
+  if (p == MAP_FAILED) return fail(err, status_from_errno(e), e, "mmap", nullptr);
+  GuardedRange* guard = guard_range(p, size);
+  if (guard == nullptr) {
+    munmap(p, size);
+    return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, "no memory to register the mapping");
+  }
+  data_ = static_cast<uint8_t*>(p);
+  size_ = size;
+  guard_ = guard;
+  device_ = st.st_dev;
+  inode_ = st.st_ino;
+  return SHMCH_OK;
+}
+
+bool Segment::is_named(const char* name) const {
+  if (data_ == nullptr) return false;
+  int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return false;
+  struct stat st;
+  // While we map our object its inode cannot be reused, so equal numbers mean the same object.
+  bool same = fstat(fd, &st) == 0 && st.st_dev == device_ && st.st_ino == inode_;
+  ::close(fd);
+  return same;
 }
 
 shmch_status Segment::create(const char* name, size_t size, uint32_t mode, shmch_error* err) {
@@ -68,18 +109,9 @@ shmch_status Segment::create(const char* name, size_t size, uint32_t mode, shmch
     shm_unlink(name);
     return fail(err, status_from_errno(e), e, "ftruncate", nullptr);
   }
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) {
-    int e = errno;
-    ::close(fd);
-    shm_unlink(name);
-    return fail(err, status_from_errno(e), e, "mmap", nullptr);
-  }
-  // The mapping keeps the object alive; the descriptor is no longer needed.
-  ::close(fd);
-  data_ = static_cast<uint8_t*>(p);
-  size_ = size;
-  return SHMCH_OK;
+  shmch_status s = map(fd, size, err);
+  if (s != SHMCH_OK) shm_unlink(name);
+  return s;
 }
 
 shmch_status Segment::open(const char* name, size_t min_size, size_t max_size, shmch_error* err) {
@@ -102,16 +134,7 @@ shmch_status Segment::open(const char* name, size_t min_size, size_t max_size, s
     return fail(err, size == 0 ? SHMCH_E_NOT_READY : SHMCH_E_INCOMPATIBLE, 0, nullptr,
                 "segment size out of range");
   }
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) {
-    int e = errno;
-    ::close(fd);
-    return fail(err, status_from_errno(e), e, "mmap", nullptr);
-  }
-  ::close(fd);
-  data_ = static_cast<uint8_t*>(p);
-  size_ = size;
-  return SHMCH_OK;
+  return map(fd, size, err);
 }
 
 }  // namespace shmch

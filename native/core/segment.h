@@ -5,7 +5,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <sys/types.h>
+
 #include "shmchannel.h"
+#include "truncation_guard.h"
 
 namespace shmch {
 
@@ -24,10 +27,19 @@ class Segment {
 
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  // Another process shrank the object and pages we touched were replaced (truncation_guard.h).
+  bool lost() const { return range_lost(guard_); }
+  // The name still refers to this object, not to a successor created under it.
+  bool is_named(const char* name) const;
 
  private:
+  shmch_status map(int fd, size_t size, shmch_error* err);
+
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  GuardedRange* guard_ = nullptr;
+  dev_t device_ = 0;
+  ino_t inode_ = 0;
 };
 
 shmch_status status_from_errno(int e);

@@ -3,7 +3,9 @@
 // and the frames in flight. Built with AddressSanitizer + UndefinedBehaviorSanitizer, any
 // out-of-bounds access or UB aborts; a call that does not return (hang) is caught by the
 // alarm below. Usage: fuzz_segment [iterations] [seed-file]
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +27,7 @@ constexpr uint32_t kCapacity = 4096;
 constexpr size_t kSegmentSize = shmch::kHeaderSize + 2 * kCapacity;
 unsigned long long g_mutations = 0;
 unsigned long long g_continued = 0;  // continuation reads that delivered bytes: is the path reached?
+unsigned long long g_truncations = 0;
 
 void on_alarm(int) {
   static const char msg[] = "fuzz_segment: a call did not return within the alarm: hang\n";
@@ -202,6 +205,17 @@ void exercise(Side& side, std::mt19937_64& rng, std::vector<uint8_t>& scratch) {
   shmch_get_info(ch, &info);
 }
 
+// What a peer may do that no check of the bytes can stop: cut pages off the shared object.
+void shrink(const std::string& name, off_t size) {
+  int fd = shm_open(name.c_str(), O_RDWR, 0);
+  if (fd < 0 || ftruncate(fd, size) != 0) {
+    std::fprintf(stderr, "fuzz_segment: cannot shrink the segment\n");
+    std::abort();
+  }
+  close(fd);
+  g_truncations++;
+}
+
 bool run_one(uint64_t seed, const std::string& name) {
   std::mt19937_64 rng(seed);
   shmch_options o{kCapacity, 64 * 1024, 0600};
@@ -230,7 +244,11 @@ bool run_one(uint64_t seed, const std::string& name) {
   Side server_side{server};
   Side client_side{client};
   int rounds = 20 + static_cast<int>(rng() % 40);
+  // One run in eight, the attacker also shrinks the segment (to nothing, half the time).
+  int truncate_at = rng() % 8 == 0 ? static_cast<int>(rng() % rounds) : -1;
+  off_t truncate_to = rng() % 2 == 0 ? 0 : static_cast<off_t>(rng() % kSegmentSize);
   for (int r = 0; r < rounds; r++) {
+    if (r == truncate_at) shrink(name, truncate_to);
     int mutations = static_cast<int>(rng() % 3);
     for (int m = 0; m < mutations; m++) mutate(seg, rng);
     exercise(server_side, rng, scratch);
@@ -240,8 +258,26 @@ bool run_one(uint64_t seed, const std::string& name) {
       server_side.remaining = 0;
     }
   }
+  if (truncate_at >= 0 && truncate_to == 0) {
+    // Every page is gone, so a write faults wherever it starts; the guard turns that into
+    // SHMCH_E_TRUNCATED, and the channel stays failed.
+    for (shmch_channel* ch : {server, client}) {
+      for (int i = 0; i < 2; i++) {
+        if (shmch_write(ch, SHMCH_NOTIFY, 0, 8, scratch.data(), 8) != SHMCH_E_TRUNCATED) {
+          std::fprintf(stderr, "fuzz_segment: a channel on a segment shrunk to nothing did not report it\n");
+          std::abort();
+        }
+      }
+    }
+  }
   shmch_close(client);
   shmch_close(server);
+  // The server unlinks its segment even when its header is gone with the pages.
+  int fd = shm_open(name.c_str(), O_RDONLY, 0);
+  if (fd >= 0) {
+    std::fprintf(stderr, "fuzz_segment: the server's close left its segment behind\n");
+    std::abort();
+  }
   return true;
 }
 
@@ -267,6 +303,10 @@ int main(int argc, char** argv) {
   for (unsigned long i = seeds.size(); i < iterations; i++) seeds.push_back(base + i);
   std::string name = "/shmch-fuzz-" + std::to_string(getpid());
   signal(SIGALRM, on_alarm);
+  if (shmch_guard_truncation() != SHMCH_OK) {
+    std::fprintf(stderr, "fuzz_segment: cannot install the truncation guard\n");
+    return 2;
+  }
   for (size_t i = 0; i < seeds.size(); i++) {
     alarm(10);
     if (!run_one(seeds[i], name)) {
@@ -277,7 +317,8 @@ int main(int argc, char** argv) {
   alarm(0);
   shmch_unlink(name.c_str(), nullptr);
   std::printf("fuzz_segment: %zu runs (%zu from the seed corpus, random base seed 0x%llx), %llu mutations, "
-              "%llu continuation reads, no crash, no hang\n",
-              seeds.size(), corpus_size, static_cast<unsigned long long>(base), g_mutations, g_continued);
+              "%llu continuation reads, %llu truncations, no crash, no hang\n",
+              seeds.size(), corpus_size, static_cast<unsigned long long>(base), g_mutations, g_continued,
+              g_truncations);
   return 0;
 }

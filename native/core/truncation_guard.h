@@ -1,0 +1,27 @@
+// Any process that can open a POSIX shm object read-write can also shrink it (they cannot be
+// sealed), and touching a mapped page past the new end raises SIGBUS, which kills the process.
+// The guard turns that into an error the owner can report: a SIGBUS inside a guarded mapping
+// replaces the mapping's pages from the faulting one on with private zero pages, marks the
+// mapping lost, and the faulting access resumes. Any other SIGBUS goes to the handler that was
+// there before (or kills the process as it would have).
+#pragma once
+
+#include <cstddef>
+
+#include "shmchannel.h"
+
+namespace shmch {
+
+struct GuardedRange;
+
+// Installs the process-wide SIGBUS handler (once; later calls return its first result).
+shmch_status install_truncation_guard();
+
+// Registers a mapping whether or not the handler is installed. nullptr if out of memory.
+GuardedRange* guard_range(void* start, size_t length);
+// Call before munmap: after it, a SIGBUS at these addresses is no longer ours.
+void unguard_range(GuardedRange* range);
+// True once a SIGBUS has replaced pages of the range: what they held is gone.
+bool range_lost(const GuardedRange* range);
+
+}  // namespace shmch

@@ -1,0 +1,141 @@
+import { expect } from 'chai';
+import { firstValueFrom, lastValueFrom } from 'rxjs';
+
+import { SharedMemory, type Channel } from '../lib/index';
+import { describeResult, runCommand } from './helpers/commands';
+import { shmExists, uniqueName } from './helpers/names';
+import { Peer } from './helpers/peer';
+import { openChannel, releaseAll, unlinkLater } from './helpers/resources';
+import { Layout } from './helpers/segment-layout';
+import { reaches, waitUntil } from './helpers/wait';
+
+const CAPACITY = 64 * 1024;
+const LIB = require.resolve('../lib/index');
+
+/** Shrinks the object behind `name` from another process, as a hostile or broken peer could. */
+async function shrinkFromAnotherProcess(name: string, size: number): Promise<void> {
+  const script = 'require("fs").truncateSync(process.argv[1], Number(process.argv[2]))';
+  const result = await runCommand(process.execPath, ['-e', script, `/dev/shm${name}`, String(size)], {
+    cwd: process.cwd(),
+  });
+  expect(result.code, describeResult('truncate', result)).to.equal(0);
+}
+
+/** Resolves with the error notifications$ ends with. */
+function streamError(ch: Channel): Promise<{ code?: string; message: string }> {
+  return lastValueFrom(ch.notifications$).then(
+    () => expect.fail('notifications$ completed instead of failing'),
+    (err: { code?: string; message: string }) => err,
+  );
+}
+
+describe('A peer that shrinks the segment', function () {
+  afterEach(releaseAll);
+
+  for (const [what, size] of [
+    ['to nothing', 0],
+    ['to its header and ring controls', Layout.data],
+  ] as const) {
+    it(`should fail the channel with ERR_PROTOCOL, not die of SIGBUS, when it is shrunk ${what}`, async function () {
+      const name = uniqueName('shrunk');
+      const server = await openChannel(name, 'server', { ringCapacity: CAPACITY });
+      const client = await Peer.spawn({ name, mode: 'client' });
+      await reaches(server, 'connected');
+      const failed = streamError(server);
+
+      await shrinkFromAnotherProcess(name, size);
+      // Writing touches the ring past the new end (and past the page that holds it).
+      try {
+        server.notify(Buffer.alloc(8192, 1));
+      } catch (err) {
+        expect((err as { code?: string }).code).to.equal('ERR_PROTOCOL');
+      }
+
+      const err = await failed;
+      expect(err.code, err.message).to.equal('ERR_PROTOCOL');
+      expect(err.message).to.match(/shrank the shared memory segment/);
+      await reaches(server, 'closed');
+      // Unlinked although its header is gone: the name still named our object.
+      expect(shmExists(name)).to.equal(false);
+      // The client survives too; it learns of it as a broken or lost peer.
+      await waitUntil(() => client.events('stream-error').length > 0);
+      expect(client.isRunning).to.equal(true);
+      await client.stats();
+      for (const e of client.events('stream-error')) {
+        expect(['ERR_PROTOCOL', 'ERR_PEER_LOST']).to.include(e.error.code);
+      }
+
+      // And this process goes on: a new channel works.
+      const next = uniqueName('after-shrink');
+      const server2 = await openChannel(next, 'server');
+      const client2 = await Peer.spawn({ name: next, mode: 'client' });
+      const got = firstValueFrom(server2.notifications$);
+      await client2.notify({ text: 'still alive' });
+      expect((await got).toString()).to.equal('still alive');
+    });
+  }
+
+  it('should keep both peer processes alive when the segment shrinks under live traffic', async function () {
+    this.timeout(60_000);
+    for (const size of [0, 4096, Layout.data + CAPACITY / 2, Layout.data + CAPACITY + 100]) {
+      const name = uniqueName('shrunk-live');
+      unlinkLater(name);
+      const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: CAPACITY } });
+      await server.handle({ kind: 'echo' });
+      const client = await Peer.spawn({ name, mode: 'client' });
+      const traffic = client.notify({ sizes: [200, 3000, 40_000, 70 * 1024], count: 200 }).catch(() => undefined);
+      await client.request({ text: 'warm' });
+      await shrinkFromAnotherProcess(name, size);
+      await traffic;
+      await client.request({ text: 'after' }).catch(() => undefined);
+
+      for (const [role, victim] of [
+        ['server', server],
+        ['client', client],
+      ] as const) {
+        await waitUntil(() => victim.events('stream-error').length > 0);
+        expect(victim.isRunning, `${role} after shrinking to ${size}`).to.equal(true);
+        await victim.stats();
+        for (const e of victim.events('stream-error')) {
+          expect(['ERR_PROTOCOL', 'ERR_PEER_LOST'], `${role}, size ${size}`).to.include(e.error.code);
+        }
+      }
+      expect(
+        server.events('stream-error').map((e) => e.error.message),
+        `server, size ${size}`,
+      ).to.satisfy((messages: string[]) => messages.some((m) => /shrank/.test(m)));
+      await client.stop();
+      await server.stop();
+    }
+  });
+
+  it('should read zeros from a SharedMemory view past the new end, and say it was truncated', async function () {
+    const name = uniqueName('shrunk-memory');
+    unlinkLater(name);
+    const memory = SharedMemory.create(name, 64 * 1024);
+    memory.buffer.fill(0x5a);
+    expect(memory.truncated).to.equal(false);
+
+    await shrinkFromAnotherProcess(name, 4096);
+    expect(memory.buffer[100]).to.equal(0x5a);
+    expect(memory.buffer[60_000]).to.equal(0);
+    expect(memory.truncated).to.equal(true);
+    // The replacement is private memory: writable, and seen only here.
+    memory.buffer[60_000] = 7;
+    expect(memory.buffer[60_000]).to.equal(7);
+    memory.close();
+    expect(memory.truncated).to.equal(false);
+  });
+
+  it('should leave any other SIGBUS as deadly as it was', async function () {
+    // Loading the addon installs the handler; a SIGBUS it does not own must still kill.
+    const script = `require(${JSON.stringify(LIB)}); process.kill(process.pid, 'SIGBUS'); setTimeout(() => {}, 5000);`;
+    const result = await runCommand(process.execPath, ['-e', script], { cwd: process.cwd(), timeoutMs: 20_000 });
+    if (/asan/.test(process.env.LD_PRELOAD ?? '')) {
+      // Under the sanitizer (npm run test:sanitize) AddressSanitizer's handler was there first.
+      expect(result.stderr, describeResult('self-SIGBUS', result)).to.match(/AddressSanitizer: BUS/);
+    } else {
+      expect(result.signal, describeResult('self-SIGBUS', result)).to.equal('SIGBUS');
+    }
+  });
+});
