@@ -77,7 +77,7 @@ export interface NativeSharedMemory {
   /** Zero-copy view of the mapping; detached (length 0) after close(). */
   buffer(): ArrayBuffer;
   size(): number;
-  /** Another process shrank the object and pages of the mapping were replaced with zeros. */
+  /** The object lost pages (shrunk, or /dev/shm full) and the mapping has zeros there now. */
   truncated(): boolean;
   close(): void;
 }

@@ -100,8 +100,8 @@ export class SharedMemory {
   }
 
   /**
-   * True once this process touched a page that another process cut off by shrinking the
-   * segment (`ftruncate`). From that page to the end, `buffer` is private zero-filled memory:
+   * True once this process touched a page that the segment lost: another process shrank it
+   * (`ftruncate`), or a full `/dev/shm` could not provide the page. From that page to the end, `buffer` is private zero-filled memory:
    * what the other process wrote there is gone, and what this one writes there no one sees.
    * False after close().
    */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm run test:sanitize — the native layer under AddressSanitizer + UndefinedBehaviorSanitizer:
-#  1. the core mutation fuzzer (native/test/fuzz_segment.cc) from the seed corpus plus random runs;
+#  1. the core mutation fuzzer (native/test/fuzz_segment.cc) from the seed corpus plus random runs,
+#     and the SIGBUS guard's cases (native/test/truncation_guard_test.cc);
 #  2. the spec suite against a sanitized addon (spawned peers inherit it), including the
 #     hostile-peer specs. Any out-of-bounds access or undefined behaviour aborts the run.
 # FUZZ_RUNS (default 2000) sets the fuzzer's run count; SANITIZE_SPECS narrows the specs.
@@ -14,6 +15,11 @@ echo "== core fuzzer (ASan+UBSan)"
 g++ -std=c++17 "${sanitize[@]}" -Wall -Wextra native/test/fuzz_segment.cc native/core/*.cc \
   -o "$out/fuzz_segment" -lrt -lpthread
 "$out/fuzz_segment" "${FUZZ_RUNS:-2000}" native/test/fuzz-seeds.txt
+
+echo "== SIGBUS guard (ASan+UBSan)"
+g++ -std=c++17 "${sanitize[@]}" -Wall -Wextra native/test/truncation_guard_test.cc native/core/*.cc \
+  -o "$out/truncation_guard_test" -lrt -lpthread
+"$out/truncation_guard_test"
 
 echo "== sanitized addon"
 # Built from a copy so the regular build/ stays as it is.

@@ -17,7 +17,9 @@ void ThrowIfClosed(Napi::Env env, shmch_channel* ch) {
 
 // What the error says a failed read or write ran into.
 const char* Describe(shmch_status s, const char* corrupt, const char* otherwise) {
-  if (s == SHMCH_E_TRUNCATED) return "another process shrank the shared memory segment";
+  if (s == SHMCH_E_TRUNCATED) {
+    return "the shared memory segment lost pages: another process shrank it, or /dev/shm ran out of space";
+  }
   return s == SHMCH_E_PROTOCOL ? corrupt : otherwise;
 }
 

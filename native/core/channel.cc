@@ -54,8 +54,8 @@ namespace {
 uint8_t* base(shmch_channel* ch) { return ch->segment.data(); }
 uint32_t* state_word(shmch_channel* ch) { return word32(base(ch), off::kState); }
 
-// What a call that may have touched pages a peer truncated away returns instead of its result:
-// whatever it read from them was zeros, and whatever it wrote reached no one.
+// What a call that may have touched pages the segment lost (truncation_guard.h) returns instead
+// of its result: whatever it read from them was zeros, and whatever it wrote reached no one.
 shmch_status unless_lost(shmch_channel* ch, shmch_status s) {
   return ch->segment.lost() ? SHMCH_E_TRUNCATED : s;
 }
@@ -263,6 +263,10 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
   uint32_t s2c_tail = load_acquire(word32(b, off::kRingS2C + off::kTail));
   ch->writer.attach(c2s, c2s_tail, word32(b, off::kServerSleeping), word32(b, off::kServerDoorbell));
   ch->reader.attach(s2c, s2c_tail, ch->max_message_size, word32(b, off::kServerDoorbell));
+  if (ch->segment.lost()) {
+    shmch_close(ch);
+    return fail(err, SHMCH_E_TRUNCATED, 0, nullptr, "the segment shrank while attaching");
+  }
   *out = ch;
   return SHMCH_OK;
 }
@@ -270,12 +274,13 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
 void shmch_close(shmch_channel* ch) {
   if (ch == nullptr) return;
   if (ch->segment.data() != nullptr) {
+    // Unlink only if the name still refers to our segment, and before saying we closed: after
+    // that, a new server may reclaim the name, and its segment is not ours to remove.
+    if (ch->role == SHMCH_SERVER && ch->segment.is_named(ch->name)) shm_unlink(ch->name);
     uint32_t flag = ch->role == SHMCH_SERVER ? SHMCH_STATE_SERVER_CLOSED : SHMCH_STATE_CLIENT_CLOSED;
     __atomic_fetch_or(state_word(ch), flag, __ATOMIC_ACQ_REL);
     // Wake the peer so it notices at once rather than at its next timed wake-up.
     doorbell_ring(word32(base(ch), ch->role == SHMCH_SERVER ? off::kClientDoorbell : off::kServerDoorbell));
-    // Unlink only if the name still refers to our segment (not a successor's).
-    if (ch->role == SHMCH_SERVER && ch->segment.is_named(ch->name)) shm_unlink(ch->name);
   }
   delete ch;
 }

@@ -50,7 +50,7 @@ typedef enum shmch_status {
   SHMCH_E_PROTOCOL,        /* the peer wrote something invalid into the segment */
   SHMCH_E_FULL,            /* the frame does not fit in the ring now; try again after a wake */
   SHMCH_E_CLOSED,          /* the channel was closed */
-  SHMCH_E_TRUNCATED,       /* another process shrank the segment (see shmch_guard_truncation) */
+  SHMCH_E_TRUNCATED,       /* the segment lost pages (see shmch_guard_truncation) */
 } shmch_status;
 
 typedef enum shmch_role { SHMCH_SERVER = 0, SHMCH_CLIENT = 1 } shmch_role;
@@ -96,11 +96,13 @@ typedef struct shmch_info {
 typedef struct shmch_channel shmch_channel;
 
 /* Anyone who can open a segment read-write can shrink it, and touching a page past its new
- * end raises SIGBUS, which kills the process. This installs a process-wide SIGBUS handler that
- * instead replaces the lost pages of a shmchannel mapping with private zero pages; every later
- * call on that channel returns SHMCH_E_TRUNCATED (close it). Any other SIGBUS goes on to the
- * handler installed before, or gets the default action. Idempotent. Without it, shrinking a
- * segment kills the process, as it would any program that maps shared memory. */
+ * end raises SIGBUS, which kills the process; so does touching a page that a full /dev/shm
+ * cannot provide. This installs a process-wide SIGBUS handler that instead replaces the lost
+ * pages of a shmchannel mapping with private zero pages; every later call on that channel
+ * returns SHMCH_E_TRUNCATED (close it). Any other SIGBUS goes on to the handler installed
+ * before, or gets the default action. Idempotent. A handler installed later for SIGBUS (in
+ * Node: process.on('SIGBUS')) replaces this one. Without it, shrinking a segment kills the
+ * process, as it would any program that maps shared memory. */
 shmch_status shmch_guard_truncation(void);
 
 /* 0 if name is a valid POSIX shm name: "/x", no other '/', at most 255 bytes. */

@@ -1,5 +1,6 @@
 #include "truncation_guard.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -32,6 +33,10 @@ struct Chunk {
 Chunk first_chunk;
 const uintptr_t kPageSize = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
 struct sigaction previous_action;
+// Handlers between their look at the registry and their mmap. unguard_range waits for zero
+// before it frees a slot: a handler never pairs a stale start with a new end, and never maps
+// over an address that the caller is about to unmap and maybe reuse.
+std::atomic<int> handlers_inside{0};
 
 GuardedRange* claim_slot(Chunk* chunk) {
   for (GuardedRange& r : chunk->slots) {
@@ -43,38 +48,51 @@ GuardedRange* claim_slot(Chunk* chunk) {
   return nullptr;
 }
 
-// Async-signal-safe: atomics and one mmap system call.
-bool replace_lost_pages(uintptr_t address) {
-  for (Chunk* c = &first_chunk; c != nullptr; c = c->next.load(std::memory_order_acquire)) {
+// The guarded range that holds address, or nullptr.
+GuardedRange* range_holding(uintptr_t address) {
+  for (Chunk* c = &first_chunk; c != nullptr; c = c->next.load()) {
     for (GuardedRange& r : c->slots) {
-      uintptr_t start = r.start.load(std::memory_order_acquire);
-      if (start == 0 || address < start) continue;
-      uintptr_t end = r.end.load(std::memory_order_acquire);
-      if (address >= end) continue;
-      uintptr_t from = address & ~(kPageSize - 1);
-      void* p = mmap(reinterpret_cast<void*>(from), end - from, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-      if (p == MAP_FAILED) return false;
-      r.lost.store(true, std::memory_order_release);
-      return true;
+      uintptr_t start = r.start.load();
+      if (start != 0 && address >= start && address < r.end.load()) return &r;
     }
   }
-  return false;
+  return nullptr;
+}
+
+// Async-signal-safe: atomics and one mmap system call.
+bool replace_lost_pages(uintptr_t address) {
+  handlers_inside.fetch_add(1);
+  GuardedRange* range = range_holding(address);
+  bool replaced = false;
+  if (range != nullptr) {
+    // Lost before the pages change: a thread that reads the zero pages without faulting
+    // itself then sees the flag when it checks after its read.
+    range->lost.store(true);
+    uintptr_t from = address & ~(kPageSize - 1);
+    // NORESERVE: a segment may be larger than the commit limit allows a private mapping.
+    void* p = mmap(reinterpret_cast<void*>(from), range->end.load() - from, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    replaced = p != MAP_FAILED;
+  }
+  handlers_inside.fetch_sub(1);
+  return replaced;
 }
 
 void pass_on(int sig, siginfo_t* info, void* context) {
-  if ((previous_action.sa_flags & SA_SIGINFO) != 0 && previous_action.sa_sigaction != nullptr) {
+  bool sent = info == nullptr || info->si_code <= 0;  // by kill() or raise(), not by a fault
+  if (previous_action.sa_handler == SIG_IGN && sent) return;
+  if (previous_action.sa_handler == SIG_DFL || previous_action.sa_handler == SIG_IGN) {
+    // The default action, which a fault cannot be spared: raised again, it is delivered when
+    // we return (SIGBUS is blocked while we run) and ends the process as it would have.
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  if ((previous_action.sa_flags & SA_SIGINFO) != 0) {
     previous_action.sa_sigaction(sig, info, context);
-    return;
-  }
-  if (previous_action.sa_handler != SIG_DFL && previous_action.sa_handler != SIG_IGN) {
+  } else {
     previous_action.sa_handler(sig);
-    return;
   }
-  // The default action: a fault recurs when we return and kills the process as it would have;
-  // a signal sent with kill() is raised again (blocked until we return).
-  signal(sig, SIG_DFL);
-  if (info == nullptr || info->si_code <= 0) raise(sig);
 }
 
 void on_sigbus(int sig, siginfo_t* info, void* context) {
@@ -94,7 +112,9 @@ shmch_status install_truncation_guard() {
     action.sa_sigaction = on_sigbus;
     action.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&action.sa_mask);
-    return sigaction(SIGBUS, &action, &previous_action) == 0 ? SHMCH_OK : SHMCH_E_OS;
+    // What to pass other signals on to is known before the first one can arrive.
+    if (sigaction(SIGBUS, nullptr, &previous_action) != 0) return SHMCH_E_OS;
+    return sigaction(SIGBUS, &action, nullptr) == 0 ? SHMCH_OK : SHMCH_E_OS;
   }();
   return result;
 }
@@ -123,19 +143,22 @@ GuardedRange* guard_range(void* start, size_t length) {
   }
   uintptr_t begin = reinterpret_cast<uintptr_t>(start);
   slot->lost.store(false);
-  slot->end.store(begin + ((length + kPageSize - 1) & ~(kPageSize - 1)), std::memory_order_release);
-  slot->start.store(begin, std::memory_order_release);
+  slot->end.store(begin + ((length + kPageSize - 1) & ~(kPageSize - 1)));
+  slot->start.store(begin);
   return slot;
 }
 
 void unguard_range(GuardedRange* range) {
   if (range == nullptr) return;
-  range->start.store(0, std::memory_order_release);
-  range->claimed.store(false, std::memory_order_release);
+  range->start.store(0);
+  // A handler that found the range before the store above may still be mapping over it. It
+  // never blocks, so this wait is as short as one mmap.
+  while (handlers_inside.load() != 0) sched_yield();
+  range->claimed.store(false);
 }
 
 bool range_lost(const GuardedRange* range) {
-  return range != nullptr && range->lost.load(std::memory_order_acquire);
+  return range != nullptr && range->lost.load();
 }
 
 }  // namespace shmch

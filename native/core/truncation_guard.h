@@ -1,5 +1,6 @@
 // Any process that can open a POSIX shm object read-write can also shrink it (they cannot be
 // sealed), and touching a mapped page past the new end raises SIGBUS, which kills the process.
+// (So does touching a page of a sparse object that a full tmpfs cannot provide.)
 // The guard turns that into an error the owner can report: a SIGBUS inside a guarded mapping
 // replaces the mapping's pages from the faulting one on with private zero pages, marks the
 // mapping lost, and the faulting access resumes. Any other SIGBUS goes to the handler that was

@@ -1,0 +1,160 @@
+// What the SIGBUS guard does with each kind of SIGBUS, each case in a child process of its own
+// (the guard is process-wide and installed once). Usage: truncation_guard_test
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "../core/segment.h"
+#include "../core/truncation_guard.h"
+
+namespace {
+
+volatile sig_atomic_t g_previous_called = 0;
+const std::string kName = "/shmch-guard-test-" + std::to_string(getpid());
+
+void previous_with_info(int, siginfo_t*, void*) { g_previous_called = 1; }
+void previous_plain(int) { g_previous_called = 1; }
+
+void set_previous(void (*plain)(int), void (*with_info)(int, siginfo_t*, void*)) {
+  struct sigaction action {};
+  sigemptyset(&action.sa_mask);
+  if (with_info != nullptr) {
+    action.sa_sigaction = with_info;
+    action.sa_flags = SA_SIGINFO;
+  } else {
+    action.sa_handler = plain;
+  }
+  sigaction(SIGBUS, &action, nullptr);
+}
+
+void install_or_exit() {
+  if (shmch::install_truncation_guard() != SHMCH_OK) _exit(90);
+}
+
+// Maps a fresh object of two pages, unguarded unless `guarded`, and shrinks it to nothing.
+volatile uint8_t* shrunk_mapping(bool guarded, shmch::Segment& segment) {
+  shm_unlink(kName.c_str());
+  size_t size = 2 * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  volatile uint8_t* p = nullptr;
+  if (guarded) {
+    shmch_error err{};
+    if (segment.create(kName.c_str(), size, 0600, &err) != SHMCH_OK) _exit(91);
+    p = segment.data();
+  } else {
+    int fd = shm_open(kName.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0 || ftruncate(fd, static_cast<off_t>(size)) != 0) _exit(91);
+    void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) _exit(91);
+    p = static_cast<uint8_t*>(m);
+  }
+  p[100] = 42;
+  int fd = shm_open(kName.c_str(), O_RDWR, 0);
+  if (fd < 0 || ftruncate(fd, 0) != 0) _exit(92);
+  close(fd);
+  shm_unlink(kName.c_str());
+  return p;
+}
+
+struct Case {
+  const char* what;
+  void (*run)();
+  int expect_signal;  // 0: the child must exit 0
+};
+
+const Case kCases[] = {
+    {"a guarded segment shrunk to nothing reads zeros and is marked lost",
+     [] {
+       install_or_exit();
+       shmch::Segment segment;
+       volatile uint8_t* p = shrunk_mapping(true, segment);
+       if (segment.lost()) _exit(1);
+       if (p[100] != 0) _exit(2);
+       if (!segment.lost()) _exit(3);
+       p[100] = 7;  // private now, but writable
+       _exit(p[100] == 7 ? 0 : 4);
+     },
+     0},
+    {"an unguarded mapping shrunk under the guard still dies of SIGBUS",
+     [] {
+       signal(SIGBUS, SIG_DFL);  // not a sanitizer's handler: the default is what is tested
+       install_or_exit();
+       shmch::Segment unused;
+       volatile uint8_t* p = shrunk_mapping(false, unused);
+       _exit(p[100] == 255 ? 5 : 6);
+     },
+     SIGBUS},
+    {"a sent SIGBUS with the default action before still kills",
+     [] {
+       signal(SIGBUS, SIG_DFL);
+       install_or_exit();
+       raise(SIGBUS);
+       _exit(7);
+     },
+     SIGBUS},
+    {"a sent SIGBUS that was ignored before stays ignored",
+     [] {
+       signal(SIGBUS, SIG_IGN);
+       install_or_exit();
+       raise(SIGBUS);
+       _exit(0);
+     },
+     0},
+    {"a fault outside our mappings that was ignored before still kills",
+     [] {
+       signal(SIGBUS, SIG_IGN);
+       install_or_exit();
+       shmch::Segment unused;
+       volatile uint8_t* p = shrunk_mapping(false, unused);
+       _exit(p[100] == 255 ? 8 : 9);
+     },
+     SIGBUS},
+    {"a sent SIGBUS goes on to the SA_SIGINFO handler installed before",
+     [] {
+       set_previous(nullptr, previous_with_info);
+       install_or_exit();
+       raise(SIGBUS);
+       _exit(g_previous_called ? 0 : 10);
+     },
+     0},
+    {"a sent SIGBUS goes on to the plain handler installed before",
+     [] {
+       set_previous(previous_plain, nullptr);
+       install_or_exit();
+       raise(SIGBUS);
+       _exit(g_previous_called ? 0 : 11);
+     },
+     0},
+};
+
+}  // namespace
+
+int main() {
+  int failures = 0;
+  for (const Case& c : kCases) {
+    pid_t child = fork();
+    if (child == 0) {
+      c.run();
+      _exit(99);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    bool ok = c.expect_signal == 0 ? WIFEXITED(status) && WEXITSTATUS(status) == 0
+                                   : WIFSIGNALED(status) && WTERMSIG(status) == c.expect_signal;
+    std::printf("%s %s\n", ok ? "ok  " : "FAIL", c.what);
+    if (!ok) {
+      if (WIFEXITED(status)) std::printf("     exit %d\n", WEXITSTATUS(status));
+      if (WIFSIGNALED(status)) std::printf("     signal %s\n", strsignal(WTERMSIG(status)));
+      failures++;
+    }
+  }
+  shm_unlink(kName.c_str());
+  std::printf("truncation_guard_test: %d of %zu cases failed\n", failures, sizeof kCases / sizeof kCases[0]);
+  return failures == 0 ? 0 : 1;
+}
