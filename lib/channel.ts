@@ -33,7 +33,8 @@ export type Mode = (typeof Mode)[keyof typeof Mode];
 
 /**
  * 'idle' before open(); a server is 'open' until a client says hello, then 'connected';
- * 'peer-lost' when the peer leaves or dies (a server then returns to 'open'); 'closed' at the end.
+ * 'peer-lost' when the peer leaves or dies, or a server drops a client that broke the protocol (a
+ * server then returns to 'open' once the client left); 'closed' at the end.
  */
 export type ChannelState = 'idle' | 'open' | 'connected' | 'peer-lost' | 'closed';
 
@@ -121,6 +122,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private closed = false;
   private closing: Promise<void> | undefined;
   private failure: ShmChannelError | undefined;
+  /** Server: its client broke the protocol and was told to leave; nothing is read until it has. */
+  private droppingClient = false;
   private referenced = true;
   private readonly pollWindowMs: number;
   private polling = false;
@@ -129,6 +132,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private readonly stateSubject = new BehaviorSubject<ChannelState>('idle');
   private readonly notificationsSubject = new Subject<Buffer>();
   private readonly requestsSubject = new Subject<IncomingRequest>();
+  private readonly clientErrorsSubject = new Subject<ShmChannelError>();
   private readonly pendingRequests = new Map<number, PendingRequest>();
   private readonly incomingRequests = new Map<number, IncomingRequest>();
   private lastRequestId = 0;
@@ -148,6 +152,13 @@ export class Channel implements ResponseSink, ClosableAtExit {
   readonly notifications$: Observable<Buffer> = this.notificationsSubject.asObservable();
   /** Every request the peer sends. With no subscriber, the peer gets ERR_NO_HANDLER. */
   readonly requests$: Observable<IncomingRequest> = this.requestsSubject.asObservable();
+  /**
+   * Server: the ERR_PROTOCOL of each client that broke the protocol. Such a client is dropped
+   * (its requests fail with the same error, and it is told to leave) and the server goes on
+   * with the next one, as a `net.Server` outlives a bad connection; its streams do not end.
+   * Never emits on a client. Completes on close.
+   */
+  readonly clientErrors$: Observable<ShmChannelError> = this.clientErrorsSubject.asObservable();
 
   constructor(name: string, mode: Mode, options: ChannelOptions = {}) {
     validateName(name);
@@ -273,6 +284,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.endRequests(() => this.closedError());
     this.notificationsSubject.complete();
     this.requestsSubject.complete();
+    this.clientErrorsSubject.complete();
     this.stateSubject.next('closed');
     this.stateSubject.complete();
   }
@@ -497,17 +509,23 @@ export class Channel implements ResponseSink, ClosableAtExit {
    */
   private pump(events: number): { read: boolean; more: boolean; sent: boolean } | undefined {
     if (this.native === undefined) return undefined;
-    let result: { read: boolean; more: boolean; sent: boolean };
+    let result = { read: false, more: false, sent: false };
     try {
-      const { read, more } = this.drainInbound();
-      const queuedBefore = this.outbound?.bytesQueued ?? 0;
-      this.outbound?.flush();
-      if (this.outbound?.isEmpty === true) this.settleDrainWaiters();
-      result = { read, more, sent: (this.outbound?.bytesQueued ?? 0) < queuedBefore };
+      if (!this.droppingClient) {
+        const { read, more } = this.drainInbound();
+        const queuedBefore = this.outbound?.bytesQueued ?? 0;
+        this.outbound?.flush();
+        if (this.outbound?.isEmpty === true) this.settleDrainWaiters();
+        result = { read, more, sent: (this.outbound?.bytesQueued ?? 0) < queuedBefore };
+      }
+    } catch (err) {
+      // A server drops a client that broke the protocol and goes on; anything else ends here.
+      this.fail(err);
+    }
+    try {
       if ((events & WakeEvent.PEER_LOST) !== 0 && this.native !== undefined) this.onPeerGone();
     } catch (err) {
       this.fail(err);
-      return undefined;
     }
     return this.native === undefined ? undefined : result;
   }
@@ -680,6 +698,14 @@ export class Channel implements ResponseSink, ClosableAtExit {
     const native = this.native;
     if (native === undefined) return;
     if (this.mode === 'client') {
+      if ((native.info().state & SegmentState.CLIENT_DROPPED) !== 0) {
+        // The server reads nothing more from us: like a lost peer, what is queued goes nowhere.
+        this.stateSubject.next('peer-lost');
+        this.fail(
+          createError('ERR_PROTOCOL', `server ${this.name} dropped this client: it refused what this client wrote`),
+        );
+        return;
+      }
       debug('client %s: server is gone', this.name);
       this.loseRequests();
       this.closeNow();
@@ -698,7 +724,26 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.assembler.reset();
     native.acceptNext();
     this.peerSaidBye = false;
+    this.droppingClient = false;
     this.stateSubject.next('open');
+  }
+
+  /**
+   * Server: the client broke the protocol. It is told to leave and nothing more is read from
+   * it; its requests fail with `error`, and what was queued for it is gone. Once it has left
+   * (or died), onPeerGone takes the next client as usual.
+   */
+  private dropClient(native: NativeChannel, error: ShmChannelError): void {
+    if (this.droppingClient) return;
+    debug('server %s dropped its client: %s', this.name, error.message);
+    native.dropClient();
+    this.droppingClient = true;
+    this.outbound?.clear();
+    this.settleDrainWaiters(error);
+    this.assembler.reset();
+    if (this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
+    this.endRequests(() => error);
+    this.clientErrorsSubject.next(error);
   }
 
   private loseRequests(): void {
@@ -726,10 +771,21 @@ export class Channel implements ResponseSink, ClosableAtExit {
     for (const r of incoming) r.cancel();
   }
 
-  /** A protocol violation or an internal failure: report it on the streams and close. */
+  /**
+   * A protocol violation or an internal failure: report it on the streams and close. A server
+   * drops a client that broke the protocol instead, unless the segment itself lost pages.
+   */
   private fail(err: unknown): void {
     if (this.native === undefined || this.failure !== undefined) return;
     const error = err instanceof ShmChannelError ? err : fromNativeError(err);
+    if (this.mode === 'server' && error.code === 'ERR_PROTOCOL' && nativeReason(err) !== 'TRUNCATED') {
+      try {
+        this.dropClient(this.native, error);
+        return;
+      } catch (dropErr) {
+        debug('server %s cannot drop its client: %s', this.name, (dropErr as Error).message);
+      }
+    }
     this.failure = error;
     debug('%s %s failed: %s', this.mode, this.name, error.message);
     const pending = [...this.pendingRequests.values()];
@@ -752,6 +808,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
    * `duringClose`: allowed while close() still delivers the queue (answers, cancels).
    */
   private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): boolean {
+    if (this.droppingClient && !this.closed) {
+      throw createError(
+        'ERR_PEER_LOST',
+        `the client of ${this.name} was dropped for breaking the protocol; the next one can connect once it left`,
+      );
+    }
     const outbound =
       duringClose && this.outbound !== undefined && this.native !== undefined ? this.outbound : this.writable();
     let inRing: boolean;
@@ -760,7 +822,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
     } catch (err) {
       if (err instanceof ShmChannelError) throw err;
       const error = fromNativeError(err);
-      if (error.code === 'ERR_PROTOCOL') this.fail(error);
+      // The native error itself: its reason tells a dropped client from a lost segment.
+      if (error.code === 'ERR_PROTOCOL') this.fail(err);
       throw error;
     }
     this.startPolling();

@@ -18,6 +18,7 @@ export const SegmentState = {
   CLIENT_ATTACHED: 2,
   SERVER_CLOSED: 4,
   CLIENT_CLOSED: 8,
+  CLIENT_DROPPED: 16,
 } as const;
 
 export interface NativeChannelInfo {
@@ -54,6 +55,8 @@ export interface NativeChannel {
   info(): NativeChannelInfo;
   /** Server, while disarmed: forget the gone client, reset the rings, accept the next. */
   acceptNext(): void;
+  /** Server: its client broke the protocol; stop reading and flag it to leave (then acceptNext). */
+  dropClient(): void;
   /** The peer as the waker would judge it now (PeerState). */
   peerState(): number;
   ref(): void;

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom } from 'rxjs';
 
-import { SharedMemory, type Channel } from '../lib/index';
+import { SharedMemory, type Channel, type ShmChannelError } from '../lib/index';
 import { expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
@@ -23,12 +23,27 @@ async function victimServer(
   return { server, peer, seg: memory.buffer, memory };
 }
 
-/** Resolves with the error notifications$ ends with. */
-function streamError(ch: Channel): Promise<unknown> {
-  return lastValueFrom(ch.notifications$).then(
-    () => expect.fail('notifications$ completed instead of failing'),
-    (err: unknown) => err,
-  );
+/**
+ * What a server must do about a client that broke the protocol: report it on clientErrors$,
+ * tell the client (which leaves with ERR_PROTOCOL), stay open, and serve the next client.
+ * Resolves with the server's error.
+ */
+async function expectClientDropped(server: Channel, client: Peer, attack: () => void): Promise<ShmChannelError> {
+  const reported = firstValueFrom(server.clientErrors$);
+  const told = client.waitFor('stream-error');
+  attack();
+  const err = await reported;
+  expect(err.code, err.message).to.equal('ERR_PROTOCOL');
+  const clientSide = await told;
+  expect(clientSide.error.code).to.equal('ERR_PROTOCOL');
+  expect(clientSide.error.message).to.match(/dropped this client/);
+  await reaches(server, 'open');
+  expect(server.isOpen).to.equal(true);
+  const next = await Peer.spawn({ name: server.name, mode: 'client' });
+  const got = firstValueFrom(server.notifications$);
+  await next.notify({ text: 'the next client' });
+  expect((await got).toString()).to.equal('the next client');
+  return err;
 }
 
 function u32(seg: Buffer, at: number): number {
@@ -88,18 +103,31 @@ describe('A hostile peer writing into the segment', function () {
   };
 
   for (const [what, attack] of Object.entries(inboundAttacks)) {
-    it(`should fail with ERR_PROTOCOL, close and unlink on ${what}`, async function () {
-      const { server, seg, memory } = await victimServer('inbound');
-      const failed = streamError(server);
-      attack(seg);
-      const err = await failed;
-      expect((err as { code?: string }).code, String(err)).to.equal('ERR_PROTOCOL');
-      await reaches(server, 'closed');
-      expect(server.isOpen).to.equal(false);
-      expect(shmExists(server.name)).to.equal(false);
+    it(`should drop the client with ERR_PROTOCOL and serve the next one on ${what}`, async function () {
+      const { server, peer, seg, memory } = await victimServer('inbound');
+      await expectClientDropped(server, peer, () => attack(seg));
       memory.close();
     });
   }
+
+  it('should fail a client with ERR_PROTOCOL, and close it, when its server writes an invalid frame', async function () {
+    const name = uniqueName('bad-server');
+    const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: CAPACITY } });
+    const client = await openChannel(name, 'client');
+    const memory = SharedMemory.open(name);
+    const seg = memory.buffer;
+    const failed = lastValueFrom(client.notifications$).then(
+      () => expect.fail('notifications$ completed instead of failing'),
+      (err: ShmChannelError) => err,
+    );
+    const tail = u32(seg, Layout.s2c + Layout.tail);
+    writeFrameHeader(seg, 's2c', CAPACITY, tail, { length: 0, kind: 0x7f });
+    seg.writeUInt32LE((tail + 16) >>> 0, Layout.s2c + Layout.head);
+    expect((await failed).code).to.equal('ERR_PROTOCOL');
+    await reaches(client, 'closed');
+    expect(server.isRunning).to.equal(true);
+    memory.close();
+  });
 
   // The rest of a fragmented message, and all of one of 64 KiB or more, is read straight into
   // it (shmch_read_continuation): fragments that arrive after its start was read get the same
@@ -110,35 +138,31 @@ describe('A hostile peer writing into the segment', function () {
     'another message, within a 128 KiB one': { total: 128 * 1024, length: 8, id: 9 },
   };
   for (const [what, { total, ...fragment }] of Object.entries(lateFragments)) {
-    it(`should fail with ERR_PROTOCOL on a fragment of ${what}, arriving after the message's start was read`, async function () {
-      const { server, seg, memory } = await victimServer('late-fragment');
-      const failed = streamError(server);
+    it(`should drop the client with ERR_PROTOCOL on a fragment of ${what}, arriving after the message's start was read`, async function () {
+      const { server, peer, seg, memory } = await victimServer('late-fragment');
       const tail = u32(seg, Layout.c2s + Layout.tail);
       writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 8, kind: 3, id: 0, total });
       seg.writeUInt32LE((tail + 24) >>> 0, Layout.c2s + Layout.head);
       await waitUntil(() => u32(seg, Layout.c2s + Layout.tail) === (tail + 24) >>> 0);
-      writeFrameHeader(seg, 'c2s', CAPACITY, tail + 24, { kind: 3, total, ...fragment });
-      seg.writeUInt32LE((tail + 24 + 16 + fragment.length) >>> 0, Layout.c2s + Layout.head);
-      const err = await failed;
-      expect((err as { code?: string }).code, String(err)).to.equal('ERR_PROTOCOL');
-      await reaches(server, 'closed');
-      expect(shmExists(server.name)).to.equal(false);
+      await expectClientDropped(server, peer, () => {
+        writeFrameHeader(seg, 'c2s', CAPACITY, tail + 24, { kind: 3, total, ...fragment });
+        seg.writeUInt32LE((tail + 24 + 16 + fragment.length) >>> 0, Layout.c2s + Layout.head);
+      });
       memory.close();
     });
   }
 
-  it('should fail with ERR_PROTOCOL on a frame that arrives after a goodbye already read', async function () {
-    const { server, seg, memory } = await victimServer('after-bye');
-    const failed = streamError(server);
+  it('should drop the client with ERR_PROTOCOL on a frame that arrives after a goodbye already read', async function () {
+    const { server, peer, seg, memory } = await victimServer('after-bye');
     const tail = u32(seg, Layout.c2s + Layout.tail);
     writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 2 });
     seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
     await waitUntil(() => u32(seg, Layout.c2s + Layout.tail) === (tail + 16) >>> 0);
-    writeFrameHeader(seg, 'c2s', CAPACITY, tail + 16, { length: 8, kind: 3 });
-    seg.writeUInt32LE((tail + 40) >>> 0, Layout.c2s + Layout.head);
-    const err = await failed;
-    expect((err as { code?: string }).code, String(err)).to.equal('ERR_PROTOCOL');
-    expect(String(err)).to.match(/goodbye/);
+    const err = await expectClientDropped(server, peer, () => {
+      writeFrameHeader(seg, 'c2s', CAPACITY, tail + 16, { length: 8, kind: 3 });
+      seg.writeUInt32LE((tail + 40) >>> 0, Layout.c2s + Layout.head);
+    });
+    expect(err.message).to.match(/goodbye/);
     memory.close();
   });
 
@@ -170,8 +194,12 @@ describe('A hostile peer writing into the segment', function () {
     // notify() batches small messages per tick (at most half the ring) before writing them.
     expect(written, `${written} bytes accepted past the corruption`).to.be.at.most(CAPACITY + CAPACITY / 2);
     expect(err.message).to.match(/corrupted|protocol/);
-    await reaches(server, 'closed');
+    // The client was dropped: nothing more is sent to it, and it leaves once it runs again.
+    expectThrowsCode(() => server.notify(Buffer.alloc(8)), 'ERR_PEER_LOST');
+    const left = reaches(server, 'open');
     process.kill(peer.pid, 'SIGCONT');
+    await left;
+    expect(server.isOpen).to.equal(true);
     memory.close();
   });
 

@@ -72,7 +72,11 @@ Examples:
         else printStatus('serve', 'client left');
       }
     });
-    // A broken channel (e.g. the peer wrote garbage) errors its streams and closes itself.
+    server.clientErrors$.subscribe((err) => {
+      if (json) log({ event: 'client-dropped', code: err.code, message: err.message }, '');
+      else printStatus('serve', `dropped the client: ${err.message} (${err.code})`);
+    });
+    // A broken channel (its segment lost pages) errors its streams and closes itself.
     let failure: unknown;
     server.notifications$.subscribe({
       next: (data) => log({ event: 'notification', ...dataFields(data) }, `notification ${dataPreview(data)}`),

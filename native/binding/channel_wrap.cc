@@ -55,6 +55,7 @@ Napi::Function ChannelWrap::Init(Napi::Env env) {
                          InstanceMethod<&ChannelWrap::Arm>("arm"),
                          InstanceMethod<&ChannelWrap::Info>("info"),
                          InstanceMethod<&ChannelWrap::AcceptNext>("acceptNext"),
+                         InstanceMethod<&ChannelWrap::DropClient>("dropClient"),
                          InstanceMethod<&ChannelWrap::PeerState>("peerState"),
                          InstanceMethod<&ChannelWrap::Ref>("ref"),
                          InstanceMethod<&ChannelWrap::Unref>("unref"),
@@ -209,6 +210,17 @@ void ChannelWrap::AcceptNext(const Napi::CallbackInfo& info) {
   if (s != SHMCH_OK) {
     shmch_error err{};
     ThrowStatus(env, s, err, Describe(s, "acceptNext", "acceptNext"));
+  }
+}
+
+// Server, after a protocol error from its client: see shmch_drop_client.
+void ChannelWrap::DropClient(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  shmch_status s = shmch_drop_client(channel_);
+  if (s != SHMCH_OK) {
+    shmch_error err{};
+    ThrowStatus(env, s, err, Describe(s, "dropClient", "dropClient"));
   }
 }
 

@@ -25,6 +25,7 @@ class ChannelWrap : public Napi::ObjectWrap<ChannelWrap> {
   void Arm(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   void AcceptNext(const Napi::CallbackInfo& info);
+  void DropClient(const Napi::CallbackInfo& info);
   Napi::Value PeerState(const Napi::CallbackInfo& info);
   void Ref(const Napi::CallbackInfo& info);
   void Unref(const Napi::CallbackInfo& info);

@@ -66,8 +66,10 @@ bool Waker::WatchPeer(bool* peer_closed) {
   // The pid in the header (server: the client's, which changes from client to client).
   shmch_info info{};
   shmch_get_info(channel_, &info);
-  // Our own flag is set only after this thread stopped: a flag seen here is the peer's.
-  *peer_closed = (info.state & (SHMCH_STATE_SERVER_CLOSED | SHMCH_STATE_CLIENT_CLOSED)) != 0;
+  // Our own closed flag is set only after this thread stopped: a flag seen here is the peer's.
+  // (A server that dropped its client sees its own DROPPED flag, and checks until it left.)
+  uint32_t leaving = SHMCH_STATE_SERVER_CLOSED | SHMCH_STATE_CLIENT_CLOSED | SHMCH_STATE_CLIENT_DROPPED;
+  *peer_closed = (info.state & leaving) != 0;
   if (!peer_watch_) return false;
   if (info.peer_pid != watched_pid_) {
     watched_pid_ = info.peer_pid;

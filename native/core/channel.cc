@@ -419,7 +419,7 @@ int shmch_peer_state(shmch_channel* ch) {
   uint8_t* b = base(ch);
   uint32_t state = load_acquire(state_word(ch));
   if (ch->role == SHMCH_CLIENT) {
-    if ((state & SHMCH_STATE_SERVER_CLOSED) != 0) return SHMCH_PEER_GONE;
+    if ((state & (SHMCH_STATE_SERVER_CLOSED | SHMCH_STATE_CLIENT_DROPPED)) != 0) return SHMCH_PEER_GONE;
     return process_alive(ch->peer_pid, ch->peer_start_time) ? SHMCH_PEER_ALIVE : SHMCH_PEER_GONE;
   }
   if ((state & SHMCH_STATE_CLIENT_ATTACHED) == 0) {
@@ -470,8 +470,19 @@ shmch_status shmch_accept_next(shmch_channel* ch) {
   ch->pidless_since_ms.store(0);
   ch->writer_blocked.store(false);
   ch->failed.store(false);
-  __atomic_fetch_and(state_word(ch), ~(SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED),
+  __atomic_fetch_and(state_word(ch),
+                     ~(SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED | SHMCH_STATE_CLIENT_DROPPED),
                      __ATOMIC_ACQ_REL);
+  return SHMCH_OK;
+}
+
+shmch_status shmch_drop_client(shmch_channel* ch) {
+  if (ch->role != SHMCH_SERVER) return SHMCH_E_INVALID_ARG;
+  if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
+  // Nothing more is read from this client, whatever it writes until it leaves.
+  ch->failed.store(true);
+  __atomic_fetch_or(state_word(ch), SHMCH_STATE_CLIENT_DROPPED, __ATOMIC_ACQ_REL);
+  doorbell_ring(word32(base(ch), off::kClientDoorbell));
   return SHMCH_OK;
 }
 

@@ -82,6 +82,7 @@ typedef struct shmch_info {
 #define SHMCH_STATE_CLIENT_ATTACHED 2u
 #define SHMCH_STATE_SERVER_CLOSED 4u
 #define SHMCH_STATE_CLIENT_CLOSED 8u
+#define SHMCH_STATE_CLIENT_DROPPED 16u /* the server refused what the client wrote */
 
 /* shmch_wait() results */
 #define SHMCH_WAIT_TIMEOUT 0
@@ -169,6 +170,12 @@ int shmch_open_peer_fd(shmch_channel* ch);
 
 /* Server: forget the current client (gone or said BYE), reset the rings, accept the next. */
 shmch_status shmch_accept_next(shmch_channel* ch);
+
+/* Server: the client broke the protocol (the channel read SHMCH_E_PROTOCOL): flag it dropped
+ * and ring its doorbell. The channel stays failed, and reads nothing more, until the client
+ * has closed or died and shmch_accept_next() takes the next one. A client that sees the flag
+ * closes (shmch_peer_state() reports its server gone). */
+shmch_status shmch_drop_client(shmch_channel* ch);
 
 typedef struct shmch_segment_info {
   uint32_t version;

@@ -256,6 +256,20 @@ bool run_one(uint64_t seed, const std::string& name) {
     if (rng() % 16 == 0) {
       shmch_accept_next(server);
       server_side.remaining = 0;
+    } else if (rng() % 32 == 0) {
+      // As after a protocol error: the server drops its client, which must see it at once,
+      // reads nothing more, and takes the next client.
+      bool shrunk = truncate_at >= 0 && r >= truncate_at;  // then the flag may reach no one
+      shmch_status dropped = shmch_drop_client(server);
+      size_t ignored = 0;
+      shmch_status s = shmch_read(server, scratch.data(), scratch.size(), &ignored);
+      if ((!shrunk && (dropped != SHMCH_OK || shmch_peer_state(client) != SHMCH_PEER_GONE)) ||
+          (s != SHMCH_E_PROTOCOL && s != SHMCH_E_TRUNCATED)) {
+        std::fprintf(stderr, "fuzz_segment: a dropped client was still served or not told\n");
+        std::abort();
+      }
+      shmch_accept_next(server);
+      server_side.remaining = 0;
     }
   }
   if (truncate_at >= 0 && truncate_to == 0) {
