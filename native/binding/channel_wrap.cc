@@ -15,12 +15,15 @@ void ThrowIfClosed(Napi::Env env, shmch_channel* ch) {
   }
 }
 
-// What the error says a failed read or write ran into.
-const char* Describe(shmch_status s, const char* corrupt, const char* otherwise) {
+// Throws what a failed call ran into: `corrupt` for a protocol error, `otherwise` for the rest.
+void ThrowUnlessOk(Napi::Env env, shmch_status s, const char* corrupt, const char* otherwise) {
+  if (s == SHMCH_OK) return;
+  const char* what = s == SHMCH_E_PROTOCOL ? corrupt : otherwise;
   if (s == SHMCH_E_TRUNCATED) {
-    return "the shared memory segment lost pages: another process shrank it, or /dev/shm ran out of space";
+    what = "the shared memory segment lost pages: another process shrank it, or /dev/shm ran out of space";
   }
-  return s == SHMCH_E_PROTOCOL ? corrupt : otherwise;
+  shmch_error err{};
+  ThrowStatus(env, s, err, what);
 }
 
 uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -132,8 +135,8 @@ Napi::Value ChannelWrap::Write(const Napi::CallbackInfo& info) {
                                static_cast<uint32_t>(payload.ByteLength()));
   if (s == SHMCH_OK) return Napi::Boolean::New(env, true);
   if (s == SHMCH_E_FULL) return Napi::Boolean::New(env, false);
-  shmch_error err{};
-  ThrowStatus(env, s, err, Describe(s, "peer corrupted the outbound ring", "write rejected"));
+  ThrowUnlessOk(env, s, "peer corrupted the outbound ring", "write rejected");
+  return env.Undefined();
 }
 
 // writeFrames(frames: Uint8Array, length) -> bytes of whole frames taken from the front
@@ -146,10 +149,7 @@ Napi::Value ChannelWrap::WriteFrames(const Napi::CallbackInfo& info) {
   if (length > frames.ByteLength()) throw Napi::RangeError::New(env, "length exceeds the frames buffer");
   size_t consumed = 0;
   shmch_status s = shmch_write_frames(channel_, frames.Data(), length, &consumed);
-  if (s != SHMCH_OK) {
-    shmch_error err{};
-    ThrowStatus(env, s, err, Describe(s, "peer corrupted the outbound ring", "frames rejected"));
-  }
+  ThrowUnlessOk(env, s, "peer corrupted the outbound ring", "frames rejected");
   return Napi::Number::New(env, static_cast<double>(consumed));
 }
 
@@ -161,10 +161,7 @@ Napi::Value ChannelWrap::Read(const Napi::CallbackInfo& info) {
   uint32_t large_from = U32Arg(info, 1, "largeFrom");
   size_t written = 0;
   shmch_status s = shmch_read_announcing(channel_, target.Data(), target.ByteLength(), large_from, &written);
-  if (s != SHMCH_OK) {
-    shmch_error err{};
-    ThrowStatus(env, s, err, Describe(s, "peer wrote an invalid frame", "read rejected"));
-  }
+  ThrowUnlessOk(env, s, "peer wrote an invalid frame", "read rejected");
   return Napi::Number::New(env, static_cast<double>(written));
 }
 
@@ -174,11 +171,7 @@ Napi::Value ChannelWrap::ReadContinuation(const Napi::CallbackInfo& info) {
   auto target = BytesArg(info, 0, "readContinuation(target: Uint8Array)");
   size_t written = 0;
   shmch_status s = shmch_read_continuation(channel_, target.Data(), target.ByteLength(), &written);
-  if (s != SHMCH_OK) {
-    shmch_error err{};
-    ThrowStatus(env, s, err,
-                Describe(s, "peer wrote an invalid frame", "no message in progress of that length"));
-  }
+  ThrowUnlessOk(env, s, "peer wrote an invalid frame", "no message in progress of that length");
   return Napi::Number::New(env, static_cast<double>(written));
 }
 
@@ -206,22 +199,14 @@ Napi::Value ChannelWrap::Info(const Napi::CallbackInfo& info) {
 void ChannelWrap::AcceptNext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ThrowIfClosed(env, channel_);
-  shmch_status s = shmch_accept_next(channel_);
-  if (s != SHMCH_OK) {
-    shmch_error err{};
-    ThrowStatus(env, s, err, Describe(s, "acceptNext", "acceptNext"));
-  }
+  ThrowUnlessOk(env, shmch_accept_next(channel_), "acceptNext", "acceptNext");
 }
 
 // Server, after a protocol error from its client: see shmch_drop_client.
 void ChannelWrap::DropClient(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ThrowIfClosed(env, channel_);
-  shmch_status s = shmch_drop_client(channel_);
-  if (s != SHMCH_OK) {
-    shmch_error err{};
-    ThrowStatus(env, s, err, Describe(s, "dropClient", "dropClient"));
-  }
+  ThrowUnlessOk(env, shmch_drop_client(channel_), "dropClient", "dropClient");
 }
 
 // peerState() -> 0 none, 1 alive, 2 gone (as the waker would judge it now)
