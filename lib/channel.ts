@@ -511,7 +511,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
     if (this.native === undefined) return undefined;
     let result = { read: false, more: false, sent: false };
     try {
-      if (!this.droppingClient) {
+      if (this.droppingClient) {
+        // Reads nothing (the native reader stays failed) but reports a segment that lost pages.
+        this.native.read(this.readBuffer, DIRECT_READ_FROM);
+      } else {
         const { read, more } = this.drainInbound();
         const queuedBefore = this.outbound?.bytesQueued ?? 0;
         this.outbound?.flush();
@@ -563,36 +566,33 @@ export class Channel implements ResponseSink, ClosableAtExit {
     const words = this.readWords;
     let budget = batch.length * DRAIN_BUDGET_RINGS;
     let read = false;
-    while (this.native !== undefined) {
+    for (let native = this.native; native !== undefined && this.reading; native = this.native) {
       const missing = this.assembler.missing();
       if (missing !== undefined) {
         // The rest of a large message goes from the ring straight into it, not through the batch.
         let got: number;
         try {
-          got = this.native.readContinuation(missing);
+          got = native.readContinuation(missing);
         } catch (err) {
-          const error = fromNativeError(err);
           // Only the peer's frames can put the native reader out of step with the assembler.
-          if (error.code === 'ERR_INVALID_ARG_VALUE') throw protocolError('fragment out of step with its message');
-          throw error;
+          if (fromNativeError(err).code === 'ERR_INVALID_ARG_VALUE') {
+            throw protocolError('fragment out of step with its message');
+          }
+          // As thrown: fail() tells a lost segment from a bad peer by the native reason.
+          throw err;
         }
         if (got === 0) return { read, more: false };
         read = true;
         const message = this.assembler.filledIn(got);
         if (message !== undefined) {
           this.dispatch(this.assembler.kind, this.assembler.id, message);
-          if (this.native === undefined) return { read, more: false };
+          if (!this.reading) return { read, more: false };
         }
         budget -= got;
         if (budget <= 0) return { read, more: true };
         continue;
       }
-      let n: number;
-      try {
-        n = this.native.read(batch, DIRECT_READ_FROM);
-      } catch (err) {
-        throw fromNativeError(err);
-      }
+      const n = native.read(batch, DIRECT_READ_FROM);
       if (n === 0) return { read, more: false };
       read = true;
       let at = 0;
@@ -626,8 +626,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
         }
         at += size;
         if (message !== undefined) this.dispatch(kind, id, message);
-        // A handler may have closed the channel: the rest of the batch is moot.
-        if (this.native === undefined) return { read, more: false };
+        // A handler may have closed the channel, or dropped the client: the rest of the batch is moot.
+        if (!this.reading) return { read, more: false };
       }
       budget -= n;
       if (budget <= 0) return { read, more: true };
@@ -743,7 +743,19 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.assembler.reset();
     if (this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
     this.endRequests(() => error);
-    this.clientErrorsSubject.next(error);
+    if (this.clientErrorsSubject.observed) {
+      this.clientErrorsSubject.next(error);
+    } else {
+      // Not silently: it used to fail the server, and a dropped client is worth knowing of.
+      process.emitWarning(`shmchannel: server ${this.name} dropped its client: ${error.message}`, {
+        code: 'SHMCHANNEL_CLIENT_DROPPED',
+      });
+    }
+  }
+
+  /** Frames are read and dispatched: open, and not waiting for a dropped client to leave. */
+  private get reading(): boolean {
+    return this.native !== undefined && !this.droppingClient;
   }
 
   private loseRequests(): void {

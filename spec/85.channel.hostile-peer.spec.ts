@@ -175,6 +175,75 @@ describe('A hostile peer writing into the segment', function () {
     memory.close();
   });
 
+  it('should deliver none of the frames read in the same batch after a handler ran into a bad client', async function () {
+    const { server, peer, seg, memory } = await victimServer('batch');
+    let dropped = false;
+    let deliveredAfterDrop = 0;
+    server.clientErrors$.subscribe(() => (dropped = true));
+    server.notifications$.subscribe(() => {
+      if (dropped) {
+        deliveredAfterDrop++;
+        return;
+      }
+      // The first one answers until its write finds the outbound ring corrupted: the drop.
+      expectThrowsCode(() => {
+        for (;;) server.notify(Buffer.alloc(1024));
+      }, 'ERR_PROTOCOL');
+    });
+    // Five notifications land in the ring while this event loop is held, so that the server
+    // reads them in one batch; then their sender stops, and its tail is corrupted.
+    const tailBefore = u32(seg, Layout.c2s + Layout.tail);
+    void peer.notify({ text: 'one of five', count: 5 });
+    const until = Date.now() + 10_000;
+    while ((u32(seg, Layout.c2s + Layout.head) - tailBefore) >>> 0 < 5 * 32 && Date.now() < until) {
+      // Held: the server cannot read before all five are in.
+    }
+    process.kill(peer.pid, 'SIGSTOP');
+    const head = u32(seg, Layout.s2c + Layout.head);
+    seg.writeUInt32LE((head + 0x80000000) >>> 0, Layout.s2c + Layout.tail);
+
+    await waitUntil(() => dropped);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(deliveredAfterDrop).to.equal(0);
+    process.kill(peer.pid, 'SIGCONT');
+    await reaches(server, 'open');
+    memory.close();
+  });
+
+  it('should take the slot back at once when the bad bytes came with no client attached', async function () {
+    const name = uniqueName('no-client');
+    const server = await openChannel(name, 'server', { ringCapacity: CAPACITY });
+    const memory = SharedMemory.open(name);
+    const seg = memory.buffer;
+    const reported = firstValueFrom(server.clientErrors$);
+    inboundAttacks['a frame of an unknown kind'](seg);
+    expect((await reported).code).to.equal('ERR_PROTOCOL');
+    await reaches(server, 'open');
+    // The next client is served, and is not taken for the dropped one.
+    const client = await Peer.spawn({ name, mode: 'client' });
+    await reaches(server, 'connected');
+    const got = firstValueFrom(server.notifications$);
+    await client.notify({ text: 'a new client' });
+    expect((await got).toString()).to.equal('a new client');
+    expect(client.events('stream-error')).to.deep.equal([]);
+    memory.close();
+  });
+
+  it('should warn with SHMCHANNEL_CLIENT_DROPPED when nobody listens to clientErrors$', async function () {
+    const { seg, memory } = await victimServer('unheard');
+    const warned = new Promise<Error>((resolve) => {
+      const onWarning = (warning: Error & { code?: string }): void => {
+        if (warning.code !== 'SHMCHANNEL_CLIENT_DROPPED') return;
+        process.off('warning', onWarning);
+        resolve(warning);
+      };
+      process.on('warning', onWarning);
+    });
+    inboundAttacks['a frame of an unknown kind'](seg);
+    expect((await warned).message).to.match(/dropped its client/);
+    memory.close();
+  });
+
   it('should refuse to write, with ERR_PROTOCOL, when the peer moves our outbound tail past our head', async function () {
     const { server, peer, seg, memory } = await victimServer('outbound');
     // Stop the real reader, or its honest tail would overwrite the attack.

@@ -481,8 +481,19 @@ shmch_status shmch_drop_client(shmch_channel* ch) {
   if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   // Nothing more is read from this client, whatever it writes until it leaves.
   ch->failed.store(true);
-  __atomic_fetch_or(state_word(ch), SHMCH_STATE_CLIENT_DROPPED, __ATOMIC_ACQ_REL);
+  // With no client attached (the bad bytes came from someone else), the slot is taken as if a
+  // client had attached and left at once: no client can attach until accept_next, and no new
+  // client ever sees DROPPED.
+  uint32_t state = load_acquire(state_word(ch));
+  for (;;) {
+    uint32_t next = (state & SHMCH_STATE_CLIENT_ATTACHED) != 0
+                        ? state | SHMCH_STATE_CLIENT_DROPPED
+                        : state | SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED;
+    if (__atomic_compare_exchange_n(state_word(ch), &state, next, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) break;
+  }
   doorbell_ring(word32(base(ch), off::kClientDoorbell));
+  // Our own waker checks the peer now rather than at its next timeout.
+  doorbell_ring(ch->own_doorbell);
   return SHMCH_OK;
 }
 

@@ -174,7 +174,8 @@ shmch_status shmch_accept_next(shmch_channel* ch);
 /* Server: the client broke the protocol (the channel read SHMCH_E_PROTOCOL): flag it dropped
  * and ring its doorbell. The channel stays failed, and reads nothing more, until the client
  * has closed or died and shmch_accept_next() takes the next one. A client that sees the flag
- * closes (shmch_peer_state() reports its server gone). */
+ * closes (shmch_peer_state() reports its server gone). With no client attached, the slot is
+ * marked attached and closed instead, so that shmch_peer_state() reports it gone at once. */
 shmch_status shmch_drop_client(shmch_channel* ch);
 
 typedef struct shmch_segment_info {
