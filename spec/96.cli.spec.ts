@@ -3,10 +3,11 @@ import * as path from 'node:path';
 
 import { expect } from 'chai';
 
-import { SharedMemory } from '../lib/index';
+import { inspectSegment, SharedMemory } from '../lib/index';
 import { CliProcess, jsonLines, runCli, startServe } from './helpers/cli';
 import { shmExists, uniqueName } from './helpers/names';
 import { releaseAll, unlinkLater } from './helpers/resources';
+import { Layout, writeFrameHeader } from './helpers/segment-layout';
 import { waitUntil } from './helpers/wait';
 
 const COMMANDS = ['serve', 'request', 'notify', 'listen', 'ls', 'rm', 'bench'];
@@ -216,6 +217,29 @@ describe('shmchannel serve / request', function () {
       { event: 'response', id: 1, data: 'ping' },
       { event: 'closed', signal: 'SIGTERM' },
     ]);
+  });
+
+  it('should report a client dropped for breaking the protocol, and go on serving', async function () {
+    const name = uniqueName('cli-dropped');
+    const server = await startServe(name, ['--json']);
+    // Bytes no client should write: a frame of an unknown kind in the client-to-server ring.
+    const capacity = inspectSegment(name).ringCapacity;
+    const memory = SharedMemory.open(name);
+    const seg = memory.buffer;
+    const tail = seg.readUInt32LE(Layout.c2s + Layout.tail);
+    writeFrameHeader(seg, 'c2s', capacity, tail, { length: 0, kind: 0x7f });
+    seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
+    memory.close();
+    await server.waitForOutput('stdout', /"event":"client-dropped"/);
+    const answered = await runCli(['request', name, 'still here', ...CONNECT]);
+    expect(answered.status, answered.stderr).to.equal(0);
+    expect(answered.stdout.trim()).to.equal('still here');
+    const r = await server.kill('SIGTERM');
+    expect(r.status).to.equal(0);
+    const dropped = (jsonLines(r.stdout) as { event: string; code?: string }[]).find(
+      (e) => e.event === 'client-dropped',
+    );
+    expect(dropped?.code).to.equal('ERR_PROTOCOL');
   });
 });
 
