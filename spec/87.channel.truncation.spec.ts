@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+
 import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom } from 'rxjs';
 
@@ -137,5 +139,52 @@ describe('A peer that shrinks the segment', function () {
     } else {
       expect(result.signal, describeResult('self-SIGBUS', result)).to.equal('SIGBUS');
     }
+  });
+});
+
+// A /dev/shm of its own, 1 MiB, in a private mount namespace: the machine's is not touched.
+const canMountTmpfs =
+  process.getuid?.() === 0 &&
+  spawnSync('unshare', ['-m', 'sh', '-c', 'mount -t tmpfs -o size=1m tmpfs /dev/shm']).status === 0;
+
+/** Runs `script` (with `lib` bound to the library) in a process whose /dev/shm holds 1 MiB. */
+async function inSmallDevShm(script: string): Promise<Record<string, unknown>> {
+  const program = `const lib = require(${JSON.stringify(LIB)}); (async () => { ${script} })().then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`;
+  const result = await runCommand(
+    'unshare',
+    ['-m', 'sh', '-c', 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" -e "$SCRIPT"', process.execPath],
+    { cwd: process.cwd(), env: { ...process.env, SCRIPT: program }, timeoutMs: 60_000 },
+  );
+  expect(result.code, describeResult('small /dev/shm', result)).to.equal(0);
+  return JSON.parse(result.stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+}
+
+describe('A full /dev/shm', function () {
+  before(function () {
+    if (!canMountTmpfs) this.skip();
+  });
+
+  it('should fail a server open() with ERR_RESOURCE_LIMIT, not later in the middle of traffic', async function () {
+    const r = await inSmallDevShm(`
+      const server = new lib.Channel('/full', 'server', { ringCapacity: 1024 * 1024 });
+      try { await server.open(); return { opened: true }; }
+      catch (e) { return { code: e.code, message: e.message, left: require('fs').readdirSync('/dev/shm') }; }
+    `);
+    expect(r.code, String(r.message)).to.equal('ERR_RESOURCE_LIMIT');
+    expect(r.message).to.match(/room in \/dev\/shm/);
+    expect(r.left).to.deep.equal([]);
+  });
+
+  it('should read zeros instead of dying of SIGBUS where a sparse SharedMemory finds no room', async function () {
+    const r = await inSmallDevShm(`
+      const memory = lib.SharedMemory.create('/sparse', 4 * 1024 * 1024);
+      memory.buffer.fill(1);
+      const result = { truncated: memory.truncated, last: memory.buffer[memory.size - 1] };
+      memory.close();
+      memory.unlink();
+      return result;
+    `);
+    expect(r.truncated).to.equal(true);
+    expect(r.last).to.equal(1);
   });
 });

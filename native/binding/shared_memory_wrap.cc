@@ -38,7 +38,7 @@ SharedMemoryWrap::SharedMemoryWrap(const Napi::CallbackInfo& info)
   }
   segment_ = std::make_shared<shmch::Segment>();
   if (create) {
-    s = segment_->create(name.c_str(), static_cast<size_t>(size), mode, &err);
+    s = segment_->create(name.c_str(), static_cast<size_t>(size), mode, false, &err);
   } else {
     s = segment_->open(name.c_str(), 1, SIZE_MAX, &err);
   }

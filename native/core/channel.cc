@@ -179,10 +179,10 @@ shmch_status shmch_create(const char* name, const shmch_options* o, shmch_channe
   shmch_channel* ch = new_channel(name, SHMCH_SERVER);
   if (ch == nullptr) return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, nullptr);
   size_t size = size_t(kHeaderSize) + 2 * size_t(o->ring_capacity);
-  s = ch->segment.create(name, size, o->mode, err);
+  s = ch->segment.create(name, size, o->mode, true, err);
   if (s == SHMCH_E_EXISTS) {
     s = reclaim_if_stale(name, err);
-    if (s == SHMCH_OK) s = ch->segment.create(name, size, o->mode, err);
+    if (s == SHMCH_OK) s = ch->segment.create(name, size, o->mode, true, err);
   }
   if (s != SHMCH_OK) {
     delete ch;

@@ -93,7 +93,7 @@ bool Segment::is_named(const char* name) const {
   return stat(path.c_str(), &st) == 0 && st.st_dev == device_ && st.st_ino == inode_;
 }
 
-shmch_status Segment::create(const char* name, size_t size, uint32_t mode, shmch_error* err) {
+shmch_status Segment::create(const char* name, size_t size, uint32_t mode, bool reserve, shmch_error* err) {
   unmap();
   int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, static_cast<mode_t>(mode & 0777));
   if (fd < 0) {
@@ -107,6 +107,14 @@ shmch_status Segment::create(const char* name, size_t size, uint32_t mode, shmch
     ::close(fd);
     shm_unlink(name);
     return fail(err, status_from_errno(e), e, "ftruncate", nullptr);
+  }
+  if (reserve) {
+    int e = posix_fallocate(fd, 0, static_cast<off_t>(size));
+    if (e != 0) {
+      ::close(fd);
+      shm_unlink(name);
+      return fail(err, status_from_errno(e), e, "posix_fallocate", "not enough room in /dev/shm for the segment");
+    }
   }
   shmch_status s = map(fd, size, err);
   if (s != SHMCH_OK) shm_unlink(name);

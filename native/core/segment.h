@@ -19,8 +19,10 @@ class Segment {
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
 
-  // O_CREAT|O_EXCL, sized to `size` and zero-filled by the kernel.
-  shmch_status create(const char* name, size_t size, uint32_t mode, shmch_error* err);
+  // O_CREAT|O_EXCL, sized to `size` and zero-filled by the kernel. `reserve`: allocate every
+  // page now, so that a full /dev/shm fails here (SHMCH_E_RESOURCE) instead of at the first
+  // touch of a page it cannot provide; else the object is sparse.
+  shmch_status create(const char* name, size_t size, uint32_t mode, bool reserve, shmch_error* err);
   // Opens an existing object; maps its whole current size (which must be in [min_size, max_size]).
   shmch_status open(const char* name, size_t min_size, size_t max_size, shmch_error* err);
   void unmap();  // idempotent

@@ -44,7 +44,7 @@ volatile uint8_t* shrunk_mapping(bool guarded, shmch::Segment& segment) {
   volatile uint8_t* p = nullptr;
   if (guarded) {
     shmch_error err{};
-    if (segment.create(kName.c_str(), size, 0600, &err) != SHMCH_OK) _exit(91);
+    if (segment.create(kName.c_str(), size, 0600, false, &err) != SHMCH_OK) _exit(91);
     p = segment.data();
   } else {
     int fd = shm_open(kName.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
