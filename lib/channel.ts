@@ -154,7 +154,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   readonly requests$: Observable<IncomingRequest> = this.requestsSubject.asObservable();
   /**
    * Server: the ERR_PROTOCOL of each client that broke the protocol. Such a client is dropped
-   * (its requests fail with the same error, and it is told to leave) and the server goes on
+   * (requests to it fail with the same error, its requests are cancelled, it is told to leave) and the server goes on
    * with the next one, as a `net.Server` outlives a bad connection; its streams do not end.
    * Never emits on a client. Completes on close.
    */
@@ -325,7 +325,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
   /**
    * Resolves once nothing waits in the outgoing queue: every message sent so far is in the
    * ring, for the peer to read. Rejects with ERR_PEER_LOST if the peer leaves first (what was
-   * queued for it is gone), or ERR_CHANNEL_CLOSED if the channel closes or is not open.
+   * queued for it is gone), ERR_PROTOCOL if the channel fails or (server) drops its client
+   * first, or ERR_CHANNEL_CLOSED if the channel closes or is not open.
    */
   drained(): Promise<void> {
     if (this.outbound === undefined || this.closed) return Promise.reject(this.closedError());
@@ -741,8 +742,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.outbound?.clear();
     this.settleDrainWaiters(error);
     this.assembler.reset();
-    if (this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
     this.endRequests(() => error);
+    // Why first, then that the client is gone: state$ watchers (the CLI) tell it in that order.
     if (this.clientErrorsSubject.observed) {
       this.clientErrorsSubject.next(error);
     } else {
@@ -751,6 +752,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
         code: 'SHMCHANNEL_CLIENT_DROPPED',
       });
     }
+    if (!this.closed && this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
   }
 
   /** Frames are read and dispatched: open, and not waiting for a dropped client to leave. */

@@ -236,10 +236,11 @@ describe('shmchannel serve / request', function () {
     expect(answered.stdout.trim()).to.equal('still here');
     const r = await server.kill('SIGTERM');
     expect(r.status).to.equal(0);
-    const dropped = (jsonLines(r.stdout) as { event: string; code?: string }[]).find(
-      (e) => e.event === 'client-dropped',
-    );
-    expect(dropped?.code).to.equal('ERR_PROTOCOL');
+    const events = jsonLines(r.stdout) as { event: string; code?: string }[];
+    const dropped = events.findIndex((e) => e.event === 'client-dropped');
+    expect(events[dropped]?.code).to.equal('ERR_PROTOCOL');
+    // Why the slot was freed comes before the departure it caused.
+    expect(events.findIndex((e) => e.event === 'disconnected')).to.be.above(dropped);
   });
 });
 

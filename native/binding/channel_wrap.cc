@@ -20,7 +20,7 @@ void ThrowUnlessOk(Napi::Env env, shmch_status s, const char* corrupt, const cha
   if (s == SHMCH_OK) return;
   const char* what = s == SHMCH_E_PROTOCOL ? corrupt : otherwise;
   if (s == SHMCH_E_TRUNCATED) {
-    what = "the shared memory segment lost pages: another process shrank it, or /dev/shm ran out of space";
+    what = "the shared memory segment lost pages: another process shrank it";
   }
   shmch_error err{};
   ThrowStatus(env, s, err, what);

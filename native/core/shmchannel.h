@@ -99,8 +99,8 @@ typedef struct shmch_channel shmch_channel;
 /* Anyone who can open a segment read-write can shrink it, and touching a page past its new
  * end raises SIGBUS, which kills the process; so does touching a page that a full /dev/shm
  * cannot provide. This installs a process-wide SIGBUS handler that instead replaces the lost
- * pages of a shmchannel mapping with private zero pages; every later call on that channel
- * returns SHMCH_E_TRUNCATED (close it). Any other SIGBUS goes on to the handler installed
+ * pages of a shmchannel mapping with private zero pages; every later read, write, accept or
+ * drop on that channel returns SHMCH_E_TRUNCATED (close it). Any other SIGBUS goes on to the handler installed
  * before, or gets the default action. Idempotent. A handler installed later for SIGBUS (in
  * Node: process.on('SIGBUS')) replaces this one. Without it, shrinking a segment kills the
  * process, as it would any program that maps shared memory. */
@@ -109,7 +109,8 @@ shmch_status shmch_guard_truncation(void);
 /* 0 if name is a valid POSIX shm name: "/x", no other '/', at most 255 bytes. */
 shmch_status shmch_validate_name(const char* name, shmch_error* err);
 
-/* Server: create the segment. A segment left by a dead server is reclaimed. */
+/* Server: create the segment and allocate all of it (SHMCH_E_RESOURCE if /dev/shm lacks the
+ * room). A segment left by a dead server is reclaimed. */
 shmch_status shmch_create(const char* name, const shmch_options* options, shmch_channel** out,
                           shmch_error* err);
 /* Client: open and attach to an existing segment. */
@@ -153,13 +154,15 @@ shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_c
 shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
                                      size_t* written);
 
-/* Block until the inbound ring has data, the own doorbell is posted, or timeout_ms passes. */
+/* Block until the inbound ring has data, the own doorbell is posted, or timeout_ms passes.
+ * A segment that lost pages is reported readable once, so that the reader learns of it. */
 int shmch_wait(shmch_channel* ch, int timeout_ms);
 /* Ends a shmch_wait() of another thread early (SHMCH_WAIT_WOKEN), even one that is about to
  * start: the request is remembered until a wait returns. Safe from any thread. */
 void shmch_wake(shmch_channel* ch);
 
-/* Is the peer process still the one that attached (pid + start time)? */
+/* Is the peer process still the one that attached (pid + start time)? A client also finds its
+ * server gone once the server flagged itself closed or this client dropped. */
 int shmch_peer_state(shmch_channel* ch);
 
 /* A pidfd of the peer process that shmch_peer_state() last found alive: it polls readable
@@ -189,7 +192,8 @@ typedef struct shmch_segment_info {
   int client_alive;
 } shmch_segment_info;
 
-/* Reads a segment's header without attaching: SHMCH_E_INCOMPATIBLE if it is not ours. */
+/* Reads a segment's header without attaching: SHMCH_E_INCOMPATIBLE if it is not ours,
+ * SHMCH_E_TRUNCATED if it shrank while being read. */
 shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_error* err);
 
 /* Remove a segment by name. */
