@@ -154,8 +154,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
   readonly requests$: Observable<IncomingRequest> = this.requestsSubject.asObservable();
   /**
    * Server: the ERR_PROTOCOL of each client that broke the protocol. Such a client is dropped
-   * (requests to it fail with the same error, its requests are cancelled, it is told to leave) and the server goes on
-   * with the next one, as a `net.Server` outlives a bad connection; its streams do not end.
+   * (requests to it fail with the same error, its requests are cancelled, it is told to leave)
+   * and the server goes on with the next one, as a `net.Server` outlives a bad connection; its
+   * streams do not end.
    * Never emits on a client. Completes on close.
    */
   readonly clientErrors$: Observable<ShmChannelError> = this.clientErrorsSubject.asObservable();

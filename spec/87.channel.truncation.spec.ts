@@ -8,7 +8,7 @@ import { describeResult, runCommand } from './helpers/commands';
 import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
 import { openChannel, releaseAll, unlinkLater } from './helpers/resources';
-import { Layout } from './helpers/segment-layout';
+import { Layout, writeFrameHeader } from './helpers/segment-layout';
 import { reaches, waitUntil } from './helpers/wait';
 
 const CAPACITY = 64 * 1024;
@@ -76,6 +76,32 @@ describe('A peer that shrinks the segment', function () {
       expect((await got).toString()).to.equal('still alive');
     });
   }
+
+  it('should still fail a server that is waiting for a dropped client to leave when the segment shrinks', async function () {
+    const name = uniqueName('shrunk-dropping');
+    const server = await openChannel(name, 'server', { ringCapacity: CAPACITY });
+    const client = await Peer.spawn({ name, mode: 'client' });
+    await reaches(server, 'connected');
+    // The client stays, stopped, so the server waits for it to leave, reading nothing.
+    process.kill(client.pid, 'SIGSTOP');
+    const dropped = firstValueFrom(server.clientErrors$);
+    const memory = SharedMemory.open(name);
+    const seg = memory.buffer;
+    const tail = seg.readUInt32LE(Layout.c2s + Layout.tail);
+    writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 0x7f });
+    seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
+    memory.close();
+    await dropped;
+    expect(server.state).to.equal('peer-lost');
+
+    const failed = streamError(server);
+    await shrinkFromAnotherProcess(name, 0);
+    const err = await failed;
+    expect(err.code, err.message).to.equal('ERR_PROTOCOL');
+    expect(err.message).to.match(/segment lost pages/);
+    await reaches(server, 'closed');
+    process.kill(client.pid, 'SIGCONT');
+  });
 
   it('should keep both peer processes alive when the segment shrinks under live traffic', async function () {
     this.timeout(60_000);
