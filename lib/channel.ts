@@ -2,8 +2,9 @@ import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';
 import { markAsUntransferable } from 'node:worker_threads';
 
-import { BehaviorSubject, Observable, Subject, type Subscriber } from 'rxjs';
+import { BehaviorSubject, Observable, type Subscriber } from 'rxjs';
 
+import { Broadcast } from './broadcast';
 import { toBuffer, type Data } from './data';
 import { createError, fromNativeError, nativeReason, ShmChannelError } from './errors';
 import { IncomingRequest, type ResponseSink } from './incoming-request';
@@ -130,9 +131,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private pollDeadline = 0;
 
   private readonly stateSubject = new BehaviorSubject<ChannelState>('idle');
-  private readonly notificationsSubject = new Subject<Buffer>();
-  private readonly requestsSubject = new Subject<IncomingRequest>();
-  private readonly clientErrorsSubject = new Subject<ShmChannelError>();
+  private readonly notificationsBroadcast = new Broadcast<Buffer>();
+  private readonly requestsBroadcast = new Broadcast<IncomingRequest>();
+  private readonly clientErrorsBroadcast = new Broadcast<ShmChannelError>();
   private readonly pendingRequests = new Map<number, PendingRequest>();
   private readonly incomingRequests = new Map<number, IncomingRequest>();
   private lastRequestId = 0;
@@ -149,9 +150,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
     return this.stateSubject.subscribe(subscriber);
   });
   /** Every notification the peer sends while subscribed. Completes on close. */
-  readonly notifications$: Observable<Buffer> = this.notificationsSubject.asObservable();
+  readonly notifications$: Observable<Buffer> = this.notificationsBroadcast.observable;
   /** Every request the peer sends. With no subscriber, the peer gets ERR_NO_HANDLER. */
-  readonly requests$: Observable<IncomingRequest> = this.requestsSubject.asObservable();
+  readonly requests$: Observable<IncomingRequest> = this.requestsBroadcast.observable;
   /**
    * Server: the ERR_PROTOCOL of each client that broke the protocol. Such a client is dropped
    * (requests to it fail with the same error, its requests are cancelled, it is told to leave)
@@ -159,7 +160,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
    * streams do not end.
    * Never emits on a client. Completes on close.
    */
-  readonly clientErrors$: Observable<ShmChannelError> = this.clientErrorsSubject.asObservable();
+  readonly clientErrors$: Observable<ShmChannelError> = this.clientErrorsBroadcast.observable;
 
   constructor(name: string, mode: Mode, options: ChannelOptions = {}) {
     validateName(name);
@@ -283,9 +284,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
     channelIdle();
     forgetAtExit(this);
     this.endRequests(() => this.closedError());
-    this.notificationsSubject.complete();
-    this.requestsSubject.complete();
-    this.clientErrorsSubject.complete();
+    this.notificationsBroadcast.complete();
+    this.requestsBroadcast.complete();
+    this.clientErrorsBroadcast.complete();
     this.stateSubject.next('closed');
     this.stateSubject.complete();
   }
@@ -640,7 +641,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private dispatch(kind: number, id: number, data: Buffer): void {
     switch (kind) {
       case FrameKind.NOTIFY:
-        this.notificationsSubject.next(data);
+        this.notificationsBroadcast.next(data);
         return;
       case FrameKind.REQUEST:
         this.onRequest(id, data);
@@ -677,12 +678,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private onRequest(id: number, data: Buffer): void {
     const request = new IncomingRequest(id, data, this);
     if (this.incomingRequests.has(id)) throw protocolError(`request id ${id} reused while in flight`);
-    if (!this.requestsSubject.observed) {
+    if (!this.requestsBroadcast.observed) {
       request.rejectUnhandled(`no handler for requests on ${this.mode} ${this.name}`);
       return;
     }
     this.incomingRequests.set(id, request);
-    this.requestsSubject.next(request);
+    this.requestsBroadcast.next(request);
   }
 
   // ---- peer loss and failure ----
@@ -745,8 +746,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.assembler.reset();
     this.endRequests(() => error);
     // Why first, then that the client is gone: state$ watchers (the CLI) tell it in that order.
-    if (this.clientErrorsSubject.observed) {
-      this.clientErrorsSubject.next(error);
+    if (this.clientErrorsBroadcast.observed) {
+      this.clientErrorsBroadcast.next(error);
     } else {
       // Not silently: it used to fail the server, and a dropped client is worth knowing of.
       process.emitWarning(`shmchannel: server ${this.name} dropped its client: ${error.message}`, {
@@ -806,8 +807,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
     const pending = [...this.pendingRequests.values()];
     this.pendingRequests.clear();
     for (const p of pending) p.subscriber.error(error);
-    this.notificationsSubject.error(error);
-    this.requestsSubject.error(error);
+    this.notificationsBroadcast.error(error);
+    this.requestsBroadcast.error(error);
     this.closeNow();
   }
 

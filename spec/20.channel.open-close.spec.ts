@@ -131,6 +131,14 @@ describe('Channel#close()', function () {
     expect(await requestsDone).to.deep.equal([]);
   });
 
+  it('should complete a subscriber that comes after close()', async function () {
+    const server = await openChannel(uniqueName('complete-late'), 'server');
+    await server.close();
+    expect(await lastValueFrom(server.notifications$.pipe(toArray()))).to.deep.equal([]);
+    expect(await lastValueFrom(server.requests$.pipe(toArray()))).to.deep.equal([]);
+    expect(await lastValueFrom(server.clientErrors$.pipe(toArray()))).to.deep.equal([]);
+  });
+
   it('should fail pending requests with ERR_CHANNEL_CLOSED', async function () {
     const name = uniqueName('pending');
     const peer = await Peer.spawn({ name, mode: 'server' });

@@ -10,7 +10,7 @@ import { uniqueName } from './helpers/names';
 import { sha256 } from './helpers/payload';
 import { Peer } from './helpers/peer';
 import { openChannel, releaseAll } from './helpers/resources';
-import { reaches } from './helpers/wait';
+import { reaches, waitUntil } from './helpers/wait';
 
 /** Subscribes now (notifications$ is hot) and resolves with the next `count` notifications. */
 function nextNotifications(ch: Channel, count: number): Promise<Buffer[]> {
@@ -125,6 +125,80 @@ describe('Channel#notify()', function () {
       expect(Buffer.isBuffer(empty)).to.equal(true);
       expect(empty.length).to.equal(0);
       expect(x.toString()).to.equal('x');
+    });
+
+    it('should hand every notification to every subscriber, in order', async function () {
+      const name = uniqueName('notify-multi');
+      const peer = await Peer.spawn({ name, mode: 'server' });
+      const client = await openChannel(name, 'client');
+      const first = nextNotifications(client, 100);
+      const second = nextNotifications(client, 100);
+      await peer.notify({ text: 'm', count: 100 });
+      const expected = Array.from({ length: 100 }, (_, i) => `m#${i}`);
+      expect((await first).map(String)).to.deep.equal(expected);
+      expect((await second).map(String)).to.deep.equal(expected);
+    });
+
+    it('should give nothing more to a subscriber once unsubscribed, even by another one during the same batch', async function () {
+      const name = uniqueName('notify-unsub');
+      const peer = await Peer.spawn({ name, mode: 'server' });
+      const client = await openChannel(name, 'client');
+      const seenByLater: string[] = [];
+      const seenByFirst: string[] = [];
+      // Subscribed first, so it runs first for each notification: at the third it unsubscribes the later one.
+      const firstSub = client.notifications$.subscribe((b) => {
+        seenByFirst.push(String(b));
+        if (seenByFirst.length === 3) laterSub.unsubscribe();
+      });
+      const laterSub = client.notifications$.subscribe((b) => seenByLater.push(String(b)));
+      await peer.notify({ text: 'u', count: 10 });
+      await waitUntil(() => seenByFirst.length === 10);
+      firstSub.unsubscribe();
+      expect(seenByLater).to.deep.equal(['u#0', 'u#1']);
+    });
+
+    it('should start a subscriber added by a handler with the next notification', async function () {
+      const name = uniqueName('notify-sub-during');
+      const peer = await Peer.spawn({ name, mode: 'server' });
+      const client = await openChannel(name, 'client');
+      const seenByAdded: string[] = [];
+      const sub = client.notifications$.subscribe((b) => {
+        if (String(b) === 'a#4') sub.add(client.notifications$.subscribe((c) => seenByAdded.push(String(c))));
+      });
+      await peer.notify({ text: 'a', count: 10 });
+      await waitUntil(() => seenByAdded.length === 5);
+      sub.unsubscribe();
+      expect(seenByAdded).to.deep.equal(['a#5', 'a#6', 'a#7', 'a#8', 'a#9']);
+    });
+
+    it('should go on delivering to the other subscribers when one throws, and report the error', async function () {
+      const name = uniqueName('notify-throw');
+      const peer = await Peer.spawn({ name, mode: 'server' });
+      const client = await openChannel(name, 'client');
+      const reported: unknown[] = [];
+      const onUncaught = (err: unknown) => reported.push(err);
+      // RxJS reports an error thrown by a subscriber's next() asynchronously, as an uncaught exception.
+      const mochaListeners = process.listeners('uncaughtException');
+      process.removeAllListeners('uncaughtException');
+      process.on('uncaughtException', onUncaught);
+      try {
+        const thrower = client.notifications$.subscribe((b) => {
+          if (String(b) === 't#1') throw new Error('subscriber bug');
+        });
+        const all = nextNotifications(client, 3);
+        await peer.notify({ text: 't', count: 3 });
+        expect((await all).map(String)).to.deep.equal(['t#0', 't#1', 't#2']);
+        await waitUntil(() => reported.length === 1);
+        thrower.unsubscribe();
+      } finally {
+        process.removeListener('uncaughtException', onUncaught);
+        for (const l of mochaListeners) process.on('uncaughtException', l);
+      }
+      expect((reported[0] as Error).message).to.equal('subscriber bug');
+      expect(client.state).to.equal('connected');
+      const after = nextNotifications(client, 1);
+      await peer.notify({ text: 'after' });
+      expect(String((await after)[0])).to.equal('after');
     });
   });
 

@@ -123,8 +123,14 @@ describe('A hostile peer writing into the segment', function () {
     const tail = u32(seg, Layout.s2c + Layout.tail);
     writeFrameHeader(seg, 's2c', CAPACITY, tail, { length: 0, kind: 0x7f });
     seg.writeUInt32LE((tail + 16) >>> 0, Layout.s2c + Layout.head);
-    expect((await failed).code).to.equal('ERR_PROTOCOL');
+    const error = await failed;
+    expect(error.code).to.equal('ERR_PROTOCOL');
     await reaches(client, 'closed');
+    // A subscriber that comes after the failure learns it too.
+    await lastValueFrom(client.requests$).then(
+      () => expect.fail('requests$ completed instead of failing'),
+      (err: unknown) => expect(err).to.equal(error),
+    );
     expect(server.isRunning).to.equal(true);
     memory.close();
   });
