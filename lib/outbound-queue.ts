@@ -34,8 +34,10 @@ const BATCH_MAX_PAYLOAD = 1024;
  * would queue past maxQueuedBytes throws ERR_QUEUE_FULL, so memory never grows without limit
  * and nothing is dropped silently.
  *
- * Order: the batch is only filled while the queue is empty, and whatever of it does not fit
- * moves to the front of the queue, so batch-then-queue is always the order of sending.
+ * Order: the batch is only filled while the queue is empty, and what of it does not fit in
+ * the ring stays in it (stalled) and is written before the queue, so batch-then-queue is
+ * always the order of sending. A stalled batch still takes small messages that fit, but they
+ * count as queued: send() returns false, and maxQueuedBytes applies.
  */
 export class OutboundQueue {
   private readonly queue: OutgoingMessage[] = [];
@@ -45,6 +47,9 @@ export class OutboundQueue {
   private readonly batchWords: Uint32Array;
   private readonly batchMaxPayload: number;
   private batched = 0;
+  /** Payload bytes of the frames in a stalled batch (0 while it is not stalled). */
+  private stalledBytes = 0;
+  private stalled = false;
   private batchFlushScheduled = false;
   private readonly staging = new StagingPool();
 
@@ -68,37 +73,37 @@ export class OutboundQueue {
     return this.batched === 0 && this.head === this.queue.length;
   }
 
-  /** Bytes waiting in the queue for room in the ring (the batch of this tick is not counted). */
+  /** Message bytes waiting for room in the ring (a batch of this tick that has not been tried is not counted). */
   get bytesQueued(): number {
-    return this.queuedBytes;
+    return this.queuedBytes + this.stalledBytes;
   }
 
   /**
    * Sends a message now or queues it. `control` frames (cancel, complete, error, bye) are
    * small and bounded by the requests in flight, so they bypass the bound: a cancel must not
-   * fail for lack of room. False when (part of) the message waits in the queue for room.
+   * fail for lack of room. False when (part of) the message waits for room in the ring.
    */
   send(kind: number, id: number, data: Buffer, control = false): boolean {
     if (this.head === this.queue.length && data.length <= this.batchMaxPayload) {
       if (this.batched + frameSize(data.length) > this.batch.length) this.writeBatch();
-      if (this.head === this.queue.length) {
+      if (this.batched + frameSize(data.length) <= this.batch.length) {
+        if (!this.stalled) {
+          this.addToBatch(kind, id, data);
+          return true;
+        }
+        if (!control) this.checkRoom(data.length);
         this.addToBatch(kind, id, data);
-        return true;
+        this.stalledBytes += data.length;
+        return false;
       }
     }
     const m: OutgoingMessage = { kind, id, total: data.length, rest: data, written: 0 };
     if (this.head === this.queue.length) {
       this.writeBatch();
-      if (this.head === this.queue.length && this.writeFragments(m)) return true;
+      if (!this.stalled && this.writeFragments(m)) return true;
     }
     // A message partly in the ring must finish; one not started yet may be refused.
-    if (m.written === 0 && !control && this.queuedBytes + data.length > this.maxQueuedBytes) {
-      throw createError(
-        'ERR_QUEUE_FULL',
-        `outgoing queue full: ${this.queuedBytes} bytes wait for the peer to read ` +
-          `and ${data.length} more would pass maxQueuedBytes (${this.maxQueuedBytes})`,
-      );
-    }
+    if (m.written === 0 && !control) this.checkRoom(data.length);
     // Own the unsent bytes: the caller may reuse its buffer as soon as we return.
     m.rest = this.staging.copy(m.rest.subarray(m.written));
     m.staged = true;
@@ -110,6 +115,7 @@ export class OutboundQueue {
   /** Writes the batch, then queued messages, until the ring is full or nothing is left. */
   flush(): void {
     this.writeBatch();
+    if (this.stalled) return;
     while (this.head < this.queue.length) {
       const m = this.queue[this.head];
       const before = m.written;
@@ -134,6 +140,8 @@ export class OutboundQueue {
     this.head = 0;
     this.queuedBytes = 0;
     this.batched = 0;
+    this.stalled = false;
+    this.stalledBytes = 0;
     this.staging.clear();
   }
 
@@ -166,28 +174,45 @@ export class OutboundQueue {
       this.writeBatch();
     } catch (err) {
       this.batched = 0;
+      this.stalled = false;
+      this.stalledBytes = 0;
       this.onWriteError(err);
     }
   };
 
-  /** Writes the batch; the frames that do not fit move to the (then empty) queue, in order. */
+  /**
+   * Writes the batch. The frames that do not fit stay in it, moved to its start, and the batch
+   * is stalled until a later write takes them all: one native call retries them all, where
+   * queued messages would take one call (and one copy) each.
+   */
   private writeBatch(): void {
     if (this.batched === 0) return;
     const end = this.batched;
     const taken = this.native.writeFrames(this.batch, end);
-    this.batched = 0;
-    for (let at = taken; at < end;) {
-      const length = this.batchWords[at >>> 2];
-      const payload = Buffer.from(this.batch.subarray(at + FRAME_HEADER_SIZE, at + FRAME_HEADER_SIZE + length));
-      this.enqueue({
-        kind: this.batch[at + 4],
-        id: this.batchWords[(at >>> 2) + 2],
-        total: length,
-        rest: payload,
-        written: 0,
-      });
-      at += frameSize(length);
+    if (taken === end) {
+      this.batched = 0;
+      this.stalled = false;
+      this.stalledBytes = 0;
+      return;
     }
+    if (taken > 0) this.batch.copyWithin(0, taken, end);
+    this.batched = end - taken;
+    this.stalled = true;
+    let payload = 0;
+    for (let at = 0; at < this.batched; at += frameSize(this.batchWords[at >>> 2]))
+      payload += this.batchWords[at >>> 2];
+    this.stalledBytes = payload;
+  }
+
+  /** Throws ERR_QUEUE_FULL if `length` more bytes waiting would pass maxQueuedBytes. */
+  private checkRoom(length: number): void {
+    const waiting = this.bytesQueued;
+    if (waiting + length <= this.maxQueuedBytes) return;
+    throw createError(
+      'ERR_QUEUE_FULL',
+      `outgoing queue full: ${waiting} bytes wait for the peer to read ` +
+        `and ${length} more would pass maxQueuedBytes (${this.maxQueuedBytes})`,
+    );
   }
 
   private enqueue(m: OutgoingMessage): void {

@@ -226,32 +226,41 @@ describe('Channel#notify()', function () {
   });
 
   describe('back-pressure', function () {
-    it('should throw ERR_QUEUE_FULL once ring and queue are full, then deliver everything accepted, in order', async function () {
-      this.timeout(60000);
-      const name = uniqueName('queue-full');
-      // No client reads yet: a 4 KiB ring and a 16 KiB queue bound fill after ~20 messages.
-      const server = await openChannel(name, 'server', {
-        ringCapacity: 4096,
-        maxMessageSize: 1024,
-        maxQueuedBytes: 16 * 1024,
-      });
-      const accepted: string[] = [];
-      let refused: unknown;
-      for (let i = 0; i < 1000 && refused === undefined; i++) {
-        const text = `${i}:`.padEnd(1000, '.');
-        try {
-          server.notify(text);
-          accepted.push(text);
-        } catch (err) {
-          refused = err;
+    // 1000 B: two messages per batch. 20 B: ~50 per batch, and the frames of a batch the ring
+    // took only in part wait in front of the queue (and count against maxQueuedBytes).
+    for (const size of [1000, 20]) {
+      it(`should throw ERR_QUEUE_FULL once ring and queue are full, then deliver everything accepted, in order (${size} B)`, async function () {
+        this.timeout(60000);
+        const name = uniqueName('queue-full');
+        // No client reads yet: a 4 KiB ring and a 16 KiB queue bound fill in this loop.
+        const maxQueuedBytes = 16 * 1024;
+        const server = await openChannel(name, 'server', { ringCapacity: 4096, maxMessageSize: 1024, maxQueuedBytes });
+        const accepted: string[] = [];
+        const inRing: boolean[] = [];
+        let refused: unknown;
+        let mostQueued = 0;
+        for (let i = 0; i < 10_000 && refused === undefined; i++) {
+          const text = `${i}:`.padEnd(size, '.');
+          try {
+            inRing.push(server.notify(text));
+            accepted.push(text);
+          } catch (err) {
+            refused = err;
+          }
+          mostQueued = Math.max(mostQueued, server.queuedBytes);
         }
-      }
-      expect((refused as { code?: string } | undefined)?.code).to.equal('ERR_QUEUE_FULL');
-      expect(accepted.length).to.be.greaterThan(0);
-      const peer = await Peer.spawn({ name, mode: 'client' });
-      const received = await peer.collect(accepted.length);
-      expect(received.map((r) => r.text)).to.deep.equal(accepted);
-    });
+        expect((refused as { code?: string } | undefined)?.code).to.equal('ERR_QUEUE_FULL');
+        expect(mostQueued).to.be.within(maxQueuedBytes - size, maxQueuedBytes);
+        // Once one waits, all later ones wait too (nothing overtakes).
+        expect(inRing.slice(inRing.indexOf(false)).every((v) => !v)).to.equal(true);
+        expect(inRing.indexOf(false)).to.be.greaterThan(0);
+        const peer = await Peer.spawn({ name, mode: 'client' });
+        const received = await peer.collect(accepted.length);
+        expect(received.map((r) => r.text)).to.deep.equal(accepted);
+        await server.drained();
+        expect(server.queuedBytes).to.equal(0);
+      });
+    }
 
     it('should return false from notify() once the ring is full, and resolve drained() when the peer has read it', async function () {
       const name = uniqueName('drained');
