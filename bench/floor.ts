@@ -1,8 +1,7 @@
 // What no transport can beat with shmchannel's API on this machine: the cost of handing each
 // message to an RxJS subscriber in JavaScript, with no transport at all. Measured in the bench
 // process, in the same run, so the 64 B and 1 MiB goals can be read against it.
-import { Subject } from 'rxjs';
-
+import { Broadcast } from '../lib/broadcast';
 import { viewOf } from '../lib/protocol';
 import { allocateMessage } from '../lib/recycled-memory';
 
@@ -13,19 +12,19 @@ const RUNS = 5;
 
 /**
  * Messages per second for: a view of 64 bytes in a batch, made as shmchannel makes it (the
- * cheapest way to give a message its own `Buffer`), emitted through a Subject to a subscriber
- * that checks the sequence number and length, as the bench's receivers do. No copy, no
- * allocation besides the view.
+ * cheapest way to give a message its own `Buffer`), emitted as a Channel emits
+ * (lib/broadcast.ts) to an RxJS subscriber that checks the sequence number and length, as the
+ * bench's receivers do. No copy, no allocation besides the view.
  */
 export function deliveryFloor64(): number {
   const size = 64;
   const batch = Buffer.alloc(64 * 1024);
   const perBatch = batch.length / size;
   for (let i = 0; i < perBatch; i++) batch.writeUInt32LE(i, i * size);
-  const subject = new Subject<Buffer>();
+  const stream = new Broadcast<Buffer>();
   let bad = 0;
   let expected = 0;
-  subject.subscribe((data) => {
+  stream.observable.subscribe((data) => {
     if (data.length !== size || data.readUInt32LE(0) !== expected % perBatch) bad++;
     expected++;
   });
@@ -35,7 +34,7 @@ export function deliveryFloor64(): number {
     const start = process.hrtime.bigint();
     for (let i = 0; i < MESSAGES; i++) {
       const at = (i % perBatch) * size;
-      subject.next(viewOf(batch, at, size));
+      stream.next(viewOf(batch, at, size));
     }
     rates.push(MESSAGES / (Number(process.hrtime.bigint() - start) / 1e9));
   }
@@ -45,8 +44,8 @@ export function deliveryFloor64(): number {
 
 /**
  * GB/s for: 1 MiB messages, each copied once from a warm buffer (as from the ring) into a
- * Buffer of its own from shmchannel's allocator (recycled memory), emitted through a Subject
- * to a subscriber that compares it with the original, as the bench's receivers do. The event
+ * Buffer of its own from shmchannel's allocator (recycled memory), emitted as a Channel emits
+ * to an RxJS subscriber that compares it with the original, as the bench's receivers do. The event
  * loop turns every few messages, as a receiver's does, so collected blocks come back.
  */
 export async function deliveryFloor1m(): Promise<number> {
@@ -55,9 +54,9 @@ export async function deliveryFloor1m(): Promise<number> {
   const source = Buffer.alloc(size);
   for (let i = 0; i < size; i += 4) source.writeUInt32LE(Math.imul(i, 2654435761) >>> 0, i);
   const original = Buffer.from(source);
-  const subject = new Subject<Buffer>();
+  const stream = new Broadcast<Buffer>();
   let bad = 0;
-  subject.subscribe((data) => {
+  stream.observable.subscribe((data) => {
     if (!data.equals(original)) bad++;
   });
   const rates: number[] = [];
@@ -66,7 +65,7 @@ export async function deliveryFloor1m(): Promise<number> {
     for (let i = 0; i < perRun; i++) {
       const message = allocateMessage(size);
       source.copy(message);
-      subject.next(message);
+      stream.next(message);
       if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve));
     }
     rates.push((perRun * size) / (Number(process.hrtime.bigint() - start) / 1e9) / 1e9);

@@ -36,9 +36,12 @@ const config = {
   /** Round trips per run, and warm-up round trips (before the first run / before each run). */
   roundTrips: envInt('BENCH_RT_COUNT', 10_000, 1_000),
   roundTripWarmup: envInt('BENCH_RT_WARMUP', 2_000, 300),
-  /** One-way notifications per run. */
-  notify64: envInt('BENCH_NOTIFY_64_COUNT', 200_000, 20_000),
-  notify4k: envInt('BENCH_NOTIFY_4K_COUNT', 50_000, 5_000),
+  /**
+   * How long a run of one-way notifications lasts, about: each transport sends as many as its
+   * warm-up rate gives in that time. Fixed counts made the fast transports' runs last 20 ms,
+   * which measured mostly scheduling noise (spreads of 60-80 %).
+   */
+  notifyMs: envInt('BENCH_NOTIFY_MS', 1_000, 200),
   /**
    * Payloads per run (sent back to back, each compared byte for byte on arrival). Enough that a
    * run lasts a good part of a second: shorter ones measured mostly scheduling noise.
@@ -267,15 +270,31 @@ async function oneWay(
   return { seconds, cpuPerMsg: (cpuTotal(local) + cpuTotal(peer)) / n, ok };
 }
 
-async function notifyRun(t: Transport, metric: string, n: number, size: number): Promise<void> {
+/** Sends n notifications of `size` bytes; records (unless a warm-up) and returns msgs/s. */
+async function notifyRun(t: Transport, metric: string, n: number, size: number): Promise<number> {
   const payload = Buffer.alloc(size, 0xa5);
   const r = await oneWay(t, 'notify', n, [payload]);
   const rate = n / r.seconds;
   record(t.key, metric, rate);
   recordExtra(t.key, `${metric}_cpu_us_per_msg`, r.cpuPerMsg);
   progress(
-    `  ${t.label.padEnd(18)} ${fmtRate(rate)} msgs/s  CPU ${r.cpuPerMsg.toFixed(2)} µs/msg${r.ok ? '' : '  VERIFICATION FAILED'}`,
+    `  ${t.label.padEnd(18)} ${fmtRate(rate)} msgs/s  CPU ${r.cpuPerMsg.toFixed(2)} µs/msg  (${n} msgs)${r.ok ? '' : '  VERIFICATION FAILED'}`,
   );
+  return rate;
+}
+
+/**
+ * Warms t up and returns how many notifications it sends in config.notifyMs. Short warm-ups
+ * first, then two of a quarter of a run each: the rate rises as the code warms up, and a
+ * count taken from a cold run made a run last a fifth of what it should.
+ */
+async function notifyCount(t: Transport, size: number): Promise<number> {
+  const least = 10_000;
+  let rate = await notifyRun(t, 'warmup', least, size);
+  for (let i = 0; i < 2; i++) {
+    rate = await notifyRun(t, 'warmup', Math.max(least, Math.round((rate * config.notifyMs) / 4000)), size);
+  }
+  return Math.max(least, Math.round((rate * config.notifyMs) / 1000));
 }
 
 async function payloadRun(t: Transport, metric: string, n: number, payloads: Buffer[], seed: number): Promise<void> {
@@ -490,15 +509,23 @@ async function main(): Promise<void> {
         roundTripRun(t, ping, config.roundTrips, Math.min(200, config.roundTripWarmup)),
       );
     }
-    for (const [id, size, n] of [
-      ['notify64', 64, config.notify64],
-      ['notify4k', 4096, config.notify4k],
+    for (const [id, size] of [
+      ['notify64', 64],
+      ['notify4k', 4096],
     ] as const) {
       if (!wanted(id)) continue;
-      progress(`notifications of ${size} B one way: ${n} per run`);
+      progress(
+        `notifications of ${size} B one way: runs of about ${config.notifyMs} ms (count per transport from its warm-up)`,
+      );
+      const counts = new Map<string, number>();
       for (const t of [...active])
-        await guarded(active, t, `${id} warm-up`, () => notifyRun(t, 'warmup', Math.max(1, Math.floor(n / 10)), size));
-      await rounds(`notifications ${size} B`, active, config.runs, (t) => notifyRun(t, id, n, size));
+        await guarded(active, t, `${id} warm-up`, async () => {
+          counts.set(t.key, await notifyCount(t, size));
+        });
+      for (const [key, n] of counts) recordExtra(key, `${id}_msgs_per_run`, n);
+      await rounds(`notifications ${size} B`, active, config.runs, async (t) => {
+        await notifyRun(t, id, counts.get(t.key)!, size);
+      });
     }
     for (const [id, size, n] of [
       ['payload1m', 1 << 20, config.payload1m],
@@ -520,11 +547,11 @@ async function main(): Promise<void> {
   }
 
   if (wanted('notify64')) {
-    progress('in-process floor: 64 B views through an RxJS Subject, no transport');
+    progress('in-process floor: 64 B views to an RxJS subscriber, no transport');
     floor64 = deliveryFloor64();
   }
   if (wanted('payload1m')) {
-    progress('in-process floor: 1 MiB messages copied once into owned Buffers through an RxJS Subject, no transport');
+    progress('in-process floor: 1 MiB messages copied once into owned Buffers to an RxJS subscriber, no transport');
     floor1m = await deliveryFloor1m();
   }
   report(entries, ran);
@@ -541,7 +568,7 @@ function report(entries: TransportEntry[], ran: string[]): void {
 
   const runsNote =
     `medians of ${config.runs} runs (idle: ${config.idleRuns} runs of ${config.idleMs / 1000} s); ` +
-    `round trips: ${config.roundTrips}/run; notifications: ${config.notify64} x 64 B, ${config.notify4k} x 4 KiB per run; ` +
+    `round trips: ${config.roundTrips}/run; notifications: runs of about ${config.notifyMs} ms; ` +
     `payloads: ${config.payload1m} x 1 MiB, ${config.payload16m} x 16 MiB per run`;
   const valueRows = entries.map((e) => [
     e.label,
