@@ -599,8 +599,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
       if (n === 0) return { read, more: false };
       read = true;
       let at = 0;
-      let slab: Buffer = EMPTY;
+      // The slab holding the small messages from batch offset slabStart to slabEnd.
+      let slab = NO_SLAB;
       let slabStart = 0;
+      let slabEnd = 0;
       while (at < n) {
         if (n - at < FRAME_HEADER_SIZE) throw protocolError('truncated frame in read batch');
         // A goodbye is a peer's last frame: one read after it could only be a hostile peer's.
@@ -615,12 +617,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
         let message: Buffer | undefined;
         if (length === total && length <= SLAB_MAX_MESSAGE && length > 0) {
           // A whole small message: a view of a slab copied from the batch (the batch is reused).
-          if (at + size > slabStart + slab.length) {
+          if (at + size > slabEnd) {
             slab = copySmallFrames(batch, words, at, n);
             slabStart = at;
+            slabEnd = at + slab.byteLength;
           }
-          const from = at - slabStart + FRAME_HEADER_SIZE;
-          message = viewOf(slab, from, length);
+          message = viewOf(slab, at - slabStart + FRAME_HEADER_SIZE, length);
         } else {
           // A fragment, or (length 0) the announcement of a large message: the assembler starts
           // it, and the next turn of the loop reads it with readContinuation.
@@ -885,13 +887,15 @@ export class Channel implements ResponseSink, ClosableAtExit {
   }
 }
 
+const NO_SLAB = new ArrayBuffer(0);
+
 /**
- * A copy of the run of whole small messages that starts at `at` in a read batch, up to
- * SLAB_BYTES: one allocation and one copy for many messages, each then handed out as a view.
- * Small slabs bound what one message a subscriber keeps can hold alive, as Node's own
- * Buffer pool does.
+ * A copy, in an ArrayBuffer of its own, of the run of whole small messages that starts at `at`
+ * in a read batch, up to SLAB_BYTES: one allocation and one copy for many messages, each then
+ * handed out as a view. Small slabs bound what one message a subscriber keeps can hold alive,
+ * as Node's own Buffer pool does.
  */
-function copySmallFrames(batch: Buffer, words: Uint32Array, at: number, n: number): Buffer {
+function copySmallFrames(batch: Buffer, words: Uint32Array, at: number, n: number): ArrayBuffer {
   let end = at;
   while (end + FRAME_HEADER_SIZE <= n) {
     const length = words[end >>> 2];
@@ -900,12 +904,13 @@ function copySmallFrames(batch: Buffer, words: Uint32Array, at: number, n: numbe
     if (next - at > SLAB_BYTES || next > n) break;
     end = next;
   }
+  // Not zero-filled, and the whole of its ArrayBuffer (allocUnsafe would share Node's pool).
   const slab = Buffer.allocUnsafeSlow(end - at);
   // Many messages share it: a transfer list must copy it, not detach the others (as with Node's
   // own pool).
   markAsUntransferable(slab.buffer);
   batch.copy(slab, 0, at, end);
-  return slab;
+  return slab.buffer;
 }
 
 function peerLostError(name: string): ShmChannelError {
