@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';
 import { markAsUntransferable } from 'node:worker_threads';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import * as v8 from 'node:v8';
 
 import { toBuffer, type Data } from './data';

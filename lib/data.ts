@@ -1,3 +1,5 @@
+import { Buffer } from 'node:buffer';
+
 import { createError } from './errors';
 
 /** What shmchannel accepts as message data; strings travel as UTF-8. */

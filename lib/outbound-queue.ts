@@ -1,3 +1,5 @@
+import { Buffer } from 'node:buffer';
+
 import { createError } from './errors';
 import type { NativeChannel } from './native';
 import { FRAME_HEADER_SIZE, frameSize, headerWords } from './protocol';

@@ -1,4 +1,6 @@
 // Frame kinds and message-level encoding of docs/PROTOCOL.md; no I/O here.
+import { Buffer } from 'node:buffer';
+
 import { createError, ShmChannelError } from './errors';
 
 export const FrameKind = {

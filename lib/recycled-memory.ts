@@ -1,6 +1,8 @@
 // Large received messages are copied into recycled native memory (native/binding/message_pool.h):
 // a fresh megabyte from malloc page-faults on every 4 KiB, a recycled one does not. The memory
 // is kept while large messages arrive and given back once they stop.
+import { Buffer } from 'node:buffer';
+
 import { binding } from './load-addon';
 
 /** Smaller messages come from Node's allocator, whose pool and heap are warm anyway. */

@@ -1,3 +1,5 @@
+import { Buffer } from 'node:buffer';
+
 import { createError, fromNativeError } from './errors';
 import { binding } from './load-addon';
 import type { NativeSharedMemory } from './native';

@@ -1,3 +1,5 @@
+import { Buffer } from 'node:buffer';
+
 /**
  * Reusable memory for the copies the outgoing queue keeps of unsent large messages. A fresh
  * buffer of a megabyte comes from mmap and page-faults on every 4 KiB the copy touches, which

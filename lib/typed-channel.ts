@@ -1,3 +1,5 @@
+import { Buffer } from 'node:buffer';
+
 import { map, mergeMap, Observable, share, Subject } from 'rxjs';
 
 import type { Channel, RequestOptions } from './channel';

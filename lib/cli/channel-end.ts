@@ -1,3 +1,5 @@
+import { Buffer } from 'node:buffer';
+
 import { filter, firstValueFrom } from 'rxjs';
 
 import { Channel } from '../channel';
