@@ -8,9 +8,14 @@
 namespace shmch_binding {
 
 namespace {
-// Bounds what a lost or withheld doorbell can cost, and, without a pidfd on the peer, how
-// late a dead peer is noticed.
-constexpr int kWaitTimeoutMs = 250;
+// How late a peer that went without a word is noticed when no pidfd watch tells us: one that
+// died (no pidfd), or one that flagged its leave without ringing.
+constexpr int kPeerPollMs = 250;
+// Otherwise events ring the doorbell or end the watched process, and the timeout only bounds
+// what nobody can ring about: a segment that lost pages (its doorbells with it) is found at
+// the next look, and a lost or withheld ring costs at most this. A wake-up costs ~30 us of CPU
+// here; at four a second that was most of what an idle channel cost.
+constexpr int kIdleWaitMs = 2000;
 }  // namespace
 
 Waker::Waker(Napi::Env env, shmch_channel* channel, Napi::Function on_wake) : channel_(channel) {
@@ -62,22 +67,23 @@ void Waker::Unref(Napi::Env env) {
   if (!stopped_) tsfn_.Unref(env);
 }
 
-bool Waker::WatchPeer(bool* peer_closed) {
+bool Waker::WatchPeer() {
   // The pid in the header (server: the client's, which changes from client to client).
   shmch_info info{};
   shmch_get_info(channel_, &info);
   // Our own closed flag is set only after this thread stopped: a flag seen here is the peer's.
   // (A server that dropped its client sees its own DROPPED flag, and checks until it left.)
   uint32_t leaving = SHMCH_STATE_SERVER_CLOSED | SHMCH_STATE_CLIENT_CLOSED | SHMCH_STATE_CLIENT_DROPPED;
-  *peer_closed = (info.state & leaving) != 0;
-  if (!peer_watch_) return false;
-  if (info.peer_pid != watched_pid_) {
+  if (peer_watch_ && info.peer_pid != watched_pid_) {
     watched_pid_ = info.peer_pid;
     // peer_state() records the new peer's identity that the pidfd is checked against.
     bool alive = info.peer_pid != 0 && shmch_peer_state(channel_) == SHMCH_PEER_ALIVE;
     peer_watch_->Watch(alive ? shmch_open_peer_fd(channel_) : -1);
   }
-  return peer_watch_->Active();
+  if ((info.state & leaving) != 0) return true;
+  // No peer (a server between clients): the next one announces itself by writing.
+  if (info.peer_pid == 0) return false;
+  return !peer_watch_ || !peer_watch_->Active();
 }
 
 void Waker::Run() {
@@ -89,19 +95,17 @@ void Waker::Run() {
       cv_.wait(lock, [this] { return armed_ || stopping_; });
       if (stopping_) return;
     }
-    bool peer_closed = false;
-    bool watched = WatchPeer(&peer_closed);
-    int r = shmch_wait(channel_, kWaitTimeoutMs);
+    bool poll_peer = WatchPeer();
+    int r = shmch_wait(channel_, poll_peer ? kPeerPollMs : kIdleWaitMs);
     int events = 0;
     if (r == SHMCH_WAIT_READABLE) {
       events = kEventActivity;
     } else {
       // Woken without data: space freed for our writes, the peer closed, or the watch saw it
       // exit. Timed out: time to check that the peer still lives, unless the watch does that
-      // (reading /proc four times a second is most of what an idle channel costs) and the
-      // peer has not flagged a close whose doorbell rang while we were not waiting.
+      // (the check reads /proc).
       if (r == SHMCH_WAIT_WOKEN) events = kEventActivity;
-      bool check = r == SHMCH_WAIT_WOKEN || !watched || peer_closed;
+      bool check = r == SHMCH_WAIT_WOKEN || poll_peer;
       if (check && shmch_peer_state(channel_) == SHMCH_PEER_GONE) events |= kEventPeerLost;
     }
     if (events == 0) continue;

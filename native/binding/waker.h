@@ -31,9 +31,9 @@ class Waker {
 
  private:
   void Run();
-  // Points the peer watch at the current peer; true if it watches a live one. Also says
-  // whether the peer has flagged its close in the header.
-  bool WatchPeer(bool* peer_closed);
+  // Points the peer watch at the current peer. True if the wait needs a timeout to notice the
+  // peer go: there is one and no watch on it, or it has flagged that it is leaving.
+  bool WatchPeer();
 
   shmch_channel* channel_;
   Napi::ThreadSafeFunction tsfn_;
