@@ -1,4 +1,5 @@
-import { Observable, type Subscriber } from 'rxjs';
+import { config, Observable, type Subscriber } from 'rxjs';
+import { errorContext } from 'rxjs/internal/util/errorContext';
 
 /**
  * A hot stream with the contract of an RxJS `Subject`: each value goes to the subscribers of
@@ -40,16 +41,25 @@ export class Broadcast<T> {
    * it starts with the next value. After the end, does nothing.
    */
   next(value: T): void {
-    const subscribers = this.subscribers;
-    for (let i = 0; i < subscribers.length; i++) subscribers[i].next(value);
+    // Checked here too, so the usual case allocates no closure per value.
+    if (config.useDeprecatedSynchronousErrorHandling) {
+      reportingErrors(() => this.deliver(value));
+      return;
+    }
+    this.deliver(value);
   }
 
   error(error: unknown): void {
-    this.finish({ error }, (s) => s.error(error));
+    reportingErrors(() => this.finish({ error }, (s) => s.error(error)));
   }
 
   complete(): void {
-    this.finish('complete', (s) => s.complete());
+    reportingErrors(() => this.finish('complete', (s) => s.complete()));
+  }
+
+  private deliver(value: T): void {
+    const subscribers = this.subscribers;
+    for (let i = 0; i < subscribers.length; i++) subscribers[i].next(value);
   }
 
   private finish(end: { error: unknown } | 'complete', tell: (s: Subscriber<T>) => void): void {
@@ -58,5 +68,24 @@ export class Broadcast<T> {
     const subscribers = this.subscribers;
     this.subscribers = [];
     for (const s of subscribers) tell(s);
+  }
+}
+
+/**
+ * Under RxJS's deprecated synchronous error handling, a subscriber's error is kept only inside
+ * RxJS's error context (Subject.next opens one) and dropped outside it. Opens one, and reports
+ * what it rethrows as RxJS reports such errors otherwise: thrown on a timer, never lost.
+ */
+function reportingErrors(run: () => void): void {
+  if (!config.useDeprecatedSynchronousErrorHandling) {
+    run();
+    return;
+  }
+  try {
+    errorContext(run);
+  } catch (err) {
+    setTimeout(() => {
+      throw err;
+    });
   }
 }

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
 import { expect } from 'chai';
-import { firstValueFrom, of, take, timeout, toArray } from 'rxjs';
+import { firstValueFrom, of, config as rxjsConfig, take, timeout, toArray } from 'rxjs';
 
 import type { Channel } from '../lib/index';
 import { expectRejectsCode } from './helpers/expect-error';
@@ -171,35 +171,41 @@ describe('Channel#notify()', function () {
       expect(seenByAdded).to.deep.equal(['a#5', 'a#6', 'a#7', 'a#8', 'a#9']);
     });
 
-    it('should go on delivering to the other subscribers when one throws, and report the error', async function () {
-      const name = uniqueName('notify-throw');
-      const peer = await Peer.spawn({ name, mode: 'server' });
-      const client = await openChannel(name, 'client');
-      const reported: unknown[] = [];
-      const onUncaught = (err: unknown) => reported.push(err);
-      // RxJS reports an error thrown by a subscriber's next() asynchronously, as an uncaught exception.
-      const mochaListeners = process.listeners('uncaughtException');
-      process.removeAllListeners('uncaughtException');
-      process.on('uncaughtException', onUncaught);
-      try {
-        const thrower = client.notifications$.subscribe((b) => {
-          if (String(b) === 't#1') throw new Error('subscriber bug');
-        });
-        const all = nextNotifications(client, 3);
-        await peer.notify({ text: 't', count: 3 });
-        expect((await all).map(String)).to.deep.equal(['t#0', 't#1', 't#2']);
-        await waitUntil(() => reported.length === 1);
-        thrower.unsubscribe();
-      } finally {
-        process.removeListener('uncaughtException', onUncaught);
-        for (const l of mochaListeners) process.on('uncaughtException', l);
-      }
-      expect((reported[0] as Error).message).to.equal('subscriber bug');
-      expect(client.state).to.equal('connected');
-      const after = nextNotifications(client, 1);
-      await peer.notify({ text: 'after' });
-      expect(String((await after)[0])).to.equal('after');
-    });
+    // RxJS's deprecated synchronous error handling keeps a subscriber's error only inside its own
+    // error context, and drops it outside one: with it on, the error must not be lost either.
+    for (const synchronousErrors of [false, true]) {
+      it(`should go on delivering to the other subscribers when one throws, and report the error${synchronousErrors ? " (with RxJS's deprecated synchronous error handling)" : ''}`, async function () {
+        const name = uniqueName('notify-throw');
+        const peer = await Peer.spawn({ name, mode: 'server' });
+        const client = await openChannel(name, 'client');
+        const reported: unknown[] = [];
+        const onUncaught = (err: unknown) => reported.push(err);
+        // RxJS reports an error thrown by a subscriber's next() asynchronously, as an uncaught exception.
+        const mochaListeners = process.listeners('uncaughtException');
+        process.removeAllListeners('uncaughtException');
+        process.on('uncaughtException', onUncaught);
+        rxjsConfig.useDeprecatedSynchronousErrorHandling = synchronousErrors;
+        try {
+          const thrower = client.notifications$.subscribe((b) => {
+            if (String(b) === 't#1') throw new Error('subscriber bug');
+          });
+          const all = nextNotifications(client, 3);
+          await peer.notify({ text: 't', count: 3 });
+          expect((await all).map(String)).to.deep.equal(['t#0', 't#1', 't#2']);
+          await waitUntil(() => reported.length === 1);
+          thrower.unsubscribe();
+        } finally {
+          rxjsConfig.useDeprecatedSynchronousErrorHandling = false;
+          process.removeListener('uncaughtException', onUncaught);
+          for (const l of mochaListeners) process.on('uncaughtException', l);
+        }
+        expect((reported[0] as Error).message).to.equal('subscriber bug');
+        expect(client.state).to.equal('connected');
+        const after = nextNotifications(client, 1);
+        await peer.notify({ text: 'after' });
+        expect(String((await after)[0])).to.equal('after');
+      });
+    }
   });
 
   describe('batching', function () {
