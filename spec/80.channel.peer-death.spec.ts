@@ -7,10 +7,12 @@ import * as path from 'node:path';
 import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 
+import { SharedMemory } from '../lib/index';
 import { expectRejectsCode } from './helpers/expect-error';
 import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
 import { openChannel, releaseAll } from './helpers/resources';
+import { Layout } from './helpers/segment-layout';
 import { reaches, waitUntil } from './helpers/wait';
 
 // The requirement is "noticed within 1 s". Timing on a noisy 2-core VM is not asserted
@@ -132,6 +134,20 @@ describe('Peer death', function () {
     const result = await second.request({ text: 'again' });
     expect(result.error).to.equal(undefined);
     expect(result.values.map((v) => v.text)).to.deep.equal(['served again']);
+  });
+
+  it('should take back a slot left by a client that died between its attach and its pid store', async function () {
+    const name = uniqueName('pidless');
+    const server = await openChannel(name, 'server');
+    server.requests$.subscribe((req) => req.respond(req.data));
+    // What such a client leaves: the slot flagged taken, no pid to watch (PROTOCOL.md §5).
+    const memory = SharedMemory.open(name);
+    const seg = memory.buffer;
+    seg.writeUInt32LE(seg.readUInt32LE(Layout.state) | 2, Layout.state);
+    memory.close();
+    // The server gives such a slot about 2 s, and looks at least every 2 s while idle.
+    const client = await openChannel(name, 'client', { connectTimeout: 15_000 });
+    expect((await firstValueFrom(client.request('in'))).toString()).to.equal('in');
   });
 
   it('should let a client in right after its predecessor died, not refuse it as busy', async function () {

@@ -81,8 +81,10 @@ bool Waker::WatchPeer() {
     peer_watch_->Watch(alive ? shmch_open_peer_fd(channel_) : -1);
   }
   if ((info.state & leaving) != 0) return true;
-  // No peer (a server between clients): the next one announces itself by writing.
-  if (info.peer_pid == 0) return false;
+  // No peer (a server between clients): the next one announces itself by writing. A slot
+  // taken with no pid is a client between its attach and its pid store, or one that died
+  // there: shmch_peer_state() frees the slot once it stayed pidless for a while, if asked.
+  if (info.peer_pid == 0) return (info.state & SHMCH_STATE_CLIENT_ATTACHED) != 0;
   return !peer_watch_ || !peer_watch_->Active();
 }
 
@@ -105,7 +107,9 @@ void Waker::Run() {
       // exit. Timed out: time to check that the peer still lives, unless the watch does that
       // (the check reads /proc).
       if (r == SHMCH_WAIT_WOKEN) events = kEventActivity;
-      bool check = r == SHMCH_WAIT_WOKEN || poll_peer;
+      // WatchPeer() again: a peer that flagged its leave and rang between our look at the
+      // flags and the wait's look at the bell woke nobody.
+      bool check = r == SHMCH_WAIT_WOKEN || poll_peer || WatchPeer();
       if (check && shmch_peer_state(channel_) == SHMCH_PEER_GONE) events |= kEventPeerLost;
     }
     if (events == 0) continue;
