@@ -290,10 +290,14 @@ async function notifyRun(t: Transport, metric: string, n: number, size: number):
  */
 async function notifyCount(t: Transport, size: number): Promise<number> {
   const least = 10_000;
-  let rate = await notifyRun(t, 'warmup', least, size);
-  for (let i = 0; i < 2; i++) {
-    rate = await notifyRun(t, 'warmup', Math.max(least, Math.round((rate * config.notifyMs) / 4000)), size);
-  }
+  const warmUp = async (n: number) => {
+    const rate = await notifyRun(t, 'warmup', n, size);
+    // A failed warm-up has no arrival time: its "rate" would size the runs wrong, or endlessly.
+    if (!(Number.isFinite(rate) && rate > 0)) throw new Error(`warm-up of ${n} notifications gave no rate`);
+    return rate;
+  };
+  let rate = await warmUp(least);
+  for (let i = 0; i < 2; i++) rate = await warmUp(Math.max(least, Math.round((rate * config.notifyMs) / 4000)));
   return Math.max(least, Math.round((rate * config.notifyMs) / 1000));
 }
 

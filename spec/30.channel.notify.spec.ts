@@ -232,9 +232,10 @@ describe('Channel#notify()', function () {
   });
 
   describe('back-pressure', function () {
-    // 1000 B: two messages per batch. 20 B: ~50 per batch, and the frames of a batch the ring
-    // took only in part wait in front of the queue (and count against maxQueuedBytes).
-    for (const size of [1000, 20]) {
+    // A 4 KiB ring and 2 KiB batches. 1000 B: two messages per batch, and the ring takes whole
+    // batches. 680 B: the ring takes one frame of the third batch, the other waits in the batch
+    // (stalled), which takes one more message before the queue does. 20 B: ~50 per batch.
+    for (const size of [1000, 680, 20]) {
       it(`should throw ERR_QUEUE_FULL once ring and queue are full, then deliver everything accepted, in order (${size} B)`, async function () {
         this.timeout(60000);
         const name = uniqueName('queue-full');
@@ -257,6 +258,9 @@ describe('Channel#notify()', function () {
         }
         expect((refused as { code?: string } | undefined)?.code).to.equal('ERR_QUEUE_FULL');
         expect(mostQueued).to.be.within(maxQueuedBytes - size, maxQueuedBytes);
+        // Every message notify() said waits is counted (and at most a batch more).
+        const waiting = inRing.filter((v) => !v).length * size;
+        expect(server.queuedBytes).to.be.within(waiting, waiting + 2048);
         // Once one waits, all later ones wait too (nothing overtakes).
         expect(inRing.slice(inRing.indexOf(false)).every((v) => !v)).to.equal(true);
         expect(inRing.indexOf(false)).to.be.greaterThan(0);
