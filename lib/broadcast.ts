@@ -1,5 +1,6 @@
 import { config, Observable, type Subscriber } from 'rxjs';
 import { errorContext } from 'rxjs/internal/util/errorContext';
+import { reportUnhandledError } from 'rxjs/internal/util/reportUnhandledError';
 
 /**
  * A hot stream with the contract of an RxJS `Subject`: each value goes to the subscribers of
@@ -74,7 +75,8 @@ export class Broadcast<T> {
 /**
  * Under RxJS's deprecated synchronous error handling, a subscriber's error is kept only inside
  * RxJS's error context (Subject.next opens one) and dropped outside it. Opens one, and reports
- * what it rethrows as RxJS reports such errors otherwise: thrown on a timer, never lost.
+ * what it rethrows as RxJS reports such errors otherwise (config.onUnhandledError, or thrown
+ * on a timer): never lost.
  */
 function reportingErrors(run: () => void): void {
   if (!config.useDeprecatedSynchronousErrorHandling) {
@@ -84,8 +86,6 @@ function reportingErrors(run: () => void): void {
   try {
     errorContext(run);
   } catch (err) {
-    setTimeout(() => {
-      throw err;
-    });
+    reportUnhandledError(err);
   }
 }

@@ -179,11 +179,9 @@ describe('Channel#notify()', function () {
         const peer = await Peer.spawn({ name, mode: 'server' });
         const client = await openChannel(name, 'client');
         const reported: unknown[] = [];
-        const onUncaught = (err: unknown) => reported.push(err);
-        // RxJS reports an error thrown by a subscriber's next() asynchronously, as an uncaught exception.
-        const mochaListeners = process.listeners('uncaughtException');
-        process.removeAllListeners('uncaughtException');
-        process.on('uncaughtException', onUncaught);
+        // RxJS reports an error thrown by a subscriber's next() asynchronously: to this hook if
+        // set, else as an uncaught exception.
+        rxjsConfig.onUnhandledError = (err: unknown) => reported.push(err);
         rxjsConfig.useDeprecatedSynchronousErrorHandling = synchronousErrors;
         try {
           const thrower = client.notifications$.subscribe((b) => {
@@ -196,8 +194,7 @@ describe('Channel#notify()', function () {
           thrower.unsubscribe();
         } finally {
           rxjsConfig.useDeprecatedSynchronousErrorHandling = false;
-          process.removeListener('uncaughtException', onUncaught);
-          for (const l of mochaListeners) process.on('uncaughtException', l);
+          rxjsConfig.onUnhandledError = null;
         }
         expect((reported[0] as Error).message).to.equal('subscriber bug');
         expect(client.state).to.equal('connected');
