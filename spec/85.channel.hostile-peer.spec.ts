@@ -6,7 +6,7 @@ import { expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
 import { openChannel, releaseAll } from './helpers/resources';
-import { Layout, seededRandom, writeFrameHeader } from './helpers/segment-layout';
+import { Layout, publishUnknownKindFrame, seededRandom, writeFrameHeader } from './helpers/segment-layout';
 import { reaches, waitUntil } from './helpers/wait';
 
 const CAPACITY = 64 * 1024;
@@ -62,11 +62,7 @@ describe('A hostile peer writing into the segment', function () {
       const tail = u32(seg, Layout.c2s + Layout.tail);
       seg.writeUInt32LE((tail + 13) >>> 0, Layout.c2s + Layout.head);
     },
-    'a frame of an unknown kind': (seg) => {
-      const tail = u32(seg, Layout.c2s + Layout.tail);
-      writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 0x7f });
-      seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
-    },
+    'a frame of an unknown kind': (seg) => publishUnknownKindFrame(seg, 'c2s', CAPACITY),
     'a frame longer than the ring': (seg) => {
       const tail = u32(seg, Layout.c2s + Layout.tail);
       writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: CAPACITY * 2, kind: 3 });
@@ -120,9 +116,7 @@ describe('A hostile peer writing into the segment', function () {
       () => expect.fail('notifications$ completed instead of failing'),
       (err: ShmChannelError) => err,
     );
-    const tail = u32(seg, Layout.s2c + Layout.tail);
-    writeFrameHeader(seg, 's2c', CAPACITY, tail, { length: 0, kind: 0x7f });
-    seg.writeUInt32LE((tail + 16) >>> 0, Layout.s2c + Layout.head);
+    publishUnknownKindFrame(seg, 's2c', CAPACITY);
     const error = await failed;
     expect(error.code).to.equal('ERR_PROTOCOL');
     await reaches(client, 'closed');

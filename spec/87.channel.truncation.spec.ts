@@ -8,7 +8,7 @@ import { describeResult, runCommand } from './helpers/commands';
 import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
 import { openChannel, releaseAll, unlinkLater } from './helpers/resources';
-import { Layout, writeFrameHeader } from './helpers/segment-layout';
+import { Layout, publishUnknownKindFrame } from './helpers/segment-layout';
 import { reaches, waitUntil } from './helpers/wait';
 
 const CAPACITY = 64 * 1024;
@@ -86,10 +86,7 @@ describe('A peer that shrinks the segment', function () {
     process.kill(client.pid, 'SIGSTOP');
     const dropped = firstValueFrom(server.clientErrors$);
     const memory = SharedMemory.open(name);
-    const seg = memory.buffer;
-    const tail = seg.readUInt32LE(Layout.c2s + Layout.tail);
-    writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 0x7f });
-    seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
+    publishUnknownKindFrame(memory.buffer, 'c2s', CAPACITY);
     memory.close();
     await dropped;
     expect(server.state).to.equal('peer-lost');

@@ -7,7 +7,7 @@ import { inspectSegment, SharedMemory } from '../lib/index';
 import { CliProcess, jsonLines, runCli, startServe } from './helpers/cli';
 import { shmExists, uniqueName } from './helpers/names';
 import { releaseAll, unlinkLater } from './helpers/resources';
-import { Layout, writeFrameHeader } from './helpers/segment-layout';
+import { publishUnknownKindFrame } from './helpers/segment-layout';
 import { waitUntil } from './helpers/wait';
 
 const COMMANDS = ['serve', 'request', 'notify', 'listen', 'ls', 'rm', 'bench'];
@@ -225,10 +225,7 @@ describe('shmchannel serve / request', function () {
     // Bytes no client should write: a frame of an unknown kind in the client-to-server ring.
     const capacity = inspectSegment(name).ringCapacity;
     const memory = SharedMemory.open(name);
-    const seg = memory.buffer;
-    const tail = seg.readUInt32LE(Layout.c2s + Layout.tail);
-    writeFrameHeader(seg, 'c2s', capacity, tail, { length: 0, kind: 0x7f });
-    seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
+    publishUnknownKindFrame(memory.buffer, 'c2s', capacity);
     memory.close();
     await server.waitForOutput('stdout', /"event":"client-dropped"/);
     const answered = await runCli(['request', name, 'still here', ...CONNECT]);

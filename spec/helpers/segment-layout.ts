@@ -39,6 +39,16 @@ export function writeFrameHeader(
   for (let i = 0; i < 16; i++) seg[base + ((pos + i) % capacity)] = bytes[i];
 }
 
+/**
+ * Publishes one frame of an unknown kind at the reader's position of a ring: bytes no peer may
+ * write, which the reader must refuse with ERR_PROTOCOL. Like a hostile peer, it does not ring.
+ */
+export function publishUnknownKindFrame(seg: Buffer, ring: 's2c' | 'c2s', capacity: number): void {
+  const tail = seg.readUInt32LE(Layout[ring] + Layout.tail);
+  writeFrameHeader(seg, ring, capacity, tail, { length: 0, kind: 0x7f });
+  seg.writeUInt32LE((tail + 16) >>> 0, Layout[ring] + Layout.head);
+}
+
 /** A small seeded PRNG (mulberry32), so a failing fuzz round can be replayed from its seed. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
