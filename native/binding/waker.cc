@@ -107,8 +107,8 @@ void Waker::Run() {
       // exit. Timed out: time to check that the peer still lives, unless the watch does that
       // (the check reads /proc).
       if (r == SHMCH_WAIT_WOKEN) events = kEventActivity;
-      // WatchPeer() again: a peer that flagged its leave and rang between our look at the
-      // flags and the wait's look at the bell woke nobody.
+      // WatchPeer() again: what it watches may have changed during the wait (a client that
+      // attached and died before storing its pid rang nobody).
       bool check = r == SHMCH_WAIT_WOKEN || poll_peer || WatchPeer();
       if (check && shmch_peer_state(channel_) == SHMCH_PEER_GONE) events |= kEventPeerLost;
     }

@@ -365,6 +365,17 @@ bool report_lost(shmch_channel* ch) {
   return true;
 }
 
+// The peer flagged that it left (a server: its client closed; a client: its server closed or
+// dropped it). Flags this side sets itself do not count, or a server that dropped its client
+// would be woken at once until the client goes; nor does CLIENT_CLOSED without CLIENT_ATTACHED,
+// which no client sets, or a server would be woken at once by a stray flag forever.
+bool peer_flagged_leave(shmch_channel* ch) {
+  uint32_t state = load_acquire(state_word(ch));
+  if (ch->role == SHMCH_CLIENT) return (state & (SHMCH_STATE_SERVER_CLOSED | SHMCH_STATE_CLIENT_DROPPED)) != 0;
+  uint32_t left = SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED;
+  return (state & left) == left;
+}
+
 int wait_for_event(shmch_channel* ch, int timeout_ms) {
   // A failed channel is never read again, so only the doorbell or the timeout ends the wait.
   bool failed = ch->failed.load(std::memory_order_relaxed) || ch->segment.lost();
@@ -374,6 +385,8 @@ int wait_for_event(shmch_channel* ch, int timeout_ms) {
   uint32_t seen = __atomic_load_n(ch->own_doorbell, __ATOMIC_SEQ_CST);
   // shmch_wake() sets the flag before it rings: seen after `seen`, or its ring is not in it.
   if (ch->wake_requested.exchange(false)) return SHMCH_WAIT_WOKEN;
+  // A peer sets its flag before it rings: a ring already counted in `seen` shows here.
+  if (peer_flagged_leave(ch)) return SHMCH_WAIT_WOKEN;
   store_seq_cst(ch->own_sleeping, 1);
   // Pairs with the writer's fence between publishing head and looking at our flag.
   fence_seq_cst();

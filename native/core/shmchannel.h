@@ -155,7 +155,9 @@ shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst
                                      size_t* written);
 
 /* Block until the inbound ring has data, the own doorbell is posted, or timeout_ms passes.
- * A segment that lost pages is reported readable once, so that the reader learns of it. */
+ * A segment that lost pages is reported readable once, so that the reader learns of it.
+ * Returns SHMCH_WAIT_WOKEN at once while the peer has flagged that it left (a server's client
+ * closed; a client's server closed or dropped it): check shmch_peer_state() after a wake-up. */
 int shmch_wait(shmch_channel* ch, int timeout_ms);
 /* Ends a shmch_wait() of another thread early (SHMCH_WAIT_WOKEN), even one that is about to
  * start: the request is remembered until a wait returns. Safe from any thread. */
