@@ -326,8 +326,9 @@ describe('Channel#notify()', function () {
       process.kill(peer.pid, 'SIGSTOP');
       while (server.notify(Buffer.alloc(512)));
       const draining = server.drained();
+      const lost = expectRejectsCode(draining, 'ERR_PEER_LOST');
       await peer.kill('SIGKILL');
-      await expectRejectsCode(draining, 'ERR_PEER_LOST');
+      await lost;
       expect(server.isOpen, 'a server outlives its client').to.equal(true);
       await server.drained();
     });

@@ -62,8 +62,10 @@ describe('Peer death', function () {
     server.request('stream-2').subscribe({ next: (v) => values.push(v), error: () => undefined });
     await waitUntil(() => values.length >= 3);
     const killedAt = Date.now();
+    // Expected before the kill, which is awaited: the stream may fail meanwhile.
+    const lost = expectRejectsCode(stream, 'ERR_PEER_LOST');
     await peer.kill('SIGKILL');
-    const err = await expectRejectsCode(stream, 'ERR_PEER_LOST');
+    const err = await lost;
     const noticedMs = Date.now() - killedAt;
     expect(noticedMs, `noticed after ${noticedMs} ms`).to.be.below(NOTICE_BOUND_MS);
     expect(err.message).to.include(name);
@@ -185,8 +187,9 @@ describe('Peer death', function () {
     const client = await openChannel(name, 'client');
     const pending = firstValueFrom(client.request('in flight'));
     await firstServer.handle({ kind: 'never' }); // a round trip: the request has reached it
+    const lost = expectRejectsCode(pending, 'ERR_PEER_LOST');
     await firstServer.kill('SIGKILL');
-    await expectRejectsCode(pending, 'ERR_PEER_LOST');
+    await lost;
     await reaches(client, 'closed');
     // The new server reclaims the dead one's segment.
     const secondServer = await Peer.spawn({ name, mode: 'server' });

@@ -42,8 +42,9 @@ describe('Flow control at the edges', function () {
     for (let i = 0; i < 50; i++) server.notify(Buffer.alloc(512));
     expect(server.queuedBytes, 'the ring must be full for this test to mean anything').to.be.above(0);
     const pending = firstValueFrom(server.request('never answered'));
+    const lost = expectRejectsCode(pending, 'ERR_PEER_LOST');
     await first.kill('SIGKILL');
-    await expectRejectsCode(pending, 'ERR_PEER_LOST');
+    await lost;
     await reaches(server, 'open');
     expect(server.queuedBytes).to.equal(0);
     const second = await Peer.spawn({ name, mode: 'client' });
