@@ -19,11 +19,11 @@ export interface ResponseSink {
 export class IncomingRequest {
   private ended = false;
   private cancelledFlag = false;
-  private readonly cancelSubject = new AsyncSubject<void>();
-  private readonly abortController = new AbortController();
-
-  /** Emits once, then completes, when the caller cancels; late subscribers still get it. */
-  readonly cancelled$: Observable<void> = this.cancelSubject.asObservable();
+  // Made when first asked for: most requests are answered without either, and a request
+  // stream at full speed would otherwise allocate both for each one.
+  private cancelSubject: AsyncSubject<void> | undefined;
+  private cancelled$Value: Observable<void> | undefined;
+  private abortController: AbortController | undefined;
 
   constructor(
     /** The requester's id for this request. */
@@ -36,8 +36,24 @@ export class IncomingRequest {
     return this.cancelledFlag;
   }
 
+  /** Emits once, then completes, when the caller cancels; late subscribers still get it. */
+  get cancelled$(): Observable<void> {
+    if (this.cancelled$Value === undefined) {
+      const subject = new AsyncSubject<void>();
+      if (this.cancelledFlag) subject.next();
+      if (this.finished) subject.complete();
+      this.cancelSubject = subject;
+      this.cancelled$Value = subject.asObservable();
+    }
+    return this.cancelled$Value;
+  }
+
   /** Aborted when the caller cancels: pass it to fetch(), timers, child processes… */
   get signal(): AbortSignal {
+    if (this.abortController === undefined) {
+      this.abortController = new AbortController();
+      if (this.cancelledFlag) this.abortController.abort(this.cancelReason());
+    }
     return this.abortController.signal;
   }
 
@@ -77,9 +93,9 @@ export class IncomingRequest {
     if (this.finished) return;
     this.cancelledFlag = true;
     this.sink.finished(this.id);
-    this.abortController.abort(createError('ERR_REQUEST_FINISHED', `request ${this.id} was cancelled`));
-    this.cancelSubject.next();
-    this.cancelSubject.complete();
+    this.abortController?.abort(this.cancelReason());
+    this.cancelSubject?.next();
+    this.cancelSubject?.complete();
   }
 
   /** @internal Answered for the channel itself (no handler). */
@@ -101,6 +117,10 @@ export class IncomingRequest {
     this.sink.sendResponse(kind, this.id, payload);
     this.ended = true;
     this.sink.finished(this.id);
-    this.cancelSubject.complete();
+    this.cancelSubject?.complete();
+  }
+
+  private cancelReason(): Error {
+    return createError('ERR_REQUEST_FINISHED', `request ${this.id} was cancelled`);
   }
 }

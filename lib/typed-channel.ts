@@ -21,16 +21,16 @@ export interface TypedChannelCodecs<N, Req, Res> {
  * with `error()`. The untyped request is `raw`.
  */
 export class TypedIncomingRequest<Req, Res> {
-  /** Emits once, then completes, when the caller cancels. */
-  readonly cancelled$: Observable<void>;
-
   constructor(
     readonly raw: IncomingRequest,
     /** The decoded request. */
     readonly data: Req,
     private readonly codec: Codec<Res>,
-  ) {
-    this.cancelled$ = raw.cancelled$;
+  ) {}
+
+  /** Emits once, then completes, when the caller cancels; late subscribers still get it. */
+  get cancelled$(): Observable<void> {
+    return this.raw.cancelled$;
   }
 
   /** The requester's id for this request. */

@@ -214,6 +214,38 @@ describe('Channel#requests$', function () {
     expect((await answer).error?.code).to.equal('ERR_TIMEOUT');
   });
 
+  it('should give cancelled$ and signal first read after the cancellation that cancellation', async function () {
+    const { server, peer } = await serverOfPeer('in-cancel-late');
+    const incoming = firstValueFrom(server.requests$);
+    const answer = peer.request({ text: 'slow', timeout: 300 });
+    const request: IncomingRequest = await incoming;
+    await waitUntil(() => request.cancelled);
+    expect(await lastValueFrom(request.cancelled$.pipe(toArray())), 'emits once, then completes').to.have.length(1);
+    expect(request.signal.aborted).to.equal(true);
+    expect((request.signal.reason as { code?: string }).code).to.equal('ERR_REQUEST_FINISHED');
+    expect((await answer).error?.code).to.equal('ERR_TIMEOUT');
+  });
+
+  it('should complete cancelled$ without a value and leave signal unaborted once answered, read before or after', async function () {
+    const { server, peer } = await serverOfPeer('in-answered');
+    const requests: IncomingRequest[] = [];
+    const watched: Promise<unknown[]>[] = [];
+    server.requests$.subscribe((request) => {
+      requests.push(request);
+      // The first is watched before its answer, the second only after.
+      if (requests.length === 1) watched.push(lastValueFrom(request.cancelled$.pipe(toArray())));
+      request.respond('done');
+      if (requests.length === 2) watched.push(lastValueFrom(request.cancelled$.pipe(toArray())));
+    });
+    await peer.request({ text: 'one' });
+    await peer.request({ text: 'two' });
+    expect(await Promise.all(watched)).to.deep.equal([[], []]);
+    expect(requests.map((r) => [r.cancelled, r.finished, r.signal.aborted])).to.deep.equal([
+      [false, true, false],
+      [false, true, false],
+    ]);
+  });
+
   it('should ignore answers after the caller cancelled', async function () {
     const { server, peer } = await serverOfPeer('in-late');
     const incoming = firstValueFrom(server.requests$);
