@@ -92,6 +92,21 @@ const DIRECT_READ_FROM = 64 * 1024;
 // Received messages up to this size share slabs of up to SLAB_BYTES (see copySmallFrames).
 const SLAB_MAX_MESSAGE = 4096;
 const SLAB_BYTES = 32 * 1024;
+// A poll that found nothing for this long gives its core away at each look (sched_yield): the
+// peer answers within it when both run, and when both poll on one core (one core, or a third
+// thread took the other: a GC or compiler thread, another process), spinning on would make
+// each round trip wait for the scheduler to preempt us (~420 us here) instead of a switch.
+const YIELD_AFTER_MS = 0.01;
+// A yield that took longer than this let another thread run: the core is shared, and the next
+// looks yield at once (the peer may be the one waiting), until a yield finds nobody waiting.
+const YIELD_GAVE_CORE_MS = 0.001;
+
+// What pump() and drainInbound() did, as bits: no object per look at the ring.
+const PUMP_READ = 1;
+const PUMP_MORE = 2;
+const PUMP_SENT = 4;
+// The channel ended meanwhile.
+const PUMP_ENDED = 8;
 
 interface PendingRequest {
   subscriber: Subscriber<Buffer>;
@@ -129,7 +144,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private referenced = true;
   private readonly pollWindowMs: number;
   private polling = false;
-  private pollDeadline = 0;
+  /** When the poll last read or sent; it stops pollWindowMs later. */
+  private pollActiveAt = 0;
+  /** The last yield of the poll let another thread run. */
+  private pollCoreShared = false;
 
   private readonly stateSubject = new BehaviorSubject<ChannelState>('idle');
   private readonly notificationsBroadcast = new Broadcast<Buffer>();
@@ -495,10 +513,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
    */
   private onWake(events: number): void {
     const r = this.pump(events);
-    if (r === undefined || this.polling) return;
-    if (r.read && this.pollWindowMs > 0) {
+    if ((r & PUMP_ENDED) !== 0 || this.polling) return;
+    if ((r & PUMP_READ) !== 0 && this.pollWindowMs > 0) {
       this.startPolling();
-    } else if (r.more) {
+    } else if ((r & PUMP_MORE) !== 0) {
       // The ring still has data but we yield to the event loop; the waker stays disarmed.
       setImmediate(() => this.onWake(WakeEvent.ACTIVITY));
     } else {
@@ -508,22 +526,22 @@ export class Channel implements ResponseSink, ClosableAtExit {
   }
 
   /**
-   * Drains, flushes and handles peer loss: whether it read or sent anything, and whether it
-   * stopped reading for the budget. Undefined if the channel ended meanwhile.
+   * Drains, flushes and handles peer loss: PUMP_READ, PUMP_SENT if it read or sent anything,
+   * PUMP_MORE if it stopped reading for the budget, PUMP_ENDED if the channel ended meanwhile.
    */
-  private pump(events: number): { read: boolean; more: boolean; sent: boolean } | undefined {
-    if (this.native === undefined) return undefined;
-    let result = { read: false, more: false, sent: false };
+  private pump(events: number): number {
+    if (this.native === undefined) return PUMP_ENDED;
+    let result = 0;
     try {
       if (this.droppingClient) {
         // Reads nothing (the native reader stays failed) but reports a segment that lost pages.
         this.native.read(this.readBuffer, DIRECT_READ_FROM);
       } else {
-        const { read, more } = this.drainInbound();
+        result = this.drainInbound();
         const queuedBefore = this.outbound?.bytesQueued ?? 0;
         this.outbound?.flush();
         if (this.outbound?.isEmpty === true) this.settleDrainWaiters();
-        result = { read, more, sent: (this.outbound?.bytesQueued ?? 0) < queuedBefore };
+        if ((this.outbound?.bytesQueued ?? 0) < queuedBefore) result |= PUMP_SENT;
       }
     } catch (err) {
       // A server drops a client that broke the protocol and goes on; anything else ends here.
@@ -534,28 +552,31 @@ export class Channel implements ResponseSink, ClosableAtExit {
     } catch (err) {
       this.fail(err);
     }
-    return this.native === undefined ? undefined : result;
+    return this.native === undefined ? PUMP_ENDED : result;
   }
 
   private startPolling(): void {
     if (this.polling || this.pollWindowMs === 0 || this.native === undefined) return;
     this.polling = true;
-    this.pollDeadline = performance.now() + this.pollWindowMs;
+    this.pollActiveAt = performance.now();
     setImmediate(this.pollTick);
   }
 
   // One look at the ring per event-loop turn until the window passes with nothing to read.
   private readonly pollTick = (): void => {
     const r = this.pump(0);
-    if (r === undefined) {
+    if ((r & PUMP_ENDED) !== 0) {
       this.polling = false;
       return;
     }
     const now = performance.now();
-    if (r.read || r.sent) this.pollDeadline = now + this.pollWindowMs;
+    if ((r & (PUMP_READ | PUMP_SENT)) !== 0) this.pollActiveAt = now;
+    else if (now - this.pollActiveAt > (this.pollCoreShared ? 0 : YIELD_AFTER_MS)) {
+      this.pollCoreShared = binding.yieldProcessor() > YIELD_GAVE_CORE_MS;
+    }
     // A queue waiting for a peer that does not read is no reason to spin: after the window the
     // waker takes over, and it reports both freed space and a lost peer.
-    if (r.more || now < this.pollDeadline) {
+    if ((r & PUMP_MORE) !== 0 || now - this.pollActiveAt < this.pollWindowMs) {
       setImmediate(this.pollTick);
     } else {
       this.polling = false;
@@ -564,12 +585,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
     }
   };
 
-  /** Reads and dispatches frames: whether it read any, and whether it stopped for the budget with data left. */
-  private drainInbound(): { read: boolean; more: boolean } {
+  /** Reads and dispatches frames: PUMP_READ if it read any, PUMP_MORE if it stopped for the budget with data left. */
+  private drainInbound(): number {
     const batch = this.readBuffer;
     const words = this.readWords;
     let budget = batch.length * DRAIN_BUDGET_RINGS;
-    let read = false;
+    let read = 0;
     for (let native = this.native; native !== undefined && this.reading; native = this.native) {
       const missing = this.assembler.missing();
       if (missing !== undefined) {
@@ -585,20 +606,20 @@ export class Channel implements ResponseSink, ClosableAtExit {
           // As thrown: fail() tells a lost segment from a bad peer by the native reason.
           throw err;
         }
-        if (got === 0) return { read, more: false };
-        read = true;
+        if (got === 0) return read;
+        read = PUMP_READ;
         const message = this.assembler.filledIn(got);
         if (message !== undefined) {
           this.dispatch(this.assembler.kind, this.assembler.id, message);
-          if (!this.reading) return { read, more: false };
+          if (!this.reading) return read;
         }
         budget -= got;
-        if (budget <= 0) return { read, more: true };
+        if (budget <= 0) return read | PUMP_MORE;
         continue;
       }
       const n = native.read(batch, DIRECT_READ_FROM);
-      if (n === 0) return { read, more: false };
-      read = true;
+      if (n === 0) return read;
+      read = PUMP_READ;
       let at = 0;
       // The slab holding the small messages from batch offset slabStart to slabEnd.
       let slab = NO_SLAB;
@@ -633,12 +654,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
         at += size;
         if (message !== undefined) this.dispatch(kind, id, message);
         // A handler may have closed the channel, or dropped the client: the rest of the batch is moot.
-        if (!this.reading) return { read, more: false };
+        if (!this.reading) return read;
       }
       budget -= n;
-      if (budget <= 0) return { read, more: true };
+      if (budget <= 0) return read | PUMP_MORE;
     }
-    return { read, more: false };
+    return read;
   }
 
   private dispatch(kind: number, id: number, data: Buffer): void {
