@@ -2,6 +2,7 @@
 // each with its other side in a forked process. Prints a table of medians over several
 // runs and their ratio to the Unix-socket row, writes bench/results/results.json and
 // bench/results/chart.svg. No timed assertions: it reports, it does not fail on numbers.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -53,7 +54,7 @@ const config = {
   idleRuns: envInt('BENCH_IDLE_RUNS', 3, 1),
   /** Comma-separated transport keys (shm, socket, ipc, zmq); default all. */
   transports: (process.env.BENCH_TRANSPORTS ?? '').split(',').filter(Boolean),
-  /** Comma-separated scenario ids (rt, notify64, notify4k, payload1m, payload16m, idle); default all. */
+  /** Comma-separated scenario ids (rt, rt1core, notify64, notify4k, payload1m, payload16m, idle); default all. */
   scenarios: (process.env.BENCH_SCENARIOS ?? '').split(',').filter(Boolean),
 };
 
@@ -102,6 +103,15 @@ const METRICS: Metric[] = [
     label: 'CPU per round trip',
     column: 'CPU µs/RT',
     unit: 'µs CPU (both processes)',
+    better: 'lower',
+  },
+  {
+    id: 'rt1core_p50',
+    short: 'RT p50, 1 core',
+    scenario: 'rt1core',
+    label: 'round trip 64 B p50, both processes on one core',
+    column: '1-core RT p50 µs',
+    unit: 'µs',
     better: 'lower',
   },
   {
@@ -216,7 +226,14 @@ function progress(line: string): void {
 
 const cpuTotal = (c: { user: number; system: number }) => c.user + c.system;
 
-async function roundTripRun(t: Transport, payload: Buffer, n: number, warmup: number): Promise<void> {
+/** Records `${scenario}_p50` and, as `rt`'s own rows or as extras, p99 and CPU per round trip. */
+async function roundTripRun(
+  t: Transport,
+  scenario: 'rt' | 'rt1core',
+  payload: Buffer,
+  n: number,
+  warmup: number,
+): Promise<void> {
   for (let i = 0; i < warmup; i++) await t.roundTrip(payload);
   const lat = new Float64Array(n);
   await t.control({ op: 'cpuMark' });
@@ -232,10 +249,15 @@ async function roundTripRun(t: Transport, payload: Buffer, n: number, warmup: nu
   const peer = (await t.control({ op: 'cpuRead' })) as CpuReply;
   const [p50, p99] = percentiles(lat, [50, 99]);
   const cpu = (cpuTotal(local) + cpuTotal(peer)) / n;
-  record(t.key, 'rt_p50', p50);
-  record(t.key, 'rt_p99', p99);
-  record(t.key, 'rt_cpu', cpu);
-  recordExtra(t.key, 'rt_cpu_split_us', { bench: cpuTotal(local) / n, peer: cpuTotal(peer) / n });
+  record(t.key, `${scenario}_p50`, p50);
+  if (scenario === 'rt') {
+    record(t.key, 'rt_p99', p99);
+    record(t.key, 'rt_cpu', cpu);
+  } else {
+    recordExtra(t.key, `${scenario}_p99`, p99);
+    recordExtra(t.key, `${scenario}_cpu`, cpu);
+  }
+  recordExtra(t.key, `${scenario}_cpu_split_us`, { bench: cpuTotal(local) / n, peer: cpuTotal(peer) / n });
   if (mismatches > 0) problems.push(`${t.label}: ${mismatches} round-trip replies did not echo the request`);
   progress(`  ${t.label.padEnd(18)} p50 ${p50.toFixed(1)} µs  p99 ${p99.toFixed(1)} µs  CPU ${cpu.toFixed(1)} µs/RT`);
 }
@@ -338,6 +360,68 @@ async function idleRun(entry: TransportEntry): Promise<void> {
     await t.teardown();
     live.delete(t);
   }
+}
+
+async function roundTrips(scenario: 'rt' | 'rt1core', ts: Transport[]): Promise<void> {
+  const ping = randomBytes(64);
+  ping[0] = OP_ECHO;
+  progress(
+    `round trip, 64 B, sequential${scenario === 'rt1core' ? ', both processes on one core' : ''}: ` +
+      `warm-up ${config.roundTripWarmup}, then ${config.roundTrips} timed per run`,
+  );
+  for (const t of [...ts]) {
+    await guarded(ts, t, 'round-trip warm-up', async () => {
+      for (let i = 0; i < config.roundTripWarmup; i++) await t.roundTrip(ping);
+    });
+  }
+  await rounds(`round trip 64 B${scenario === 'rt1core' ? ', one core' : ''}`, ts, config.runs, (t) =>
+    roundTripRun(t, scenario, ping, config.roundTrips, Math.min(200, config.roundTripWarmup)),
+  );
+}
+
+/**
+ * Round trips with the bench process and every peer on one core: a one-core machine or
+ * container, or a machine whose other cores are busy. A transport that polls pays here for
+ * every look it does not give the core away. The peers are forked while this process is
+ * pinned (they inherit its affinity), and the affinity is restored afterwards.
+ */
+async function oneCoreRoundTrips(entries: TransportEntry[], ran: string[]): Promise<void> {
+  const mask = affinityOf(process.pid);
+  if (mask === undefined) {
+    problems.push('one-core round trips skipped: taskset (util-linux) is not available');
+    return;
+  }
+  setAffinity(process.pid, '1');
+  const active: Transport[] = [];
+  try {
+    for (const e of entries) {
+      if (e.create === undefined || !ran.includes(e.key)) continue;
+      const t = await setupTransport(e);
+      if (t !== undefined) active.push(t);
+    }
+    if (!active.some((t) => t.key === BASELINE)) throw new Error('the Unix-socket baseline did not start on one core');
+    await roundTrips('rt1core', active);
+  } finally {
+    for (const t of active) {
+      await t.teardown();
+      live.delete(t);
+    }
+    setAffinity(process.pid, mask);
+  }
+}
+
+/** The CPU affinity mask of every thread of `pid` (hex, as taskset prints it), or undefined without taskset. */
+function affinityOf(pid: number): string | undefined {
+  try {
+    const out = execFileSync('taskset', ['-p', String(pid)], { encoding: 'utf8' });
+    return /:\s*([0-9a-f,]+)\s*$/i.exec(out)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+function setAffinity(pid: number, hexMask: string): void {
+  execFileSync('taskset', ['-a', '-p', hexMask, String(pid)], { stdio: 'ignore' });
 }
 
 /** Runs `body` for every transport, `runs` times, rotating the order so none always goes first. */
@@ -498,21 +582,7 @@ async function main(): Promise<void> {
   const ran = active.map((t) => t.key);
 
   try {
-    if (wanted('rt')) {
-      const ping = randomBytes(64);
-      ping[0] = OP_ECHO;
-      progress(
-        `round trip, 64 B, sequential: warm-up ${config.roundTripWarmup}, then ${config.roundTrips} timed per run`,
-      );
-      for (const t of [...active]) {
-        await guarded(active, t, 'round-trip warm-up', async () => {
-          for (let i = 0; i < config.roundTripWarmup; i++) await t.roundTrip(ping);
-        });
-      }
-      await rounds('round trip 64 B', active, config.runs, (t) =>
-        roundTripRun(t, ping, config.roundTrips, Math.min(200, config.roundTripWarmup)),
-      );
-    }
+    if (wanted('rt')) await roundTrips('rt', active);
     for (const [id, size] of [
       ['notify64', 64],
       ['notify4k', 4096],
@@ -549,6 +619,8 @@ async function main(): Promise<void> {
       live.delete(t);
     }
   }
+
+  if (wanted('rt1core')) await oneCoreRoundTrips(entries, ran);
 
   if (wanted('notify64')) {
     progress('in-process floor: 64 B views to an RxJS subscriber, no transport');
