@@ -520,9 +520,17 @@ export class Channel implements ResponseSink, ClosableAtExit {
       // The ring still has data but we yield to the event loop; the waker stays disarmed.
       setImmediate(() => this.onWake(WakeEvent.ACTIVITY));
     } else {
-      this.native?.arm();
-      channelIdle();
+      this.armWaker();
     }
+  }
+
+  /**
+   * Hands the ring back to the waker. Not once closing after the peer left: nothing more can
+   * come, and a peer's leave flag would end each of its waits at once until the close ends.
+   */
+  private armWaker(): void {
+    if (!(this.closed && this.stateSubject.value === 'peer-lost')) this.native?.arm();
+    channelIdle();
   }
 
   /**
@@ -580,8 +588,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
       setImmediate(this.pollTick);
     } else {
       this.polling = false;
-      this.native?.arm();
-      channelIdle();
+      this.armWaker();
     }
   };
 

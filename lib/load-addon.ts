@@ -5,18 +5,25 @@ import type { NativeBinding } from './native';
 // dist/lib/load-addon.js -> the package root, where prebuilds/ and build/ live.
 const packageRoot = path.resolve(__dirname, '..', '..');
 
+// The addon's interface this code calls (native/binding/addon.cc sets the same number).
+const BINDING_REVISION = 2;
+
 function load(): NativeBinding {
   // A specific build, e.g. the sanitized one of `npm run test:sanitize`.
   const override = process.env.SHMCHANNEL_ADDON;
   if (override !== undefined && override !== '') {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(override) as NativeBinding;
+    return checkRevision(require(override) as NativeBinding, override);
   }
+  let file: string;
+  let addon: NativeBinding;
   try {
-    // node-gyp-build looks in prebuilds/<platform>-<arch>/ first, then build/Release.
+    // node-gyp-build takes a local build (build/Release) first, then prebuilds/<platform>-<arch>/.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
-    return nodeGypBuild(packageRoot) as NativeBinding;
+    const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+    file = nodeGypBuild.path(packageRoot);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require(file) as NativeBinding;
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     throw new Error(
@@ -27,6 +34,16 @@ function load(): NativeBinding {
       { cause: err },
     );
   }
+  return checkRevision(addon, file);
+}
+
+function checkRevision(addon: NativeBinding, file: string): NativeBinding {
+  if (addon.bindingRevision === BINDING_REVISION) return addon;
+  throw new Error(
+    `shmchannel: the native addon ${file} was built from another version of shmchannel ` +
+      `(interface revision ${addon.bindingRevision ?? 'none, older still'}; this code needs ${BINDING_REVISION}). ` +
+      'Rebuild it: `npm rebuild shmchannel` (in a checkout: `npm run build:native`).',
+  );
 }
 
 /** The native binding, loaded once per context (the addon is context-aware). */

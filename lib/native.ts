@@ -125,4 +125,6 @@ export interface NativeBinding {
   recycledIdleBytes(): number;
   protocolVersion: number;
   frameHeaderSize: number;
+  /** Which JavaScript side this build serves; see BINDING_REVISION in load-addon.ts. */
+  bindingRevision?: number;
 }

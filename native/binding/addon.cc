@@ -102,6 +102,10 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseRecycledMemory", Napi::Function::New<ReleaseRecycledMemory>(env, "releaseRecycledMemory"));
   exports.Set("recycledIdleBytes", Napi::Function::New<RecycledIdleBytes>(env, "recycledIdleBytes"));
   exports.Set("protocolVersion", Napi::Number::New(env, SHMCH_PROTOCOL_VERSION));
+  // What lib/load-addon.ts checks: bump both whenever the JavaScript side needs another
+  // export or call. A build left over from another version then fails to load with a clear
+  // message instead of failing at its first call to what it lacks.
+  exports.Set("bindingRevision", Napi::Number::New(env, 2));
   exports.Set("frameHeaderSize", Napi::Number::New(env, SHMCH_FRAME_HEADER_SIZE));
   return exports;
 }

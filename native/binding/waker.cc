@@ -9,7 +9,7 @@ namespace shmch_binding {
 
 namespace {
 // How late a peer that went without a word is noticed when no pidfd watch tells us: one that
-// died (no pidfd), or one that flagged its leave without ringing.
+// died (no pidfd), or a client this server dropped that has yet to leave.
 constexpr int kPeerPollMs = 250;
 // Otherwise events ring the doorbell or end the watched process, and the timeout only bounds
 // what nobody can ring about: a segment that lost pages (its doorbells with it) is found at
