@@ -1,5 +1,6 @@
 // What both sides of every transport share: the control messages, the receiving side's
 // bookkeeping (counting, verifying, CPU marks), and small helpers.
+import * as fs from 'node:fs';
 
 /** A control request from the bench process to a peer (JSON on every transport). */
 export type Control =
@@ -35,6 +36,41 @@ export const OP_ECHO = 0x01;
 
 /** hrtime in ns as a bigint. */
 export const now = (): bigint => process.hrtime.bigint();
+
+/**
+ * µs of CPU the threads of `pid` have run, from the scheduler's clock (the first field of
+ * /proc/<pid>/task/<tid>/schedstat, in ns): exact, where getrusage() (process.cpuUsage())
+ * charges whole timer ticks (4 ms at HZ=250) to whichever thread a tick finds running. A
+ * thread that ends between two reads takes its time with it. NaN without schedstat.
+ */
+export function threadCpuUs(pid: number): number {
+  try {
+    let ns = 0;
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // The thread ended meanwhile.
+      }
+    }
+    return ns / 1e3;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The pids of this process's children (/proc/self/task/<tid>/children). */
+export function childPids(): number[] {
+  try {
+    return fs
+      .readdirSync('/proc/self/task')
+      .flatMap((tid) => fs.readFileSync(`/proc/self/task/${tid}/children`, 'utf8').trim().split(/\s+/))
+      .filter((pid) => pid !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

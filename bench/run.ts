@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { now, OP_ECHO, payloadSet, sleep, type CpuReply, type WaitReply } from './common';
+import { childPids, now, OP_ECHO, payloadSet, sleep, threadCpuUs, type CpuReply, type WaitReply } from './common';
 import { deliveryFloor1m, deliveryFloor64 } from './floor';
 import { median, percentiles, relativeSpread } from './stats';
 import { renderChart } from './svg';
@@ -51,6 +51,8 @@ const config = {
   payload16m: envInt('BENCH_PAYLOAD_16M_COUNT', 128, 4),
   /** Idle measurement: how long a connected pair sits unused, and how many times. */
   idleMs: envInt('BENCH_IDLE_MS', 3_000, 1_000),
+  /** How long a fresh idle pair sits before it is measured (see idleRun). */
+  idleSettleMs: envInt('BENCH_IDLE_SETTLE_MS', 10_000, 1_000),
   idleRuns: envInt('BENCH_IDLE_RUNS', 3, 1),
   /** Comma-separated transport keys (shm, socket, ipc, zmq); default all. */
   transports: (process.env.BENCH_TRANSPORTS ?? '').split(',').filter(Boolean),
@@ -343,21 +345,39 @@ async function idleRun(entry: TransportEntry): Promise<void> {
     const ping = Buffer.alloc(64, 0x11);
     ping[0] = OP_ECHO;
     for (let i = 0; i < 100; i++) await t.roundTrip(ping); // connected and used once
-    await sleep(200); // let any after-traffic activity settle
+    // A fresh Node process keeps V8's threads busy for seconds after start-up (lazy compiles,
+    // the memory reducer's collection ~8 s in), more the more code it loaded: measured at once,
+    // that start-up, not the open channel, decided this row (0.2-0.5 % of a core for a peer
+    // that loads RxJS against 0.006 % for one that does not, with a 12 s window).
+    await sleep(config.idleSettleMs);
     await t.control({ op: 'cpuMark' });
+    // From outside, on the scheduler's clock: exact (getrusage() charges whole 4 ms ticks,
+    // which made this row mostly noise), and no control message in the window costs the peer
+    // anything. Our own reads fall outside the window: ourselves last at its start, first at
+    // its end. Needs schedstat, and the peer as our only child.
+    const children = childPids();
+    const peerPid = children.length === 1 ? children[0] : -1;
     const cpu0 = process.cpuUsage();
+    const peer0 = peerPid > 0 ? threadCpuUs(peerPid) : NaN;
+    const self0 = threadCpuUs(process.pid);
     const w0 = now();
     await sleep(config.idleMs);
-    const local = process.cpuUsage(cpu0);
+    const self1 = threadCpuUs(process.pid);
+    const peer1 = peerPid > 0 ? threadCpuUs(peerPid) : NaN;
     const wallUs = Number(now() - w0) / 1e3;
+    const local = process.cpuUsage(cpu0);
     const peer = (await t.control({ op: 'cpuRead' })) as CpuReply;
-    const pct = ((cpuTotal(local) + cpuTotal(peer)) / wallUs) * 100;
+    const exact = Number.isFinite(self1 - self0) && Number.isFinite(peer1 - peer0);
+    const benchUs = exact ? self1 - self0 : cpuTotal(local);
+    const peerUs = exact ? peer1 - peer0 : cpuTotal(peer);
+    const pct = ((benchUs + peerUs) / wallUs) * 100;
     record(t.key, 'idle', pct);
-    recordExtra(t.key, 'idle_split_pct', {
-      bench: (cpuTotal(local) / wallUs) * 100,
-      peer: (cpuTotal(peer) / wallUs) * 100,
-    });
-    progress(`  ${t.label.padEnd(18)} ${pct.toFixed(3)} % of one core over ${(wallUs / 1e6).toFixed(1)} s`);
+    recordExtra(t.key, 'idle_split_pct', { bench: (benchUs / wallUs) * 100, peer: (peerUs / wallUs) * 100 });
+    recordExtra(t.key, 'idle_getrusage_pct', ((cpuTotal(local) + cpuTotal(peer)) / wallUs) * 100);
+    progress(
+      `  ${t.label.padEnd(18)} ${pct.toFixed(4)} % of one core over ${(wallUs / 1e6).toFixed(1)} s ` +
+        `(${exact ? 'scheduler clock' : 'getrusage'}; bench ${((benchUs / wallUs) * 100).toFixed(4)} %, peer ${((peerUs / wallUs) * 100).toFixed(4)} %)`,
+    );
   } finally {
     await t.teardown();
     live.delete(t);
