@@ -78,6 +78,17 @@ void await_fd(int fd) {
   if (read(fd, &b, 1) != 1) _exit(82);
 }
 
+// A child attached as the client, which runs `then` on it once the parent says go.
+template <typename Then>
+Child spawn_client(Then then) {
+  return spawn([then](int go, int ready) {
+    shmch_channel* client = attach_or_exit();
+    signal_fd(ready);
+    await_fd(go);
+    then(client);
+  });
+}
+
 // The child's exit status, 0 if it did what it was to do.
 int reap(Child& c) {
   close(c.go);
@@ -113,10 +124,7 @@ template <typename Act>
 bool client_woken_after(Act act) {
   shmch_channel* server = create_server();
   if (server == nullptr) return false;
-  Child c = spawn([](int go, int ready) {
-    shmch_channel* client = attach_or_exit();
-    signal_fd(ready);
-    await_fd(go);
+  Child c = spawn_client([](shmch_channel* client) {
     int r = shmch_wait(client, kWaitMs);
     bool gone = shmch_peer_state(client) == SHMCH_PEER_GONE;
     shmch_close(client);
@@ -146,12 +154,7 @@ bool client_dropped_before_it_waits() {
 bool server_not_woken_by_its_own_drop() {
   shmch_channel* server = create_server();
   if (server == nullptr) return false;
-  Child c = spawn([](int go, int ready) {
-    shmch_channel* client = attach_or_exit();
-    signal_fd(ready);
-    await_fd(go);
-    shmch_close(client);
-  });
+  Child c = spawn_client([](shmch_channel* client) { shmch_close(client); });
   await_fd(c.ready);
   shmch_drop_client(server);
   // The drop rang the server's own doorbell: the first wait may return for that ring, no other.
