@@ -419,16 +419,8 @@ async function oneCoreRoundTrips(entries: TransportEntry[], keys: string[]): Pro
     setAffinity(process.pid, lowestCpuOf(mask));
     for (const e of entries) {
       if (e.create === undefined || !keys.includes(e.key)) continue;
-      const t = e.create();
-      live.add(t);
-      try {
-        await withTimeout(t.setup(), STEP_TIMEOUT_MS, `${t.label} setup`);
-        active.push(t);
-      } catch (err) {
-        notes.push(`${e.label}: did not start on one core: ${(err as Error).message}`);
-        await t.teardown().catch(() => undefined);
-        live.delete(t);
-      }
+      const t = await setupTransport(e, (reason) => notes.push(`${e.label}: did not start on one core: ${reason}`));
+      if (t !== undefined) active.push(t);
     }
     if (!active.some((t) => t.key === BASELINE)) throw new Error('the Unix-socket baseline did not start');
     await roundTrips('rt1core', active);
@@ -570,15 +562,21 @@ function installSignalCleanup(): void {
   process.once('SIGTERM', onSignal);
 }
 
-async function setupTransport(entry: TransportEntry): Promise<Transport | undefined> {
+/** Starts the transport's pair; undefined (after `failed` is told why) if it does not start. */
+async function setupTransport(
+  entry: TransportEntry,
+  failed: (reason: string) => void = (reason) => {
+    entry.note = `failed to start: ${reason}`;
+    progress(`${entry.label}: ${entry.note}`);
+  },
+): Promise<Transport | undefined> {
   const t = entry.create!();
   live.add(t);
   try {
     await withTimeout(t.setup(), STEP_TIMEOUT_MS, `${t.label} setup`);
     return t;
   } catch (err) {
-    entry.note = `failed to start: ${(err as Error).message}`;
-    progress(`${entry.label}: ${entry.note}`);
+    failed((err as Error).message);
     await t.teardown().catch(() => undefined);
     live.delete(t);
     return undefined;
