@@ -1,5 +1,6 @@
 // The C API of shmchannel.h: segment setup and validation, attach/accept, waiting, liveness.
 #include <errno.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include "doorbell.h"
 #include "layout.h"
@@ -43,6 +45,9 @@ struct shmch_channel {
   std::atomic<bool> writer_blocked{false};
   // shmch_wake() was called: the next shmch_wait() returns at once, so no ring is lost.
   std::atomic<bool> wake_requested{false};
+  // What shmch_wake() rings: ours alone, so it wakes the wait even once the segment's pages
+  // (the doorbell with them) are gone.
+  uint32_t private_bell = 0;
   // Server: since when a client holds the slot without having written its pid (ms, 0: not).
   std::atomic<int64_t> pidless_since_ms{0};
   // shmch_wait() has sent the reader to find out that the segment was shrunk.
@@ -244,6 +249,9 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
     bool leaving = (state & SHMCH_STATE_CLIENT_CLOSED) != 0 ||
                    ((state & SHMCH_STATE_CLIENT_ATTACHED) != 0 &&
                     (holder == 0 || !process_alive(holder, holder_start)));
+    // Knock: a holder that died before it rang (between its attach and its hello) left the
+    // server no reason to look at the slot, and an idle server has no timer that would.
+    doorbell_ring(word32(b, off::kServerDoorbell));
     delete ch;
     if (leaving) return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "the previous client is leaving");
     if (err != nullptr) err->owner_pid = holder;
@@ -263,6 +271,9 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
   uint32_t s2c_tail = load_acquire(word32(b, off::kRingS2C + off::kTail));
   ch->writer.attach(c2s, c2s_tail, word32(b, off::kServerSleeping), word32(b, off::kServerDoorbell));
   ch->reader.attach(s2c, s2c_tail, ch->max_message_size, word32(b, off::kServerDoorbell));
+  // Announce the attach: from now on the server watches this pid, even if we die before a
+  // word (it learns of the attach, and the pid, at its next look).
+  doorbell_ring(word32(b, off::kServerDoorbell));
   if (ch->segment.lost()) {
     shmch_close(ch);
     return fail(err, SHMCH_E_TRUNCATED, 0, nullptr, "the segment shrank while attaching");
@@ -383,7 +394,9 @@ int wait_for_event(shmch_channel* ch, int timeout_ms) {
   if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
   // Read the bell before saying we sleep: a ring after this read makes the wait return.
   uint32_t seen = __atomic_load_n(ch->own_doorbell, __ATOMIC_SEQ_CST);
-  // shmch_wake() sets the flag before it rings: seen after `seen`, or its ring is not in it.
+  uint32_t private_seen = __atomic_load_n(&ch->private_bell, __ATOMIC_SEQ_CST);
+  // shmch_wake() sets the flag before it rings: seen after `private_seen`, or its ring is not
+  // in it.
   if (ch->wake_requested.exchange(false)) return SHMCH_WAIT_WOKEN;
   // A peer sets its flag before it rings: a ring already counted in `seen` shows here.
   if (peer_flagged_leave(ch)) return SHMCH_WAIT_WOKEN;
@@ -394,7 +407,7 @@ int wait_for_event(shmch_channel* ch, int timeout_ms) {
     store_seq_cst(ch->own_sleeping, 0);
     return ch->reader.readable() ? SHMCH_WAIT_READABLE : SHMCH_WAIT_WOKEN;
   }
-  bool rang = doorbell_wait(ch->own_doorbell, seen, timeout_ms);
+  bool rang = doorbell_wait(ch->own_doorbell, seen, &ch->private_bell, private_seen, timeout_ms);
   store_seq_cst(ch->own_sleeping, 0);
   if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
   if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
@@ -410,7 +423,24 @@ int shmch_wait(shmch_channel* ch, int timeout_ms) {
 
 void shmch_wake(shmch_channel* ch) {
   ch->wake_requested.store(true);
-  doorbell_ring(ch->own_doorbell);
+  private_bell_ring(&ch->private_bell);
+  // Without futex_waitv the wait sleeps on the doorbell alone.
+  if (!private_bells_work()) doorbell_ring(ch->own_doorbell);
+}
+
+int shmch_wake_is_private(void) {
+  return private_bells_work() ? 1 : 0;
+}
+
+int shmch_watch_segment(shmch_channel* ch, int inotify_fd) {
+  // Through our descriptor, not the name: the name may be gone, or taken by a successor.
+  std::string path = "/proc/self/fd/" + std::to_string(ch->segment.fd());
+  // IN_MODIFY: ftruncate raises it (as write(2) does); stores through a mapping do not.
+  return inotify_add_watch(inotify_fd, path.c_str(), IN_MODIFY);
+}
+
+int shmch_check_segment(shmch_channel* ch) {
+  return ch->segment.check_shrunk() ? 1 : 0;
 }
 
 int shmch_open_peer_fd(shmch_channel* ch) {

@@ -52,13 +52,15 @@ void Segment::unmap() {
   if (data_ != nullptr) {
     unguard_range(guard_);
     munmap(data_, size_);
+    ::close(fd_);
   }
   data_ = nullptr;
+  fd_ = -1;
   size_ = 0;
   guard_ = nullptr;
 }
 
-// Maps all of fd and registers the mapping with the truncation guard. Closes fd.
+// Maps all of fd and registers the mapping with the truncation guard. Closes fd on failure.
 shmch_status Segment::map(int fd, size_t size, shmch_error* err) {
   struct stat st;
   if (fstat(fd, &st) != 0) {
@@ -67,21 +69,31 @@ shmch_status Segment::map(int fd, size_t size, shmch_error* err) {
     return fail(err, status_from_errno(e), e, "fstat", nullptr);
   }
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  int e = errno;
-  // The mapping keeps the object alive; the descriptor is no longer needed.
-  ::close(fd);
-  if (p == MAP_FAILED) return fail(err, status_from_errno(e), e, "mmap", nullptr);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    ::close(fd);
+    return fail(err, status_from_errno(e), e, "mmap", nullptr);
+  }
   GuardedRange* guard = guard_range(p, size);
   if (guard == nullptr) {
     munmap(p, size);
+    ::close(fd);
     return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, "no memory to register the mapping");
   }
   data_ = static_cast<uint8_t*>(p);
   size_ = size;
   guard_ = guard;
+  fd_ = fd;
   device_ = st.st_dev;
   inode_ = st.st_ino;
   return SHMCH_OK;
+}
+
+bool Segment::check_shrunk() {
+  if (data_ == nullptr) return false;
+  struct stat st;
+  if (fstat(fd_, &st) == 0 && st.st_size >= 0 && static_cast<size_t>(st.st_size) < size_) mark_range_lost(guard_);
+  return lost();
 }
 
 bool Segment::is_named(const char* name) const {

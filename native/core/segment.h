@@ -1,5 +1,6 @@
 // A named POSIX shared-memory object mapped into this process: the one owner of its mapping
-// (RAII). The descriptor is closed as soon as the mapping exists. Used for channel segments and for the SharedMemory wrapper alike.
+// (RAII), with its descriptor, which says what size the object has now and names it for
+// inotify. Used for channel segments and for the SharedMemory wrapper alike.
 #pragma once
 
 #include <cstddef>
@@ -31,15 +32,22 @@ class Segment {
   size_t size() const { return size_; }
   // Another process shrank the object and pages we touched were replaced (truncation_guard.h).
   bool lost() const { return range_lost(guard_); }
+  // Asks the kernel for the object's size: smaller than the mapping, and pages are gone
+  // whether or not a SIGBUS said so yet. Then the segment is lost from now on. Thread-safe.
+  bool check_shrunk();
+  // Open while mapped; -1 once unmapped.
+  int fd() const { return fd_; }
   // The name still refers to this object, not to a successor created under it.
   bool is_named(const char* name) const;
 
  private:
+  // Takes ownership of fd.
   shmch_status map(int fd, size_t size, shmch_error* err);
 
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
   GuardedRange* guard_ = nullptr;
+  int fd_ = -1;
   dev_t device_ = 0;
   ino_t inode_ = 0;
 };

@@ -154,7 +154,8 @@ shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_c
 shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
                                      size_t* written);
 
-/* Block until the inbound ring has data, the own doorbell is posted, or timeout_ms passes.
+/* Block until the inbound ring has data, the own doorbell is posted, shmch_wake() is called,
+ * or timeout_ms passes (< 0: no timeout).
  * A segment that lost pages is reported readable once, so that the reader learns of it.
  * Returns SHMCH_WAIT_WOKEN at once while the peer has flagged that it left (a server's client
  * closed; a client's server closed or dropped it): check shmch_peer_state() after a wake-up. */
@@ -162,6 +163,19 @@ int shmch_wait(shmch_channel* ch, int timeout_ms);
 /* Ends a shmch_wait() of another thread early (SHMCH_WAIT_WOKEN), even one that is about to
  * start: the request is remembered until a wait returns. Safe from any thread. */
 void shmch_wake(shmch_channel* ch);
+/* 1 if shmch_wake() reaches a wait through a word of this process alone (futex_waitv, Linux
+ * 5.16+); 0 if it rings the doorbell in the segment, which wakes nobody once another process
+ * cut that page off: a wait must then keep a timeout to notice a shrunk segment. */
+int shmch_wake_is_private(void);
+
+/* Adds an inotify watch of the channel's segment (by its descriptor, so a successor under the
+ * same name is not watched) to inotify_fd: another process's ftruncate, or write(2), of the
+ * object raises IN_MODIFY. Returns the watch descriptor, -1 with errno on failure. */
+int shmch_watch_segment(shmch_channel* ch, int inotify_fd);
+/* Compares the object's size with the mapping: if another process shrank it, the channel is
+ * lost from now on (as after a SIGBUS in it) and the next shmch_wait() reports it. Returns 1 if
+ * the segment is lost. Safe from any thread while the channel is open. */
+int shmch_check_segment(shmch_channel* ch);
 
 /* Is the peer process still the one that attached (pid + start time)? A client also finds its
  * server gone once the server flagged itself closed or this client dropped. */

@@ -161,4 +161,8 @@ bool range_lost(const GuardedRange* range) {
   return range != nullptr && range->lost.load();
 }
 
+void mark_range_lost(GuardedRange* range) {
+  if (range != nullptr) range->lost.store(true);
+}
+
 }  // namespace shmch

@@ -24,5 +24,7 @@ GuardedRange* guard_range(void* start, size_t length);
 void unguard_range(GuardedRange* range);
 // True once a SIGBUS has replaced pages of the range: what they held is gone.
 bool range_lost(const GuardedRange* range);
+// The owner learnt otherwise (the object is smaller than the mapping) that pages are gone.
+void mark_range_lost(GuardedRange* range);
 
 }  // namespace shmch

@@ -1,16 +1,23 @@
-// When shmch_wait() returns, for a peer that flagged its leave and rang before the wait read its
-// doorbell (that ring is already counted in what the wait sleeps on). Each case runs the peer in
-// a child process on a real segment. Usage: wait_test
+// When shmch_wait() returns: for a peer that flagged its leave and rang before the wait read its
+// doorbell (that ring is already counted in what the wait sleeps on), and, for waits with no
+// timeout, for everything that must end them without one. Each case runs the peer in a child
+// process on a real segment; a case that hangs fails the run. Usage: wait_test
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
+#include <thread>
 
 #include "../core/layout.h"
 #include "../core/shmchannel.h"
+#include "../core/truncation_guard.h"
 
 namespace {
 
@@ -18,6 +25,10 @@ namespace {
 constexpr int kWaitMs = 2000;
 // A wait that must not be ended by what it sees.
 constexpr int kQuietWaitMs = 200;
+// A case still running after this hangs: a wait with no timeout that nothing ended.
+constexpr unsigned kCaseLimitS = 20;
+// No timeout.
+constexpr int kForever = -1;
 
 int g_case = 0;
 std::string g_name;
@@ -102,6 +113,29 @@ const char* wait_name(int r) {
   return r == SHMCH_WAIT_WOKEN ? "WOKEN" : r == SHMCH_WAIT_READABLE ? "READABLE" : "TIMEOUT";
 }
 
+// The segment's header, mapped as a peer that speaks no protocol would map it.
+uint8_t* map_header_or_exit() {
+  int fd = shm_open(g_name.c_str(), O_RDWR, 0);
+  if (fd < 0) _exit(91);
+  void* m = mmap(nullptr, shmch::kHeaderSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED) _exit(92);
+  return static_cast<uint8_t*>(m);
+}
+
+// Returns once the server's waiter said it sleeps: it has read its doorbell, so a ring from now
+// on is one its wait must see.
+void await_server_asleep(uint8_t* header) {
+  while (__atomic_load_n(shmch::word32(header, shmch::off::kServerSleeping), __ATOMIC_SEQ_CST) == 0) usleep(1000);
+}
+
+// Cuts the segment short, as a hostile or confused process can.
+void truncate_segment_or_exit(off_t size) {
+  int fd = shm_open(g_name.c_str(), O_RDWR, 0);
+  if (fd < 0 || ftruncate(fd, size) != 0) _exit(93);
+  close(fd);
+}
+
 bool expect_wait(shmch_channel* ch, int timeout_ms, int expected) {
   int r = shmch_wait(ch, timeout_ms);
   if (r != expected) std::printf("     shmch_wait returned %s, expected %s\n", wait_name(r), wait_name(expected));
@@ -174,17 +208,99 @@ bool stray_client_closed_flag_wakes_no_server() {
   shmch_channel* server = create_server();
   if (server == nullptr) return false;
   Child c = spawn([](int, int) {
-    int fd = shm_open(g_name.c_str(), O_RDWR, 0);
-    if (fd < 0) _exit(91);
-    void* m = mmap(nullptr, shmch::kHeaderSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) _exit(92);
-    uint8_t* b = static_cast<uint8_t*>(m);
+    uint8_t* b = map_header_or_exit();
     __atomic_fetch_or(shmch::word32(b, shmch::off::kState), SHMCH_STATE_CLIENT_CLOSED, __ATOMIC_SEQ_CST);
     __atomic_fetch_add(shmch::word32(b, shmch::off::kServerDoorbell), 1, __ATOMIC_SEQ_CST);
   });
   bool ok = reap(c) == 0;
   ok = expect_wait(server, kQuietWaitMs, SHMCH_WAIT_TIMEOUT) && ok;
+  shmch_close(server);
+  return ok;
+}
+
+// shmch_wake() goes through a word of this process: it ends a wait whose segment (the doorbell
+// with it) another process cut off.
+bool wake_ends_an_untimed_wait_on_a_lost_segment() {
+  shmch_channel* server = create_server();
+  if (server == nullptr) return false;
+  Child c = spawn([](int, int) { truncate_segment_or_exit(0); });
+  bool ok = reap(c) == 0;
+  std::thread waker([server] {
+    // Late enough that the wait, most likely, already sleeps; the wake is remembered if not.
+    usleep(100 * 1000);
+    shmch_wake(server);
+  });
+  int r = shmch_wait(server, kForever);
+  waker.join();
+  if (r == SHMCH_WAIT_TIMEOUT) std::printf("     an untimed shmch_wait returned TIMEOUT\n");
+  ok = r != SHMCH_WAIT_TIMEOUT && ok;
+  shmch_close(server);
+  return ok;
+}
+
+// What the binding's segment watch does: inotify reports another process's ftruncate, and
+// shmch_check_segment() finds the segment shorter than its mapping before any access faulted.
+bool watch_sees_another_process_cut_the_segment() {
+  shmch_channel* server = create_server();
+  if (server == nullptr) return false;
+  int watch = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  bool ok = watch >= 0 && shmch_watch_segment(server, watch) >= 0;
+  if (!ok) std::printf("     cannot watch the segment: %s\n", std::strerror(errno));
+  ok = shmch_check_segment(server) == 0 && ok;  // whole, so far
+  Child c = spawn([](int, int) { truncate_segment_or_exit(64); });
+  ok = reap(c) == 0 && ok;
+  struct pollfd pfd = {watch, POLLIN, 0};
+  bool seen = ok && poll(&pfd, 1, kWaitMs) == 1;
+  alignas(inotify_event) char event[sizeof(inotify_event) + 256];
+  seen = seen && read(watch, event, sizeof event) >= static_cast<ssize_t>(sizeof(inotify_event)) &&
+         (reinterpret_cast<inotify_event*>(event)->mask & IN_MODIFY) != 0;
+  if (ok && !seen) std::printf("     no IN_MODIFY for the truncation\n");
+  ok = seen && ok;
+  ok = shmch_check_segment(server) == 1 && ok;
+  // The wait reports the loss, at once and with no timeout, so that the reader learns of it.
+  ok = (!ok || expect_wait(server, kForever, SHMCH_WAIT_READABLE)) && ok;
+  if (watch >= 0) close(watch);
+  shmch_close(server);
+  return ok;
+}
+
+// A client that attaches rings the server: a server that waits with no timeout learns of a
+// client that dies before its first word.
+bool attach_wakes_an_untimed_server_wait() {
+  shmch_channel* server = create_server();
+  if (server == nullptr) return false;
+  Child c = spawn([](int, int) {
+    await_server_asleep(map_header_or_exit());
+    attach_or_exit();
+    _exit(0);  // dies attached, without a word and without closing
+  });
+  int r = shmch_wait(server, kForever);
+  bool ok = r != SHMCH_WAIT_TIMEOUT;
+  ok = reap(c) == 0 && ok;
+  shmch_close(server);
+  return ok;
+}
+
+// A client turned away because the slot looks taken knocks: the holder may have died attached
+// before it rang, and a server that waits with no timeout would never look at the slot again.
+bool refused_attach_wakes_an_untimed_server_wait() {
+  shmch_channel* server = create_server();
+  if (server == nullptr) return false;
+  // A holder that flagged its attach, wrote no pid and rang nobody.
+  Child holder = spawn([](int, int) {
+    uint8_t* header = map_header_or_exit();
+    __atomic_fetch_or(shmch::word32(header, shmch::off::kState), SHMCH_STATE_CLIENT_ATTACHED, __ATOMIC_SEQ_CST);
+  });
+  bool ok = reap(holder) == 0;
+  Child knocker = spawn([](int, int) {
+    await_server_asleep(map_header_or_exit());
+    shmch_channel* client = nullptr;
+    shmch_error err{};
+    _exit(shmch_attach(g_name.c_str(), &client, &err) == SHMCH_OK ? 94 : 0);
+  });
+  int r = shmch_wait(server, kForever);
+  ok = r != SHMCH_WAIT_TIMEOUT && ok;
+  ok = reap(knocker) == 0 && ok;
   shmch_close(server);
   return ok;
 }
@@ -200,14 +316,37 @@ const Case kCases[] = {
     {"a client dropped before it waits is woken", client_dropped_before_it_waits},
     {"a server is not woken by its own drop until the client leaves", server_not_woken_by_its_own_drop},
     {"a stray CLIENT_CLOSED without CLIENT_ATTACHED wakes no server", stray_client_closed_flag_wakes_no_server},
+    {"shmch_wake ends an untimed wait on a segment cut to nothing", wake_ends_an_untimed_wait_on_a_lost_segment},
+    {"inotify and shmch_check_segment see another process cut the segment", watch_sees_another_process_cut_the_segment},
+    {"an attach wakes a server's untimed wait", attach_wakes_an_untimed_server_wait},
+    {"an attach refused for a taken slot wakes a server's untimed wait", refused_attach_wakes_an_untimed_server_wait},
 };
+
+const char* g_running = "";
+
+void on_case_hung(int) {
+  // Only async-signal-safe calls here.
+  const char prefix[] = "FAIL (hung) ";
+  (void)!write(1, prefix, sizeof prefix - 1);
+  (void)!write(1, g_running, std::strlen(g_running));
+  (void)!write(1, "\n", 1);
+  shm_unlink(g_name.c_str());  // tests leave /dev/shm clean, failed ones too
+  _exit(1);
+}
 
 }  // namespace
 
 int main() {
   int failures = 0;
+  // As the addon does: a wait on a segment cut short reads zeros instead of dying of SIGBUS.
+  if (shmch::install_truncation_guard() != SHMCH_OK) return 2;
+  signal(SIGALRM, on_case_hung);
   for (const Case& c : kCases) {
+    g_running = c.what;
+    std::fflush(stdout);
+    alarm(kCaseLimitS);
     bool ok = c.run();
+    alarm(0);
     std::printf("%s %s\n", ok ? "ok  " : "FAIL", c.what);
     if (!ok) failures++;
   }
