@@ -15,6 +15,7 @@
         "native/binding/error.cc",
         "native/binding/waker.cc",
         "native/binding/peer_watch.cc",
+        "native/binding/segment_watch.cc",
         "native/binding/channel_wrap.cc",
         "native/binding/shared_memory_wrap.cc",
         "native/binding/message_pool.cc",

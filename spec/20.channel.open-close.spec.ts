@@ -164,21 +164,26 @@ describe('Channel#close()', function () {
     expect(result.error?.code).to.equal('ERR_PEER_LOST');
   });
 
-  it('should end its native threads (named shmch-waker and shmch-watch while they run)', async function () {
-    const ownThreads = (): string[] =>
+  it('should end its native threads (shmch-waker and shmch-watch), leaving only the process-wide shmch-segwatch', async function () {
+    const channelThreads = (): string[] =>
       readdirSync('/proc/self/task')
         .map((task) => readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim())
-        .filter((comm) => comm.startsWith('shmch-'))
+        // One segment watch serves every channel of the process, and stays once started.
+        .filter((comm) => comm.startsWith('shmch-') && comm !== 'shmch-segwatch')
         .sort();
-    expect(ownThreads(), 'no channel open before').to.deep.equal([]);
+    expect(channelThreads(), 'no channel open before').to.deep.equal([]);
     const name = uniqueName('threads');
     const server = await openChannel(name, 'server');
     await Peer.spawn({ name, mode: 'client' });
     await reaches(server, 'connected');
-    await waitUntil(() => ownThreads().length === 2);
-    expect(ownThreads()).to.deep.equal(['shmch-waker', 'shmch-watch']);
+    await waitUntil(() => channelThreads().length === 2);
+    expect(channelThreads()).to.deep.equal(['shmch-waker', 'shmch-watch']);
     await server.close();
-    expect(ownThreads()).to.deep.equal([]);
+    expect(channelThreads()).to.deep.equal([]);
+    const segmentWatches = readdirSync('/proc/self/task').filter(
+      (task) => readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim() === 'shmch-segwatch',
+    );
+    expect(segmentWatches).to.have.length(1);
   });
 
   it('should unlink the segment of a server', async function () {

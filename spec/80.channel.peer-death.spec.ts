@@ -147,7 +147,8 @@ describe('Peer death', function () {
     const seg = memory.buffer;
     seg.writeUInt32LE(seg.readUInt32LE(Layout.state) | 2, Layout.state);
     memory.close();
-    // The server gives such a slot about 2 s, and looks at least every 2 s while idle.
+    // The server gives such a slot about 2 s once it looks: a client that finds the slot taken
+    // knocks (rings the server), as nothing else would wake an idle server.
     const client = await openChannel(name, 'client', { connectTimeout: 15_000 });
     expect((await firstValueFrom(client.request('in'))).toString()).to.equal('in');
   });

@@ -6,7 +6,7 @@ import { expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
 import { openChannel, releaseAll } from './helpers/resources';
-import { Layout, publishUnknownKindFrame, seededRandom, writeFrameHeader } from './helpers/segment-layout';
+import { Layout, publishUnknownKindFrame, ringSegment, seededRandom, writeFrameHeader } from './helpers/segment-layout';
 import { reaches, waitUntil } from './helpers/wait';
 
 const CAPACITY = 64 * 1024;
@@ -32,6 +32,7 @@ async function expectClientDropped(server: Channel, client: Peer, attack: () => 
   const reported = firstValueFrom(server.clientErrors$);
   const told = client.waitFor('stream-error');
   attack();
+  ringSegment(server.name);
   const err = await reported;
   expect(err.code, err.message).to.equal('ERR_PROTOCOL');
   const clientSide = await told;
@@ -117,6 +118,7 @@ describe('A hostile peer writing into the segment', function () {
       (err: ShmChannelError) => err,
     );
     publishUnknownKindFrame(seg, 's2c', CAPACITY);
+    ringSegment(name);
     const error = await failed;
     expect(error.code).to.equal('ERR_PROTOCOL');
     await reaches(client, 'closed');
@@ -143,6 +145,7 @@ describe('A hostile peer writing into the segment', function () {
       const tail = u32(seg, Layout.c2s + Layout.tail);
       writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 8, kind: 3, id: 0, total });
       seg.writeUInt32LE((tail + 24) >>> 0, Layout.c2s + Layout.head);
+      ringSegment(server.name);
       await waitUntil(() => u32(seg, Layout.c2s + Layout.tail) === (tail + 24) >>> 0);
       await expectClientDropped(server, peer, () => {
         writeFrameHeader(seg, 'c2s', CAPACITY, tail + 24, { kind: 3, total, ...fragment });
@@ -157,6 +160,7 @@ describe('A hostile peer writing into the segment', function () {
     const tail = u32(seg, Layout.c2s + Layout.tail);
     writeFrameHeader(seg, 'c2s', CAPACITY, tail, { length: 0, kind: 2 });
     seg.writeUInt32LE((tail + 16) >>> 0, Layout.c2s + Layout.head);
+    ringSegment(server.name);
     await waitUntil(() => u32(seg, Layout.c2s + Layout.tail) === (tail + 16) >>> 0);
     const err = await expectClientDropped(server, peer, () => {
       writeFrameHeader(seg, 'c2s', CAPACITY, tail + 16, { length: 8, kind: 3 });
@@ -171,6 +175,7 @@ describe('A hostile peer writing into the segment', function () {
     await peer.handle({ kind: 'never' });
     const pending = firstValueFrom(server.request('waits'));
     inboundAttacks['a frame of an unknown kind'](seg);
+    ringSegment(server.name);
     await expectRejectsCode(pending, 'ERR_PROTOCOL');
     memory.close();
   });
@@ -217,6 +222,7 @@ describe('A hostile peer writing into the segment', function () {
     const seg = memory.buffer;
     const reported = firstValueFrom(server.clientErrors$);
     inboundAttacks['a frame of an unknown kind'](seg);
+    ringSegment(name);
     expect((await reported).code).to.equal('ERR_PROTOCOL');
     await reaches(server, 'open');
     // The next client is served, and is not taken for the dropped one.
@@ -230,7 +236,7 @@ describe('A hostile peer writing into the segment', function () {
   });
 
   it('should warn with SHMCHANNEL_CLIENT_DROPPED when nobody listens to clientErrors$', async function () {
-    const { seg, memory } = await victimServer('unheard');
+    const { server, seg, memory } = await victimServer('unheard');
     const warned = new Promise<Error>((resolve) => {
       const onWarning = (warning: Error & { code?: string }): void => {
         if (warning.code !== 'SHMCHANNEL_CLIENT_DROPPED') return;
@@ -240,6 +246,7 @@ describe('A hostile peer writing into the segment', function () {
       process.on('warning', onWarning);
     });
     inboundAttacks['a frame of an unknown kind'](seg);
+    ringSegment(server.name);
     expect((await warned).message).to.match(/dropped its client/);
     memory.close();
   });

@@ -7,7 +7,7 @@ import { inspectSegment, SharedMemory } from '../lib/index';
 import { CliProcess, jsonLines, runCli, startServe } from './helpers/cli';
 import { shmExists, uniqueName } from './helpers/names';
 import { releaseAll, unlinkLater } from './helpers/resources';
-import { publishUnknownKindFrame } from './helpers/segment-layout';
+import { publishUnknownKindFrame, ringSegment } from './helpers/segment-layout';
 import { waitUntil } from './helpers/wait';
 
 const COMMANDS = ['serve', 'request', 'notify', 'listen', 'ls', 'rm', 'bench'];
@@ -226,6 +226,7 @@ describe('shmchannel serve / request', function () {
     const capacity = inspectSegment(name).ringCapacity;
     const memory = SharedMemory.open(name);
     publishUnknownKindFrame(memory.buffer, 'c2s', capacity);
+    ringSegment(name);
     memory.close();
     await server.waitForOutput('stdout', /"event":"client-dropped"/);
     const answered = await runCli(['request', name, 'still here', ...CONNECT]);

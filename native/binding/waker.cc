@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include "segment_watch.h"
+
 #include <string>
 #include <system_error>
 
@@ -11,11 +13,10 @@ namespace {
 // How late a peer that went without a word is noticed when no pidfd watch tells us: one that
 // died (no pidfd), or a client this server dropped that has yet to leave.
 constexpr int kPeerPollMs = 250;
-// Otherwise events ring the doorbell or end the watched process, and the timeout only bounds
-// what nobody can ring about: a segment that lost pages (its doorbells with it) is found at
-// the next look, and a lost or withheld ring costs at most this. A wake-up costs ~30 us of CPU
-// here; at four a second that was most of what an idle channel cost.
-constexpr int kIdleWaitMs = 2000;
+// Where nothing tells us that another process cut the segment short (no segment watch, or a
+// wake that goes through the segment's own doorbell, lost with its page), the next look finds
+// it: this bounds how late. A wake-up costs ~30 us of CPU here.
+constexpr int kUnwatchedIdleWaitMs = 2000;
 }  // namespace
 
 Waker::Waker(Napi::Env env, shmch_channel* channel, Napi::Function on_wake) : channel_(channel) {
@@ -25,12 +26,14 @@ Waker::Waker(Napi::Env env, shmch_channel* channel, Napi::Function on_wake) : ch
     // No watch: the timed waits notice a dead peer, a little later and at some idle CPU.
     peer_watch_.reset();
   }
+  segment_watched_ = segment_watch::Add(channel);
   tsfn_ = Napi::ThreadSafeFunction::New(env, on_wake, "shmchannel waker", 0, 1);
   try {
     thread_ = std::thread([this] { Run(); });
   } catch (const std::system_error& e) {
     // No thread: release the ThreadSafeFunction, or it would keep the event loop alive.
     tsfn_.Release();
+    segment_watch::Remove(channel);
     throw Napi::Error::New(env, std::string("cannot start the waker thread: ") + e.what());
   }
 }
@@ -56,6 +59,7 @@ void Waker::Stop() {
   shmch_wake(channel_);
   if (thread_.joinable()) thread_.join();
   if (peer_watch_) peer_watch_->Stop();
+  segment_watch::Remove(channel_);
   tsfn_.Release();
 }
 
@@ -88,6 +92,13 @@ bool Waker::WatchPeer() {
   return !peer_watch_ || !peer_watch_->Active();
 }
 
+int Waker::IdleWaitMs() const {
+  // Everything else that needs a look rings: the peer's writes and its leave (its doorbell),
+  // its death (the pidfd watch, else WatchPeer() asks for kPeerPollMs), our own close.
+  bool truncation_rings = segment_watched_ && segment_watch::Working() && shmch_wake_is_private() != 0;
+  return truncation_rings ? -1 : kUnwatchedIdleWaitMs;
+}
+
 void Waker::Run() {
   // Named so that top -H, perf and /proc/<pid>/task show what the thread is.
   pthread_setname_np(pthread_self(), "shmch-waker");
@@ -98,7 +109,7 @@ void Waker::Run() {
       if (stopping_) return;
     }
     bool poll_peer = WatchPeer();
-    int r = shmch_wait(channel_, poll_peer ? kPeerPollMs : kIdleWaitMs);
+    int r = shmch_wait(channel_, poll_peer ? kPeerPollMs : IdleWaitMs());
     int events = 0;
     if (r == SHMCH_WAIT_READABLE) {
       events = kEventActivity;

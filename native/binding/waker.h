@@ -34,6 +34,9 @@ class Waker {
   // Points the peer watch at the current peer. True if the wait needs a timeout to notice the
   // peer go: there is one and no watch on it, or it has flagged that it is leaving.
   bool WatchPeer();
+  // How long a wait with nothing to watch may sleep: -1, no timeout, if all that could need a
+  // look wakes the thread.
+  int IdleWaitMs() const;
 
   shmch_channel* channel_;
   Napi::ThreadSafeFunction tsfn_;
@@ -44,6 +47,7 @@ class Waker {
   bool stopped_ = false;
   std::unique_ptr<PeerWatch> peer_watch_;  // null if it could not start
   uint32_t watched_pid_ = 0;               // waker thread only
+  bool segment_watched_ = false;           // segment_watch::Add() took the channel
   std::thread thread_;
 };
 

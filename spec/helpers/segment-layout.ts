@@ -1,4 +1,6 @@
 // Byte offsets of docs/PROTOCOL.md §1, for tests that play a hostile peer.
+import * as fs from 'node:fs';
+
 export const Layout = {
   magic: 0,
   ringCapacity: 24,
@@ -47,6 +49,23 @@ export function publishUnknownKindFrame(seg: Buffer, ring: 's2c' | 'c2s', capaci
   const tail = seg.readUInt32LE(Layout[ring] + Layout.tail);
   writeFrameHeader(seg, ring, capacity, tail, { length: 0, kind: 0x7f });
   seg.writeUInt32LE((tail + 16) >>> 0, Layout[ring] + Layout.head);
+}
+
+/**
+ * Rings the segment's readers, as a test in JavaScript can (it has no futex wake on a mapping):
+ * rewrites byte 0 through write(2), which raises IN_MODIFY, and a channel's segment watch
+ * takes that as a reason to look. Bytes published without a ring are not read until one comes,
+ * like any peer's: an idle channel has no timer that would find them.
+ */
+export function ringSegment(name: string): void {
+  const fd = fs.openSync(`/dev/shm${name}`, 'r+');
+  try {
+    const byte = Buffer.alloc(1);
+    fs.readSync(fd, byte, 0, 1, 0);
+    fs.writeSync(fd, byte, 0, 1, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** A small seeded PRNG (mulberry32), so a failing fuzz round can be replayed from its seed. */
