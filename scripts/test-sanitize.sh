@@ -2,7 +2,7 @@
 # npm run test:sanitize — the native layer under AddressSanitizer + UndefinedBehaviorSanitizer:
 #  1. the core mutation fuzzer (native/test/fuzz_segment.cc) from the seed corpus plus random runs,
 #     the SIGBUS guard's cases (native/test/truncation_guard_test.cc), and when a wait returns
-#     for a peer that left (native/test/wait_test.cc);
+#     for a peer that left and what ends a wait with no timeout (native/test/wait_test.cc);
 #  2. the spec suite against a sanitized addon (spawned peers inherit it), including the
 #     hostile-peer specs. Any out-of-bounds access or undefined behaviour aborts the run.
 # FUZZ_RUNS (default 2000) sets the fuzzer's run count; SANITIZE_SPECS narrows the specs.
@@ -22,7 +22,7 @@ g++ -std=c++17 "${sanitize[@]}" -Wall -Wextra native/test/truncation_guard_test.
   -o "$out/truncation_guard_test" -lrt -lpthread
 "$out/truncation_guard_test"
 
-echo "== wake-ups of a peer's leave (ASan+UBSan)"
+echo "== wake-ups: a peer's leave, waits with no timeout (ASan+UBSan)"
 g++ -std=c++17 "${sanitize[@]}" -Wall -Wextra native/test/wait_test.cc native/core/*.cc \
   -o "$out/wait_test" -lrt -lpthread
 "$out/wait_test"
