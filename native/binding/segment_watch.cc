@@ -80,13 +80,23 @@ void run() {
   }
 }
 
+// A child forked without exec has the descriptor but not the thread that reads it: its
+// channels go back to timed waits. (Only an atomic store: the mutex may be held at the fork.)
+void in_forked_child() {
+  state().working.store(false);
+}
+
 }  // namespace
 
 bool Add(shmch_channel* channel) {
   State& s = state();
+  // Before the lock: in a forked child, a thread of the parent may have held it at the fork.
+  if (!s.working.load()) return false;
   std::lock_guard<std::mutex> lock(s.mutex);
   if (!s.working.load()) return false;
   if (!s.started) {
+    static const bool fork_handled = pthread_atfork(nullptr, nullptr, in_forked_child) == 0;
+    if (!fork_handled) return false;
     if (s.inotify_fd < 0) s.inotify_fd = inotify_init1(IN_CLOEXEC);
     if (s.inotify_fd < 0) return false;  // EMFILE: tried again by the next channel
     try {

@@ -13,7 +13,8 @@ namespace segment_watch {
 // Watches the channel's segment from now on. False if it cannot (no inotify, no /proc, a
 // limit reached): the caller must notice a truncation some other way.
 bool Add(shmch_channel* channel);
-// Once it returns, the watch thread never touches the channel again. Idempotent.
+// Once it returns, the watch thread never touches the channel again. Idempotent. Only for a
+// channel that Add() took (a forked child must not wait for a lock a parent thread held).
 void Remove(shmch_channel* channel);
 // False once the watch thread gave up (after waking every channel it watched).
 bool Working();

@@ -26,14 +26,15 @@ Waker::Waker(Napi::Env env, shmch_channel* channel, Napi::Function on_wake) : ch
     // No watch: the timed waits notice a dead peer, a little later and at some idle CPU.
     peer_watch_.reset();
   }
-  segment_watched_ = segment_watch::Add(channel);
   tsfn_ = Napi::ThreadSafeFunction::New(env, on_wake, "shmchannel waker", 0, 1);
+  // After everything that may throw but the thread: a failure from here on removes it again.
+  segment_watched_ = segment_watch::Add(channel);
   try {
     thread_ = std::thread([this] { Run(); });
   } catch (const std::system_error& e) {
     // No thread: release the ThreadSafeFunction, or it would keep the event loop alive.
     tsfn_.Release();
-    segment_watch::Remove(channel);
+    if (segment_watched_) segment_watch::Remove(channel);
     throw Napi::Error::New(env, std::string("cannot start the waker thread: ") + e.what());
   }
 }
@@ -59,7 +60,7 @@ void Waker::Stop() {
   shmch_wake(channel_);
   if (thread_.joinable()) thread_.join();
   if (peer_watch_) peer_watch_->Stop();
-  segment_watch::Remove(channel_);
+  if (segment_watched_) segment_watch::Remove(channel_);
   tsfn_.Release();
 }
 
