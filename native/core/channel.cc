@@ -307,6 +307,16 @@ void shmch_get_info(shmch_channel* ch, shmch_info* info) {
   info->state = load_acquire(state_word(ch));
 }
 
+// After a write that found the ring full (space_for() flagged the wait in the ring first).
+// A waker that looked at writer_blocked before this store, after the reader had freed space
+// and rung, counted that ring in what it sleeps on and would sleep through it: if the space is
+// free by now, wake it to look again.
+static void mark_writer_blocked(shmch_channel* ch) {
+  ch->writer_blocked.store(true);
+  fence_seq_cst();
+  if (ch->writer.waiting_cleared()) shmch_wake(ch);
+}
+
 shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t total,
                          const uint8_t* payload, uint32_t length) {
   if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
@@ -315,7 +325,7 @@ shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t 
   if (length > max_frame_payload(ch->capacity)) return SHMCH_E_INVALID_ARG;
   shmch_status s = unless_lost(ch, ch->writer.write(kind, id, total, payload, length));
   if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
-  if (s == SHMCH_E_FULL) ch->writer_blocked.store(true);
+  if (s == SHMCH_E_FULL) mark_writer_blocked(ch);
   return s;
 }
 
@@ -329,7 +339,7 @@ shmch_status shmch_write_frames(shmch_channel* ch, const uint8_t* frames, size_t
   if (s == SHMCH_E_TRUNCATED) *consumed = 0;
   if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
   // Not all taken: the ring is full and space_for() announced the wait.
-  if (s == SHMCH_OK && *consumed < length) ch->writer_blocked.store(true);
+  if (s == SHMCH_OK && *consumed < length) mark_writer_blocked(ch);
   return s;
 }
 

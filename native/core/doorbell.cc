@@ -39,15 +39,19 @@ long waitv(uint32_t* bell, uint32_t seen, uint32_t* private_bell, uint32_t priva
       {seen, reinterpret_cast<uintptr_t>(bell), kWaitvSize32, 0},
       {private_seen, reinterpret_cast<uintptr_t>(private_bell), kWaitvSize32 | kWaitvPrivate, 0},
   };
-  struct timespec deadline;
+  // futex_waitv takes an absolute deadline as a __kernel_timespec: 64-bit fields everywhere.
+  struct {
+    int64_t tv_sec;
+    int64_t tv_nsec;
+  } deadline{};
   if (timeout_ms >= 0) {
-    // futex_waitv takes an absolute deadline.
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += static_cast<long>(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    deadline.tv_sec = static_cast<int64_t>(now.tv_sec) + timeout_ms / 1000;
+    deadline.tv_nsec = static_cast<int64_t>(now.tv_nsec) + static_cast<int64_t>(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
       deadline.tv_sec += 1;
-      deadline.tv_nsec -= 1000000000L;
+      deadline.tv_nsec -= 1000000000;
     }
   }
   return syscall(SYS_futex_waitv, entries, 2, 0, timeout_ms >= 0 ? &deadline : nullptr, CLOCK_MONOTONIC);
