@@ -165,10 +165,11 @@ describe('Channel#close()', function () {
   });
 
   it('should end its native threads (shmch-waker and shmch-watch), leaving only the process-wide shmch-segwatch', async function () {
+    const threadNames = (): string[] =>
+      readdirSync('/proc/self/task').map((task) => readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim());
+    // One segment watch serves every channel of the process, and stays once started.
     const channelThreads = (): string[] =>
-      readdirSync('/proc/self/task')
-        .map((task) => readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim())
-        // One segment watch serves every channel of the process, and stays once started.
+      threadNames()
         .filter((comm) => comm.startsWith('shmch-') && comm !== 'shmch-segwatch')
         .sort();
     expect(channelThreads(), 'no channel open before').to.deep.equal([]);
@@ -180,10 +181,7 @@ describe('Channel#close()', function () {
     expect(channelThreads()).to.deep.equal(['shmch-waker', 'shmch-watch']);
     await server.close();
     expect(channelThreads()).to.deep.equal([]);
-    const segmentWatches = readdirSync('/proc/self/task').filter(
-      (task) => readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim() === 'shmch-segwatch',
-    );
-    expect(segmentWatches).to.have.length(1);
+    expect(threadNames().filter((comm) => comm === 'shmch-segwatch')).to.have.length(1);
   });
 
   it('should unlink the segment of a server', async function () {

@@ -129,6 +129,17 @@ void await_server_asleep(uint8_t* header) {
   while (__atomic_load_n(shmch::word32(header, shmch::off::kServerSleeping), __ATOMIC_SEQ_CST) == 0) usleep(1000);
 }
 
+// In a child that speaks no protocol: sets `flags` in the state word and, if `ring`, rings the
+// server's doorbell; exit 0 if it could.
+int set_state_flags_in_child(uint32_t flags, bool ring) {
+  Child c = spawn([flags, ring](int, int) {
+    uint8_t* b = map_header_or_exit();
+    __atomic_fetch_or(shmch::word32(b, shmch::off::kState), flags, __ATOMIC_SEQ_CST);
+    if (ring) __atomic_fetch_add(shmch::word32(b, shmch::off::kServerDoorbell), 1, __ATOMIC_SEQ_CST);
+  });
+  return reap(c);
+}
+
 // Cuts the segment short, as a hostile or confused process can.
 void truncate_segment_or_exit(off_t size) {
   int fd = shm_open(g_name.c_str(), O_RDWR, 0);
@@ -207,12 +218,7 @@ bool server_not_woken_by_its_own_drop() {
 bool stray_client_closed_flag_wakes_no_server() {
   shmch_channel* server = create_server();
   if (server == nullptr) return false;
-  Child c = spawn([](int, int) {
-    uint8_t* b = map_header_or_exit();
-    __atomic_fetch_or(shmch::word32(b, shmch::off::kState), SHMCH_STATE_CLIENT_CLOSED, __ATOMIC_SEQ_CST);
-    __atomic_fetch_add(shmch::word32(b, shmch::off::kServerDoorbell), 1, __ATOMIC_SEQ_CST);
-  });
-  bool ok = reap(c) == 0;
+  bool ok = set_state_flags_in_child(SHMCH_STATE_CLIENT_CLOSED, true) == 0;
   ok = expect_wait(server, kQuietWaitMs, SHMCH_WAIT_TIMEOUT) && ok;
   shmch_close(server);
   return ok;
@@ -258,7 +264,7 @@ bool watch_sees_another_process_cut_the_segment() {
   ok = seen && ok;
   ok = shmch_check_segment(server) == 1 && ok;
   // The wait reports the loss, at once and with no timeout, so that the reader learns of it.
-  ok = (!ok || expect_wait(server, kForever, SHMCH_WAIT_READABLE)) && ok;
+  if (ok) ok = expect_wait(server, kForever, SHMCH_WAIT_READABLE);
   if (watch >= 0) close(watch);
   shmch_close(server);
   return ok;
@@ -287,11 +293,7 @@ bool refused_attach_wakes_an_untimed_server_wait() {
   shmch_channel* server = create_server();
   if (server == nullptr) return false;
   // A holder that flagged its attach, wrote no pid and rang nobody.
-  Child holder = spawn([](int, int) {
-    uint8_t* header = map_header_or_exit();
-    __atomic_fetch_or(shmch::word32(header, shmch::off::kState), SHMCH_STATE_CLIENT_ATTACHED, __ATOMIC_SEQ_CST);
-  });
-  bool ok = reap(holder) == 0;
+  bool ok = set_state_flags_in_child(SHMCH_STATE_CLIENT_ATTACHED, false) == 0;
   Child knocker = spawn([](int, int) {
     await_server_asleep(map_header_or_exit());
     shmch_channel* client = nullptr;
