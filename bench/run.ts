@@ -795,6 +795,7 @@ function report(entries: TransportEntry[], ran: string[]): void {
     baseline: BASELINE,
     /** In-process bound of the 64 B row (bench/floor.ts), msgs/s; null if not measured. */
     deliveryFloor64: Number.isFinite(floor64) ? floor64 : null,
+    /** Idle CPU with nothing open (% of a core): the floor of the idle row; null if not measured. */
     idleFloorPct: idleFloorRuns.length > 0 ? { median: median(idleFloorRuns), runs: idleFloorRuns } : null,
     /** In-process bound of the 1 MiB row (bench/floor.ts), GB/s; null if not measured. */
     deliveryFloor1m: Number.isFinite(floor1m) ? floor1m : null,
