@@ -11,6 +11,11 @@ export interface ResponseSink {
   finished(id: number): void;
 }
 
+/** @internal Told when the caller cancels a request: how handleWith stops a handler. */
+export interface CancelWatcher {
+  requestCancelled(): void;
+}
+
 /**
  * A request that arrived from the peer. Answer it once with respond(), or stream with
  * next() … complete(), or fail it with error(). When the caller cancels (unsubscribes, times
@@ -24,6 +29,7 @@ export class IncomingRequest {
   private cancelSubject: AsyncSubject<void> | undefined;
   private cancelled$Value: Observable<void> | undefined;
   private abortController: AbortController | undefined;
+  private cancelWatchers: CancelWatcher[] | undefined;
 
   constructor(
     /** The requester's id for this request. */
@@ -94,8 +100,23 @@ export class IncomingRequest {
     this.cancelledFlag = true;
     this.sink.finished(this.id);
     this.abortController?.abort(this.cancelReason());
+    // A copy: a watcher unwatches as it is told.
+    for (const watcher of this.cancelWatchers?.slice() ?? []) watcher.requestCancelled();
     this.cancelSubject?.next();
     this.cancelSubject?.complete();
+  }
+
+  /** @internal Calls `watcher.requestCancelled()` when the caller cancels, until unwatched. */
+  watchCancel(watcher: CancelWatcher): void {
+    (this.cancelWatchers ??= []).push(watcher);
+  }
+
+  /** @internal */
+  unwatchCancel(watcher: CancelWatcher): void {
+    const watchers = this.cancelWatchers;
+    if (watchers === undefined) return;
+    const at = watchers.indexOf(watcher);
+    if (at >= 0) watchers.splice(at, 1);
   }
 
   /** @internal Answered for the channel itself (no handler). */

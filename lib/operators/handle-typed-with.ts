@@ -1,7 +1,7 @@
-import { from, map, mergeMap, of, type ObservableInput, type OperatorFunction } from 'rxjs';
+import { from, map, type ObservableInput, type OperatorFunction } from 'rxjs';
 
 import type { TypedIncomingRequest } from '../typed-channel';
-import { handleWith } from './handle-with';
+import { answerEach } from './answer-each';
 
 /**
  * {@link handleWith} for a {@link TypedChannel}'s `requests$`: answers each request with the
@@ -20,12 +20,8 @@ export function handleTypedWith<Req, Res>(
   // handler happens to return, so a value of the wrong type is a compile error.
   handler: (data: Req, request: TypedIncomingRequest<Req, Res>) => ObservableInput<NoInfer<Res>>,
 ): OperatorFunction<TypedIncomingRequest<Req, Res>, number> {
-  return (requests) =>
-    requests.pipe(
-      mergeMap((request) =>
-        of(request.raw).pipe(
-          handleWith(() => from(handler(request.data, request)).pipe(map((value) => request.encode(value)))),
-        ),
-      ),
-    );
+  return answerEach(
+    (request: TypedIncomingRequest<Req, Res>) => request.raw,
+    (request) => from(handler(request.data, request)).pipe(map((value) => request.encode(value))),
+  );
 }

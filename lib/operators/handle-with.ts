@@ -1,18 +1,8 @@
-import {
-  catchError,
-  endWith,
-  from,
-  ignoreElements,
-  mergeMap,
-  of,
-  takeUntil,
-  tap,
-  type ObservableInput,
-  type OperatorFunction,
-} from 'rxjs';
+import type { ObservableInput, OperatorFunction } from 'rxjs';
 
 import type { Data } from '../data';
 import type { IncomingRequest } from '../incoming-request';
+import { answerEach } from './answer-each';
 
 /**
  * Answers each request with the values of `handler(data, request)`: every value becomes a
@@ -30,37 +20,8 @@ import type { IncomingRequest } from '../incoming-request';
 export function handleWith(
   handler: (data: Buffer, request: IncomingRequest) => ObservableInput<Data>,
 ): OperatorFunction<IncomingRequest, number> {
-  return (requests) =>
-    requests.pipe(
-      mergeMap((request) => {
-        let answer: ObservableInput<Data>;
-        try {
-          answer = handler(request.data, request);
-        } catch (err) {
-          failQuietly(request, err);
-          return of(request.id);
-        }
-        return from(answer).pipe(
-          tap({ next: (value) => request.next(value), complete: () => request.complete() }),
-          takeUntil(request.cancelled$),
-          ignoreElements(),
-          catchError((err: unknown) => {
-            failQuietly(request, err);
-            return of();
-          }),
-          endWith(request.id),
-        );
-      }),
-    );
-}
-
-// The response may have ended already (e.g. the error came from sending a value after the
-// channel closed); then there is nobody left to tell.
-function failQuietly(request: IncomingRequest, err: unknown): void {
-  if (request.finished) return;
-  try {
-    request.error(err);
-  } catch {
-    // The channel is closed: the caller has already been failed by close().
-  }
+  return answerEach(
+    (request: IncomingRequest) => request,
+    (request) => handler(request.data, request),
+  );
 }

@@ -1,0 +1,219 @@
+// handleWith's own contract, in this process: requests built over a sink that records the
+// frames it would send. What crosses processes is in 50.channel.streaming.spec.ts.
+import { expect } from 'chai';
+import { NEVER, Observable, of, Subject, throwError } from 'rxjs';
+
+import { handleWith, IncomingRequest, type Data } from '../lib/index';
+import { FrameKind } from '../lib/protocol';
+import type { ResponseSink } from '../lib/incoming-request';
+
+interface SentFrame {
+  kind: number;
+  id: number;
+  text: string;
+}
+
+class RecordingSink implements ResponseSink {
+  readonly sent: SentFrame[] = [];
+  readonly finishedIds: number[] = [];
+  /** sendResponse throws this for RESPONSE frames, as a channel does for a value too large. */
+  refuseValues: Error | undefined;
+
+  sendResponse(kind: number, id: number, data: Buffer): void {
+    if (kind === FrameKind.RESPONSE && this.refuseValues !== undefined) throw this.refuseValues;
+    this.sent.push({ kind, id, text: data.toString() });
+  }
+
+  finished(id: number): void {
+    this.finishedIds.push(id);
+  }
+
+  framesOf(id: number): string[] {
+    return this.sent.filter((f) => f.id === id).map((f) => `${kindName(f.kind)}${f.text === '' ? '' : ` ${f.text}`}`);
+  }
+}
+
+function kindName(kind: number): string {
+  return Object.entries(FrameKind).find(([, k]) => k === kind)?.[0] ?? String(kind);
+}
+
+function errorPayloadOf(sink: RecordingSink, id: number): unknown {
+  const frame = sink.sent.find((f) => f.id === id && f.kind === FrameKind.ERROR);
+  return frame === undefined ? undefined : (JSON.parse(frame.text) as { code?: unknown; message?: unknown });
+}
+
+describe('handleWith() in one process', function () {
+  let sink: RecordingSink;
+  let requests: Subject<IncomingRequest>;
+  const request = (id: number, text: string) => new IncomingRequest(id, Buffer.from(text), sink);
+
+  beforeEach(function () {
+    sink = new RecordingSink();
+    requests = new Subject<IncomingRequest>();
+  });
+
+  it('should answer each request with its values, then complete it, and emit ids in the order they finish', function () {
+    const finished: number[] = [];
+    const slow = new Subject<Data>();
+    requests
+      .pipe(handleWith((data) => (data.toString() === 'slow' ? slow : of(`${data.toString()}!`, 'end'))))
+      .subscribe((id) => finished.push(id));
+    requests.next(request(1, 'slow'));
+    requests.next(request(2, 'fast'));
+    expect(finished).to.deep.equal([2]);
+    slow.next('late');
+    slow.complete();
+    expect(finished).to.deep.equal([2, 1]);
+    expect(sink.framesOf(2)).to.deep.equal(['RESPONSE fast!', 'RESPONSE end', 'COMPLETE']);
+    expect(sink.framesOf(1)).to.deep.equal(['RESPONSE late', 'COMPLETE']);
+  });
+
+  it('should fail only the request whose handler returned something that is not an ObservableInput', function () {
+    const finished: number[] = [];
+    requests
+      .pipe(handleWith((data) => (data.toString() === 'bad' ? (42 as unknown as Observable<Data>) : of('ok'))))
+      .subscribe((id) => finished.push(id));
+    requests.next(request(1, 'bad'));
+    requests.next(request(2, 'good'));
+    expect(sink.framesOf(1)).to.have.length(1);
+    expect(sink.sent[0].kind).to.equal(FrameKind.ERROR);
+    expect(sink.framesOf(2)).to.deep.equal(['RESPONSE ok', 'COMPLETE']);
+    expect(finished).to.deep.equal([1, 2]);
+  });
+
+  it('should send a handler error, thrown or emitted, as the request error and go on', function () {
+    const finished: number[] = [];
+    requests
+      .pipe(
+        handleWith((data) => {
+          if (data.toString() === 'throw') throw Object.assign(new Error('thrown'), { code: 'E_THROWN' });
+          if (data.toString() === 'emit') return throwError(() => new Error('emitted'));
+          return of('fine');
+        }),
+      )
+      .subscribe((id) => finished.push(id));
+    requests.next(request(1, 'throw'));
+    requests.next(request(2, 'emit'));
+    requests.next(request(3, 'other'));
+    expect(errorPayloadOf(sink, 1)).to.include({ message: 'thrown', code: 'E_THROWN' });
+    expect(errorPayloadOf(sink, 2)).to.include({ message: 'emitted' });
+    expect(sink.framesOf(3)).to.deep.equal(['RESPONSE fine', 'COMPLETE']);
+    expect(finished).to.deep.equal([1, 2, 3]);
+  });
+
+  it('should fail the request when a value cannot be sent, and unsubscribe its handler', function () {
+    let tornDown = false;
+    sink.refuseValues = Object.assign(new Error('too large'), { code: 'ERR_MESSAGE_TOO_LARGE' });
+    const finished: number[] = [];
+    requests
+      .pipe(
+        handleWith(
+          () =>
+            new Observable<Data>((subscriber) => {
+              subscriber.next('huge');
+              return () => {
+                tornDown = true;
+              };
+            }),
+        ),
+      )
+      .subscribe((id) => finished.push(id));
+    requests.next(request(7, 'x'));
+    expect(errorPayloadOf(sink, 7)).to.include({ code: 'ERR_MESSAGE_TOO_LARGE' });
+    expect(tornDown).to.equal(true);
+    expect(finished).to.deep.equal([7]);
+  });
+
+  it('should unsubscribe the handler when the caller cancels, send nothing more, and emit the id', function () {
+    let tornDown = false;
+    const values = new Subject<Data>();
+    const finished: number[] = [];
+    requests
+      .pipe(
+        handleWith(
+          () =>
+            new Observable<Data>((subscriber) => {
+              const inner = values.subscribe(subscriber);
+              return () => {
+                tornDown = true;
+                inner.unsubscribe();
+              };
+            }),
+        ),
+      )
+      .subscribe((id) => finished.push(id));
+    const incoming = request(3, 'x');
+    requests.next(incoming);
+    values.next('before');
+    incoming.cancel();
+    values.next('after');
+    expect(tornDown).to.equal(true);
+    expect(finished).to.deep.equal([3]);
+    expect(sink.framesOf(3)).to.deep.equal(['RESPONSE before']);
+  });
+
+  it('should not subscribe to the answer of a request cancelled before it was handled', function () {
+    let subscribed = false;
+    const finished: number[] = [];
+    requests
+      .pipe(
+        handleWith(
+          () =>
+            new Observable<Data>(() => {
+              subscribed = true;
+            }),
+        ),
+      )
+      .subscribe((id) => finished.push(id));
+    const incoming = request(4, 'x');
+    incoming.cancel();
+    requests.next(incoming);
+    expect(subscribed).to.equal(false);
+    expect(finished).to.deep.equal([4]);
+    expect(sink.sent).to.deep.equal([]);
+  });
+
+  it('should stop running handlers, and leave their requests open, when its subscriber unsubscribes', function () {
+    let tornDown = 0;
+    const subscription = requests
+      .pipe(
+        handleWith(
+          () =>
+            new Observable<Data>(() => () => {
+              tornDown++;
+            }),
+        ),
+      )
+      .subscribe();
+    const first = request(1, 'a');
+    const second = request(2, 'b');
+    requests.next(first);
+    requests.next(second);
+    subscription.unsubscribe();
+    expect(tornDown).to.equal(2);
+    expect(requests.observed).to.equal(false);
+    expect(sink.sent).to.deep.equal([]);
+    expect(first.finished || second.finished).to.equal(false);
+    // Nothing listens for their cancellation any more.
+    first.cancel();
+    expect(tornDown).to.equal(2);
+  });
+
+  it('should complete once the requests complete and every running answer has finished', function () {
+    const slow = new Subject<Data>();
+    let completed = false;
+    requests.pipe(handleWith(() => slow)).subscribe({ complete: () => (completed = true) });
+    requests.next(request(1, 'x'));
+    requests.complete();
+    expect(completed).to.equal(false);
+    slow.complete();
+    expect(completed).to.equal(true);
+  });
+
+  it('should pass an error of the requests on', function () {
+    let failure: unknown;
+    requests.pipe(handleWith(() => NEVER)).subscribe({ error: (err: unknown) => (failure = err) });
+    requests.error(new Error('requests failed'));
+    expect((failure as Error).message).to.equal('requests failed');
+  });
+});
