@@ -17,9 +17,12 @@
 #include "ring.h"
 #include "segment.h"
 #include "shmchannel.h"
+#include "test_hooks.h"
 #include "truncation_guard.h"
 
 using namespace shmch;
+
+void (*shmch::test_hooks::before_writer_marked_blocked)(shmch_channel*) = nullptr;
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434  // the same number on every architecture
@@ -312,6 +315,7 @@ void shmch_get_info(shmch_channel* ch, shmch_info* info) {
 // and rung, counted that ring in what it sleeps on and would sleep through it: if the space is
 // free by now, wake it to look again.
 static void mark_writer_blocked(shmch_channel* ch) {
+  if (test_hooks::before_writer_marked_blocked != nullptr) test_hooks::before_writer_marked_blocked(ch);
   ch->writer_blocked.store(true);
   fence_seq_cst();
   if (ch->writer.waiting_cleared()) shmch_wake(ch);

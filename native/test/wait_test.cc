@@ -10,13 +10,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "../core/layout.h"
 #include "../core/shmchannel.h"
+#include "../core/test_hooks.h"
 #include "../core/truncation_guard.h"
 
 namespace {
@@ -307,6 +310,79 @@ bool refused_attach_wakes_an_untimed_server_wait() {
   return ok;
 }
 
+// The window that a helper's review found once the 2 s timeout that hid it went: a write finds
+// the ring full and flags its wait in the ring; before the channel records that its writer is
+// blocked, the reader frees space and rings, and only then does the waiter start to wait. The
+// waiter has that ring counted already, and saw no blocked writer: unless the write wakes it,
+// it sleeps forever. The hook holds the write in that window until all of this has happened.
+struct BlockedWriterWindow {
+  uint8_t* header = nullptr;
+  Child reader;
+  std::atomic<bool> waiter_may_wait{false};
+};
+BlockedWriterWindow g_window;
+
+void hold_write_in_the_window(shmch_channel*) {
+  uint32_t* bell = shmch::word32(g_window.header, shmch::off::kServerDoorbell);
+  uint32_t rung_before = __atomic_load_n(bell, __ATOMIC_SEQ_CST);
+  signal_fd(g_window.reader.go);  // frees the ring, finds our wait flagged, rings
+  while (__atomic_load_n(bell, __ATOMIC_SEQ_CST) == rung_before) usleep(1000);
+  g_window.waiter_may_wait.store(true);
+  await_server_asleep(g_window.header);
+}
+
+bool blocked_writer_woken_when_space_freed_before_it_said_so() {
+  shmch_channel* server = create_server();
+  if (server == nullptr) return false;
+  shmch_info info{};
+  shmch_get_info(server, &info);
+  const uint32_t payload_size = 1000;
+  const uint32_t frame_size = SHMCH_FRAME_HEADER_SIZE + payload_size;
+  const uint32_t fill = info.ring_capacity / frame_size;  // whole frames; the next one does not fit
+  g_window.header = map_header_or_exit();
+  g_window.reader = spawn([fill, frame_size](int go, int ready) {
+    shmch_channel* client = attach_or_exit();
+    signal_fd(ready);
+    await_fd(go);
+    std::vector<uint8_t> batch(size_t(fill) * frame_size);
+    size_t got = 0;
+    while (got < batch.size()) {
+      size_t written = 0;
+      if (shmch_read(client, batch.data() + got, batch.size() - got, &written) != SHMCH_OK) _exit(20);
+      got += written;
+    }
+    // Stays attached and silent until told: a leaving client wakes the server for its own reason.
+    await_fd(go);
+    shmch_close(client);
+  });
+  await_fd(g_window.reader.ready);
+  std::vector<uint8_t> payload(payload_size, 0x5a);
+  bool ok = true;
+  for (uint32_t i = 0; i < fill && ok; i++) {
+    ok = shmch_write(server, 3 /* NOTIFY */, 0, payload_size, payload.data(), payload_size) == SHMCH_OK;
+  }
+  int woken = SHMCH_WAIT_TIMEOUT;
+  std::thread waiter([&] {
+    while (!g_window.waiter_may_wait.load()) usleep(1000);
+    woken = shmch_wait(server, kForever);
+  });
+  shmch::test_hooks::before_writer_marked_blocked = hold_write_in_the_window;
+  shmch_status full = shmch_write(server, 3, 0, payload_size, payload.data(), payload_size);
+  shmch::test_hooks::before_writer_marked_blocked = nullptr;
+  if (full != SHMCH_E_FULL) {
+    std::printf("     the write after %u frames returned %d, not SHMCH_E_FULL\n", fill, full);
+    ok = false;
+    g_window.waiter_may_wait.store(true);
+    shmch_wake(server);
+  }
+  waiter.join();
+  ok = woken != SHMCH_WAIT_TIMEOUT && ok;
+  signal_fd(g_window.reader.go);
+  ok = reap(g_window.reader) == 0 && ok;
+  shmch_close(server);
+  return ok;
+}
+
 struct Case {
   const char* what;
   bool (*run)();
@@ -322,6 +398,8 @@ const Case kCases[] = {
     {"inotify and shmch_check_segment see another process cut the segment", watch_sees_another_process_cut_the_segment},
     {"an attach wakes a server's untimed wait", attach_wakes_an_untimed_server_wait},
     {"an attach refused for a taken slot wakes a server's untimed wait", refused_attach_wakes_an_untimed_server_wait},
+    {"a full write is woken for space freed before it recorded that it blocks",
+     blocked_writer_woken_when_space_freed_before_it_said_so},
 };
 
 const char* g_running = "";
