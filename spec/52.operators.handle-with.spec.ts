@@ -1,7 +1,7 @@
 // handleWith's own contract, in this process: requests built over a sink that records the
 // frames it would send. What crosses processes is in 50.channel.streaming.spec.ts.
 import { expect } from 'chai';
-import { NEVER, Observable, of, Subject, throwError } from 'rxjs';
+import { NEVER, Observable, of, Subject, throwError, type Subscriber } from 'rxjs';
 
 import { handleWith, IncomingRequest, type Data } from '../lib/index';
 import { FrameKind } from '../lib/protocol';
@@ -35,6 +35,19 @@ class RecordingSink implements ResponseSink {
 
 function kindName(kind: number): string {
   return Object.entries(FrameKind).find(([, k]) => k === kind)?.[0] ?? String(kind);
+}
+
+/** A handler's Observable that runs `start` for each subscriber, counting subscriptions and teardowns. */
+function counted(start: (subscriber: Subscriber<Data>) => void = () => undefined) {
+  const count = { subscribed: 0, tornDown: 0 };
+  const observable = new Observable<Data>((subscriber) => {
+    count.subscribed++;
+    start(subscriber);
+    return () => {
+      count.tornDown++;
+    };
+  });
+  return { observable, count };
 }
 
 function errorPayloadOf(sink: RecordingSink, id: number): unknown {
@@ -102,101 +115,58 @@ describe('handleWith() in one process', function () {
   });
 
   it('should fail the request when a value cannot be sent, and unsubscribe its handler', function () {
-    let tornDown = false;
     sink.refuseValues = Object.assign(new Error('too large'), { code: 'ERR_MESSAGE_TOO_LARGE' });
+    const answer = counted((subscriber) => subscriber.next('huge'));
     const finished: number[] = [];
-    requests
-      .pipe(
-        handleWith(
-          () =>
-            new Observable<Data>((subscriber) => {
-              subscriber.next('huge');
-              return () => {
-                tornDown = true;
-              };
-            }),
-        ),
-      )
-      .subscribe((id) => finished.push(id));
+    requests.pipe(handleWith(() => answer.observable)).subscribe((id) => finished.push(id));
     requests.next(request(7, 'x'));
     expect(errorPayloadOf(sink, 7)).to.include({ code: 'ERR_MESSAGE_TOO_LARGE' });
-    expect(tornDown).to.equal(true);
+    expect(answer.count.tornDown).to.equal(1);
     expect(finished).to.deep.equal([7]);
   });
 
   it('should unsubscribe the handler when the caller cancels, send nothing more, and emit the id', function () {
-    let tornDown = false;
     const values = new Subject<Data>();
+    const answer = counted((subscriber) => subscriber.add(values.subscribe(subscriber)));
     const finished: number[] = [];
-    requests
-      .pipe(
-        handleWith(
-          () =>
-            new Observable<Data>((subscriber) => {
-              const inner = values.subscribe(subscriber);
-              return () => {
-                tornDown = true;
-                inner.unsubscribe();
-              };
-            }),
-        ),
-      )
-      .subscribe((id) => finished.push(id));
+    requests.pipe(handleWith(() => answer.observable)).subscribe((id) => finished.push(id));
     const incoming = request(3, 'x');
     requests.next(incoming);
     values.next('before');
     incoming.cancel();
     values.next('after');
-    expect(tornDown).to.equal(true);
+    expect(answer.count.tornDown).to.equal(1);
     expect(finished).to.deep.equal([3]);
     expect(sink.framesOf(3)).to.deep.equal(['RESPONSE before']);
   });
 
   it('should not subscribe to the answer of a request cancelled before it was handled', function () {
-    let subscribed = false;
+    const answer = counted();
     const finished: number[] = [];
-    requests
-      .pipe(
-        handleWith(
-          () =>
-            new Observable<Data>(() => {
-              subscribed = true;
-            }),
-        ),
-      )
-      .subscribe((id) => finished.push(id));
+    requests.pipe(handleWith(() => answer.observable)).subscribe((id) => finished.push(id));
     const incoming = request(4, 'x');
     incoming.cancel();
     requests.next(incoming);
-    expect(subscribed).to.equal(false);
+    expect(answer.count.subscribed).to.equal(0);
     expect(finished).to.deep.equal([4]);
     expect(sink.sent).to.deep.equal([]);
   });
 
   it('should stop running handlers, and leave their requests open, when its subscriber unsubscribes', function () {
-    let tornDown = 0;
-    const subscription = requests
-      .pipe(
-        handleWith(
-          () =>
-            new Observable<Data>(() => () => {
-              tornDown++;
-            }),
-        ),
-      )
-      .subscribe();
+    const answer = counted();
+    const subscription = requests.pipe(handleWith(() => answer.observable)).subscribe();
     const first = request(1, 'a');
     const second = request(2, 'b');
     requests.next(first);
     requests.next(second);
     subscription.unsubscribe();
-    expect(tornDown).to.equal(2);
+    expect(answer.count.tornDown).to.equal(2);
     expect(requests.observed).to.equal(false);
     expect(sink.sent).to.deep.equal([]);
     expect(first.finished || second.finished).to.equal(false);
     // Nothing listens for their cancellation any more.
     first.cancel();
-    expect(tornDown).to.equal(2);
+    expect(answer.count.tornDown).to.equal(2);
   });
 
   it('should complete once the requests complete and every running answer has finished', function () {
