@@ -274,6 +274,38 @@ describe('shmchannel notify / listen', function () {
     expect(jsonLines(l.stdout)).to.deep.equal([{ data: 'one' }, { data: 'two' }, { data: 'three' }, { data: big }]);
   });
 
+  /** A notify whose 3 MiB wait in its queue, for a listener that SIGSTOP keeps from reading. */
+  async function notifyToStoppedListener(name: string): Promise<{ listener: CliProcess; notifier: CliProcess }> {
+    const listener = new CliProcess(['listen', name, '--server']);
+    await listener.waitForOutput('stderr', /listening on/);
+    // A server killed while stopped leaves its segment behind.
+    unlinkLater(name);
+    listener.child.kill('SIGSTOP');
+    const notifier = new CliProcess(['notify', name, '--stdin', ...CONNECT], 'x'.repeat(3 * 1024 * 1024));
+    // A client attaches without the server's help: once its pid is in the header, it is sending.
+    await waitUntil(() => inspectSegment(name).clientPid === notifier.pid);
+    return { listener, notifier };
+  }
+
+  it('should fail with ERR_PEER_LOST when the listener dies before reading what notify sent', async function () {
+    const name = uniqueName('cli-note-lost');
+    const { listener, notifier } = await notifyToStoppedListener(name);
+    await listener.kill('SIGKILL');
+    const n = await notifier.done;
+    expect(n.status, n.stderr).to.equal(1);
+    expect(n.stderr)
+      .to.match(/ERR_PEER_LOST/)
+      .and.to.match(/left before reading all that was sent/);
+  });
+
+  it('should exit 130 on SIGINT while notify waits for the listener to read', async function () {
+    const name = uniqueName('cli-note-int');
+    const { listener, notifier } = await notifyToStoppedListener(name);
+    const n = await notifier.kill('SIGINT');
+    expect(n.status, n.stderr).to.equal(130);
+    await listener.kill('SIGKILL');
+  });
+
   it('should deliver from notify --server to a listening client', async function () {
     const name = uniqueName('cli-srvnote');
     const notifier = new CliProcess(['notify', name, '--server', 'from the server', ...CONNECT]);

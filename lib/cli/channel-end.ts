@@ -3,7 +3,7 @@ import { Buffer } from 'node:buffer';
 import { filter, firstValueFrom } from 'rxjs';
 
 import { Channel } from '../channel';
-import { createError } from '../errors';
+import { createError, isShmChannelError } from '../errors';
 import { integerOption, UsageError, type OptionSpecs, type OptionValues } from './command';
 import type { StopSignal } from './signals';
 
@@ -78,19 +78,16 @@ export async function openUnlessStopped(
  * and then only warn; a command must fail instead.
  */
 export async function sentOrStopped(channel: Channel, stop: StopSignal): Promise<boolean> {
-  let stopped = false;
-  void stop.received.then(() => (stopped = true));
-  while (channel.queuedBytes > 0) {
-    if (stopped) return false;
-    if (channel.state !== 'connected') {
-      throw createError(
-        'ERR_PEER_LOST',
-        `the peer of ${channel.name} left before reading ${channel.queuedBytes} queued bytes`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  return true;
+  const sent = channel.drained().then(
+    () => true,
+    (err: unknown) => {
+      if (!isShmChannelError(err, 'ERR_PEER_LOST')) throw err;
+      throw createError('ERR_PEER_LOST', `the peer of ${channel.name} left before reading all that was sent`, {
+        cause: err,
+      });
+    },
+  );
+  return Promise.race([sent, stop.received.then(() => false)]);
 }
 
 /**
