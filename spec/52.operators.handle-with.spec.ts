@@ -1,7 +1,19 @@
 // handleWith's own contract, in this process: requests built over a sink that records the
 // frames it would send. What crosses processes is in 50.channel.streaming.spec.ts.
 import { expect } from 'chai';
-import { NEVER, Observable, of, Subject, throwError, type Subscriber } from 'rxjs';
+import {
+  map,
+  NEVER,
+  Observable,
+  of,
+  range,
+  Subject,
+  take,
+  tap,
+  throwError,
+  type Subscriber,
+  type Subscription,
+} from 'rxjs';
 
 import { handleWith, IncomingRequest, type Data } from '../lib/index';
 import { FrameKind } from '../lib/protocol';
@@ -125,6 +137,44 @@ describe('handleWith() in one process', function () {
     expect(finished).to.deep.equal([7]);
   });
 
+  it('should stop a synchronous handler at the value that cannot be sent, not run it to its end', function () {
+    sink.refuseValues = Object.assign(new Error('too large'), { code: 'ERR_MESSAGE_TOO_LARGE' });
+    let produced = 0;
+    requests
+      .pipe(
+        handleWith(() =>
+          range(0, 1e6).pipe(
+            map(String),
+            tap(() => produced++),
+          ),
+        ),
+      )
+      .subscribe();
+    requests.next(request(8, 'x'));
+    expect(errorPayloadOf(sink, 8)).to.include({ code: 'ERR_MESSAGE_TOO_LARGE' });
+    expect(produced).to.equal(1);
+  });
+
+  it('should stop a synchronous handler at the cancel one of its values caused', function () {
+    const incoming = request(9, 'x');
+    let produced = 0;
+    requests
+      .pipe(
+        handleWith(() =>
+          range(0, 1e6).pipe(
+            map(String),
+            tap(() => {
+              if (++produced === 2) incoming.cancel();
+            }),
+          ),
+        ),
+      )
+      .subscribe();
+    requests.next(incoming);
+    expect(produced).to.equal(2);
+    expect(sink.framesOf(9)).to.deep.equal(['RESPONSE 0']);
+  });
+
   it('should unsubscribe the handler when the caller cancels, send nothing more, and emit the id', function () {
     const values = new Subject<Data>();
     const answer = counted((subscriber) => subscriber.add(values.subscribe(subscriber)));
@@ -167,6 +217,37 @@ describe('handleWith() in one process', function () {
     // Nothing listens for their cancellation any more.
     first.cancel();
     expect(answer.count.tornDown).to.equal(2);
+  });
+
+  it('should handle no more requests once its subscriber leaves during a synchronous source', function () {
+    const handled: string[] = [];
+    const all = [request(1, 'a'), request(2, 'b'), request(3, 'c')];
+    of(...all)
+      .pipe(
+        handleWith((data) => {
+          handled.push(data.toString());
+          return of('x');
+        }),
+        take(1),
+      )
+      .subscribe();
+    expect(handled).to.deep.equal(['a']);
+    expect(all.map((r) => r.finished)).to.deep.equal([true, false, false]);
+  });
+
+  it('should not subscribe to the answer of a handler that unsubscribed the pipeline itself', function () {
+    const answer = counted();
+    const subscription: Subscription = requests
+      .pipe(
+        handleWith(() => {
+          subscription.unsubscribe();
+          return answer.observable;
+        }),
+      )
+      .subscribe();
+    requests.next(request(5, 'x'));
+    expect(answer.count.subscribed).to.equal(0);
+    expect(requests.observed).to.equal(false);
   });
 
   it('should complete once the requests complete and every running answer has finished', function () {
