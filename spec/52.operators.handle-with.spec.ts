@@ -62,6 +62,16 @@ function counted(start: (subscriber: Subscriber<Data>) => void = () => undefined
   return { observable, count };
 }
 
+/** A handler's Observable of a million values emitted synchronously, counting those produced. */
+function synchronousMillion(onValue: (produced: number) => void = () => undefined) {
+  let produced = 0;
+  const observable = range(0, 1e6).pipe(
+    map(String),
+    tap(() => onValue(++produced)),
+  );
+  return { observable, produced: () => produced };
+}
+
 function errorPayloadOf(sink: RecordingSink, id: number): unknown {
   const frame = sink.sent.find((f) => f.id === id && f.kind === FrameKind.ERROR);
   return frame === undefined ? undefined : (JSON.parse(frame.text) as { code?: unknown; message?: unknown });
@@ -139,39 +149,21 @@ describe('handleWith() in one process', function () {
 
   it('should stop a synchronous handler at the value that cannot be sent, not run it to its end', function () {
     sink.refuseValues = Object.assign(new Error('too large'), { code: 'ERR_MESSAGE_TOO_LARGE' });
-    let produced = 0;
-    requests
-      .pipe(
-        handleWith(() =>
-          range(0, 1e6).pipe(
-            map(String),
-            tap(() => produced++),
-          ),
-        ),
-      )
-      .subscribe();
+    const answer = synchronousMillion();
+    requests.pipe(handleWith(() => answer.observable)).subscribe();
     requests.next(request(8, 'x'));
     expect(errorPayloadOf(sink, 8)).to.include({ code: 'ERR_MESSAGE_TOO_LARGE' });
-    expect(produced).to.equal(1);
+    expect(answer.produced()).to.equal(1);
   });
 
   it('should stop a synchronous handler at the cancel one of its values caused', function () {
     const incoming = request(9, 'x');
-    let produced = 0;
-    requests
-      .pipe(
-        handleWith(() =>
-          range(0, 1e6).pipe(
-            map(String),
-            tap(() => {
-              if (++produced === 2) incoming.cancel();
-            }),
-          ),
-        ),
-      )
-      .subscribe();
+    const answer = synchronousMillion((produced) => {
+      if (produced === 2) incoming.cancel();
+    });
+    requests.pipe(handleWith(() => answer.observable)).subscribe();
     requests.next(incoming);
-    expect(produced).to.equal(2);
+    expect(answer.produced()).to.equal(2);
     expect(sink.framesOf(9)).to.deep.equal(['RESPONSE 0']);
   });
 
