@@ -470,7 +470,7 @@ describe('shmchannel bench', function () {
       seconds: number;
       messageSize: number;
       roundTrip: { count: number; p50Us: number; p99Us: number; meanUs: number };
-      notifications: { count: number; msgsPerSec: number };
+      notifications: { count: number; seconds: number; msgsPerSec: number };
     }[];
     for (const value of [
       result.seconds,
@@ -480,14 +480,38 @@ describe('shmchannel bench', function () {
       result.roundTrip.p99Us,
       result.roundTrip.meanUs,
       result.notifications.count,
+      result.notifications.seconds,
       result.notifications.msgsPerSec,
     ]) {
       expect(value).to.be.a('number').and.to.be.greaterThan(0);
     }
+    // The rate is over the notification phase, which is part of the run.
+    expect(result.notifications.seconds).to.be.below(result.seconds);
+    // Its time is rounded to 10 ms.
+    expect(result.notifications.count / result.notifications.msgsPerSec).to.be.closeTo(
+      result.notifications.seconds,
+      0.0051,
+    );
     expect(result.roundTrip.p99Us).to.be.at.least(result.roundTrip.p50Us);
     // stderr is a pipe here: plain progress lines, no carriage returns.
     expect(r.stderr).to.match(/^bench: \[/m);
     expect(r.stderr).not.to.include('\r');
     expect(shmExists(`/shmchannel-bench-${bench.pid}`)).to.equal(false);
+  });
+
+  it("should print the notification phase's own time, so that count / time is the rate it prints", async function () {
+    const r = await runCli(['bench', '--seconds', '2']);
+    expect(r.status, r.stderr).to.equal(0);
+    const line = /^notifications \(64 B\): (\d+) in (\d+(?:\.(\d+))?) s, (\d+) msgs\/s$/m.exec(r.stdout);
+    expect(line, r.stdout).not.to.equal(null);
+    const [, count, seconds, decimals = '', rate] = line ?? [];
+    // The time count / rate implies, against the time printed: apart by no more than the
+    // printed time's rounding (half its last digit), plus a little for the rate's own.
+    const implied = Number(count) / Number(rate);
+    const rounding = 0.5 * 10 ** -decimals.length;
+    expect(Math.abs(implied - Number(seconds)), r.stdout).to.be.at.most(rounding * 1.01 + 0.001);
+    // The phase lasts at least half of --seconds; the whole run (both phases and the warm-up)
+    // lasts more than all of it.
+    expect(Number(seconds), r.stdout).to.be.at.least(1).and.below(2);
   });
 });

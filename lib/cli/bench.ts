@@ -20,7 +20,8 @@ export interface BenchResult {
   seconds: number;
   messageSize: number;
   roundTrip: { count: number; p50Us: number; p99Us: number; meanUs: number };
-  notifications: { count: number; msgsPerSec: number };
+  /** `seconds` is the notification phase's own time: count / seconds = msgsPerSec. */
+  notifications: { count: number; seconds: number; msgsPerSec: number };
 }
 
 export const bench: Command = {
@@ -43,8 +44,9 @@ repository's bench/ ('npm run bench').
 Options:
   -s, --seconds N       total duration in seconds (default ${DEFAULT_SECONDS})
 ${COMMON_HELP}
-                        (prints {"seconds", "messageSize", "roundTrip": {"count", "p50Us",
-                        "p99Us", "meanUs"}, "notifications": {"count", "msgsPerSec"}})`,
+                        (prints {"seconds" (the whole run), "messageSize", "roundTrip":
+                        {"count", "p50Us", "p99Us", "meanUs"}, "notifications": {"count",
+                        "seconds" (this phase), "msgsPerSec" (count / seconds)}})`,
 
   async run(invocation) {
     const seconds = positiveNumberOption(invocation.values, 'seconds') ?? DEFAULT_SECONDS;
@@ -64,7 +66,7 @@ ${COMMON_HELP}
         printLine(
           `request round trip (${MESSAGE_SIZE} B, echo): ${r.count} requests, p50 ${r.p50Us} µs, p99 ${r.p99Us} µs, mean ${r.meanUs} µs`,
         );
-        printLine(`notifications (${MESSAGE_SIZE} B): ${n.count} in ${result.seconds} s, ${n.msgsPerSec} msgs/s`);
+        printLine(`notifications (${MESSAGE_SIZE} B): ${n.count} in ${n.seconds} s, ${n.msgsPerSec} msgs/s`);
       }
       return ExitCode.OK;
     } finally {
@@ -163,17 +165,20 @@ async function measure(client: Channel, seconds: number, stop: StopSignal): Prom
     if (stopped) return undefined;
 
     latencies.sort((a, b) => a - b);
-    const pick = (q: number) => round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0);
+    const pick = (q: number) =>
+      round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0, 1);
     const mean = latencies.reduce((sum, x) => sum + x, 0) / Math.max(1, latencies.length);
     return {
-      seconds: round((performance.now() - t0) / 1000),
+      seconds: round((performance.now() - t0) / 1000, 1),
       messageSize: MESSAGE_SIZE,
-      roundTrip: { count: latencies.length, p50Us: pick(0.5), p99Us: pick(0.99), meanUs: round(mean) },
-      notifications: { count: sent, msgsPerSec: Math.round(sent / nSeconds) },
+      roundTrip: { count: latencies.length, p50Us: pick(0.5), p99Us: pick(0.99), meanUs: round(mean, 1) },
+      // To 10 ms, so that the rate can be checked against the count and time printed.
+      notifications: { count: sent, seconds: round(nSeconds, 2), msgsPerSec: Math.round(sent / nSeconds) },
     };
   }
 }
 
-function round(x: number): number {
-  return Math.round(x * 10) / 10;
+function round(x: number, decimals: number): number {
+  const scale = 10 ** decimals;
+  return Math.round(x * scale) / scale;
 }
