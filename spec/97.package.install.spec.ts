@@ -11,8 +11,10 @@ import { shmExists, uniqueName } from './helpers/names';
 // The package as a consumer gets it: `npm pack` (which runs prepack: the TypeScript build and
 // the prebuilt binary), then `npm install <tarball>` into a fresh project with npm's default
 // settings, under which npm 11 skips the install scripts of dependencies nobody approved. So
-// the package must work from what the tarball carries. SKIP_PACKAGE_TEST=1 skips this file
-// (it compiles the addon once more and takes about a minute).
+// the package must work from what the tarball carries. rxjs is a peer dependency: the
+// application's own copy, the one npm installs beside the package (the projects below that
+// already have one: theirs). SKIP_PACKAGE_TEST=1 skips this file (it compiles the addon once
+// more and takes about two minutes).
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const typescriptBin = path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -98,6 +100,57 @@ isShmChannelError(new Error('x'), 'ERR_NOT_A_CODE');
 export { mode, ok };
 `;
 
+// Whether the library's streams are Observables of the consumer's own rxjs, reached from
+// ESM and from CommonJS. A channel that is not opened holds nothing, so the script ends.
+const observableScript = `import { createRequire } from 'node:module';
+import { Observable } from 'rxjs';
+import { Channel } from 'shmchannel';
+const require = createRequire(import.meta.url);
+const channel = new Channel('/observable-check', 'client');
+const streams = {
+  notifications$: channel.notifications$,
+  requests$: channel.requests$,
+  state$: channel.state$,
+  request: channel.request('x'),
+};
+console.log(JSON.stringify({
+  rxjs: require('rxjs/package.json').version,
+  sameFromRequire: require('rxjs').Observable === Observable,
+  instances: Object.fromEntries(Object.entries(streams).map(([key, value]) => [key, value instanceof Observable])),
+}));
+`;
+
+/** Every copy of package `name` in a project's node_modules tree, nested ones included. */
+function installedCopies(projectDir: string, name: string): { dir: string; version: string }[] {
+  const copies: { dir: string; version: string }[] = [];
+  const visit = (modules: string) => {
+    if (!existsSync(modules)) return;
+    for (const entry of readdirSync(modules)) {
+      if (entry.startsWith('.')) continue;
+      const dirs = entry.startsWith('@')
+        ? readdirSync(path.join(modules, entry)).map((sub) => path.join(modules, entry, sub))
+        : [path.join(modules, entry)];
+      for (const dir of dirs) {
+        const manifest = path.join(dir, 'package.json');
+        if (!existsSync(manifest)) continue;
+        const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version: string };
+        if (pkg.name === name) copies.push({ dir: path.relative(projectDir, dir), version: pkg.version });
+        visit(path.join(dir, 'node_modules'));
+      }
+    }
+  };
+  visit(path.join(projectDir, 'node_modules'));
+  return copies;
+}
+
+interface ObservableReport {
+  rxjs: string;
+  sameFromRequire: boolean;
+  instances: Record<string, boolean>;
+}
+
+const ALL_INSTANCES = { notifications$: true, requests$: true, state$: true, request: true };
+
 describe('The packed package, installed in a new project', function () {
   this.timeout(2 * COMMAND_TIMEOUT_MS);
 
@@ -106,7 +159,29 @@ describe('The packed package, installed in a new project', function () {
   let tarballFiles: string[];
   let packageDir: string;
   let installOutput: CommandResult;
+  let tarball: string;
   const names: string[] = [];
+
+  /** A new npm project in `work`, with `packages` installed as a user would (none: empty). */
+  async function createProject(dirName: string, packages: string[]): Promise<string> {
+    const dir = path.join(work, dirName);
+    mkdirSync(dir);
+    const init = await runCommand('npm', ['init', '-y'], { cwd: dir, env: consumerEnv() });
+    expect(init.code, describeResult('npm init', init)).to.equal(0);
+    if (packages.length > 0) {
+      const install = await npmInstall(dir, packages);
+      expect(install.code, describeResult(`npm install ${packages.join(' ')}`, install)).to.equal(0);
+    }
+    return dir;
+  }
+
+  function npmInstall(dir: string, args: string[]): Promise<CommandResult> {
+    return runCommand('npm', ['install', ...args, '--prefer-offline', '--no-audit', '--no-fund'], {
+      cwd: dir,
+      env: consumerEnv(),
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
+  }
 
   before(async function () {
     if (process.env.SKIP_PACKAGE_TEST === '1') this.skip();
@@ -120,22 +195,15 @@ describe('The packed package, installed in a new project', function () {
     expect(pack.code, describeResult('npm pack', pack)).to.equal(0);
     const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz'));
     expect(tarballs, describeResult('npm pack', pack)).to.have.lengthOf(1);
-    const tarball = path.join(work, tarballs[0]);
+    tarball = path.join(work, tarballs[0]);
     const list = await runCommand('tar', ['-tzf', tarball], { cwd: work });
     tarballFiles = list.stdout
       .split('\n')
       .filter(Boolean)
       .map((f) => f.replace(/^package\//, ''));
 
-    project = path.join(work, 'consumer');
-    mkdirSync(project);
-    const init = await runCommand('npm', ['init', '-y'], { cwd: project, env: consumerEnv() });
-    expect(init.code, describeResult('npm init', init)).to.equal(0);
-    installOutput = await runCommand('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund'], {
-      cwd: project,
-      env: consumerEnv(),
-      timeoutMs: COMMAND_TIMEOUT_MS,
-    });
+    project = await createProject('consumer', []);
+    installOutput = await npmInstall(project, [tarball]);
     expect(installOutput.code, describeResult('npm install', installOutput)).to.equal(0);
     packageDir = path.join(project, 'node_modules', 'shmchannel');
   });
@@ -145,13 +213,20 @@ describe('The packed package, installed in a new project', function () {
     if (work !== undefined) rmSync(work, { recursive: true, force: true });
   });
 
-  /** Runs a script of the consumer project with node, as its user would. */
-  async function runInProject(file: string, args: string[] = []): Promise<CommandResult> {
+  /** Runs a script of the consumer project (or of `dir`) with node, as its user would. */
+  async function runInProject(file: string, args: string[] = [], dir = project): Promise<CommandResult> {
     return runCommand(process.execPath, [file, ...args], {
-      cwd: project,
+      cwd: dir,
       env: consumerEnv(),
       timeoutMs: SCRIPT_TIMEOUT_MS,
     });
+  }
+
+  async function checkObservables(dir: string): Promise<ObservableReport> {
+    writeFileSync(path.join(dir, 'observable.mjs'), observableScript);
+    const result = await runInProject('observable.mjs', [], dir);
+    expect(result.code, describeResult('observable.mjs', result)).to.equal(0);
+    return JSON.parse(result.stdout) as ObservableReport;
   }
 
   it('should carry a prebuilt linux-x64 binary, both entries with their types, and the docs', function () {
@@ -217,6 +292,23 @@ describe('The packed package, installed in a new project', function () {
     expect(versionRun.stdout.trim()).to.include(version);
     const ls = await runCommand(bin, ['ls', '--json'], { cwd: project, env: consumerEnv() });
     expect(ls.code, describeResult('shmchannel ls --json', ls)).to.equal(0);
+  });
+
+  it('should install rxjs once, beside it, as its peer: no copy of its own inside the package', function () {
+    const installed = JSON.parse(readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+      peerDependencies?: Record<string, string>;
+    };
+    expect(installed.peerDependencies?.rxjs, 'peerDependencies.rxjs').to.be.a('string');
+    expect(installed.dependencies?.rxjs, 'dependencies.rxjs').to.equal(undefined);
+    // npm 7 and later install a missing peer on their own, at the top of the tree.
+    expect(installedCopies(project, 'rxjs').map((c) => c.dir)).to.deep.equal([path.join('node_modules', 'rxjs')]);
+  });
+
+  it("should hand out streams that are instances of the consumer's own rxjs Observable", async function () {
+    const report = await checkObservables(project);
+    expect(report.sameFromRequire).to.equal(true);
+    expect(report.instances).to.deep.equal(ALL_INSTANCES);
   });
 
   it('should answer a request between two processes from CommonJS (require)', async function () {
@@ -299,5 +391,44 @@ describe('The packed package, installed in a new project', function () {
     const files = result.stdout.split('\n');
     expect(files).to.include(path.join(packageDir, 'dist', 'lib', 'index.d.mts'));
     expect(files).to.include(path.join(packageDir, 'dist', 'lib', 'index.d.ts'));
+  });
+
+  describe('into an application that already has rxjs', function () {
+    let pinned: string;
+    let pinnedInstall: CommandResult;
+    let old: string;
+    let oldInstall: CommandResult;
+
+    before(async function () {
+      if (process.env.SKIP_PACKAGE_TEST === '1') this.skip();
+      // The lowest rxjs the peer range allows, pinned, so npm cannot move it.
+      pinned = await createProject('app-rxjs-7.2', ['rxjs@7.2.0', '--save-exact']);
+      pinnedInstall = await npmInstall(pinned, [tarball]);
+      old = await createProject('app-rxjs-6', ['rxjs@6']);
+      oldInstall = await npmInstall(old, [tarball]);
+    });
+
+    it("should use the application's rxjs 7.2.0 and work with it, not bring a copy of its own", async function () {
+      expect(pinnedInstall.code, describeResult('npm install', pinnedInstall)).to.equal(0);
+      const report = await checkObservables(pinned);
+      expect(report.rxjs).to.equal('7.2.0');
+      expect(report.instances).to.deep.equal(ALL_INSTANCES);
+      expect(installedCopies(pinned, 'rxjs')).to.deep.equal([
+        { dir: path.join('node_modules', 'rxjs'), version: '7.2.0' },
+      ]);
+
+      writeFileSync(path.join(pinned, 'exchange.cjs'), cjsScript);
+      const name = uniqueName('pkg-rx72');
+      names.push(name);
+      const result = await runInProject('exchange.cjs', [name, 'client', 'ping on rxjs 7.2'], pinned);
+      expect(result.code, describeResult('exchange.cjs', result)).to.equal(0);
+      expect(result.stdout.split('\n')).to.include.members(['answer: pong to ping on rxjs 7.2', 'server exit: 0']);
+    });
+
+    it('should be refused by npm (ERESOLVE) in an application on rxjs 6', function () {
+      expect(oldInstall.code, describeResult('npm install', oldInstall)).not.to.equal(0);
+      expect(oldInstall.stdout + oldInstall.stderr).to.include('ERESOLVE');
+      expect(existsSync(path.join(old, 'node_modules', 'shmchannel'))).to.equal(false);
+    });
   });
 });
