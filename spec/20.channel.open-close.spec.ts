@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 
 import { Mode, type IncomingRequest } from '../lib/index';
-import { expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
+import { expectErrorsWhenSubscribed, expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
 import { channel, openChannel, releaseAll, unlinkLater } from './helpers/resources';
@@ -65,6 +65,32 @@ describe('Channel#open()', function () {
     const client = channel(uniqueName('nosrv'), 'client', { connectTimeout: 0 });
     const err = await expectRejectsCode(client.open(), 'ERR_SHM_OPEN_FAILED');
     expect(err.errno).to.equal('ENOENT');
+  });
+
+  // Only an all-zero segment is a server still being created; any other bytes never become one.
+  for (const [what, size, fill] of [
+    ['8 KiB of 0x07', 8192, 0x07],
+    ['1 MiB of 0xff', 1 << 20, 0xff],
+  ] as const) {
+    it(`should fail at once with ERR_INCOMPATIBLE_SEGMENT when the name holds ${what}`, async function () {
+      const name = uniqueName('not-ours');
+      unlinkLater(name);
+      writeFileSync(`/dev/shm${name}`, Buffer.alloc(size, fill), { mode: 0o600 });
+      for (const connectTimeout of [0, 2 ** 31 - 1]) {
+        const client = channel(name, 'client', { connectTimeout });
+        // With the whole connectTimeout waited, this would never settle: the test's own limit fails it.
+        const err = await expectRejectsCode(client.open(), 'ERR_INCOMPATIBLE_SEGMENT');
+        expect(err.message).to.match(/bad magic/);
+      }
+    });
+  }
+
+  it('should wait for an all-zero segment (a server still creating it) until connectTimeout', async function () {
+    const name = uniqueName('zeroed');
+    unlinkLater(name);
+    writeFileSync(`/dev/shm${name}`, Buffer.alloc(8192), { mode: 0o600 });
+    const client = channel(name, 'client', { connectTimeout: 300 });
+    await expectRejectsCode(client.open(), 'ERR_TIMEOUT');
   });
 
   it('should fail with ERR_ALREADY_OPEN when opened twice, and stay open', async function () {

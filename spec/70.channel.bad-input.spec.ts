@@ -31,7 +31,7 @@ describe('new Channel() with bad arguments', function () {
   it('should refuse invalid names with ERR_INVALID_NAME', function () {
     const tooLong = `/${'x'.repeat(255)}`; // 256 bytes
     const tooLongInBytes = `/${'é'.repeat(128)}`; // 129 characters but 257 bytes
-    for (const bad of ['no-slash', 'a/', '/a/b', '//', '', '/', tooLong, tooLongInBytes]) {
+    for (const bad of ['no-slash', 'a/', '/a/b', '//', '', '/', '/.', '/..', tooLong, tooLongInBytes]) {
       for (const mode of ['server', 'client'] as const) {
         expectThrowsCode(() => new Channel(bad, mode), 'ERR_INVALID_NAME');
       }

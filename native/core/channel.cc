@@ -171,6 +171,9 @@ shmch_status shmch_validate_name(const char* name, shmch_error* err) {
   if (n > 255) return fail(err, SHMCH_E_INVALID_NAME, 0, nullptr, "longer than 255 bytes");
   if (std::strchr(name + 1, '/') != nullptr)
     return fail(err, SHMCH_E_INVALID_NAME, 0, nullptr, "may not contain '/' after the first");
+  // /dev/shm/. and /dev/shm/.. are the directories themselves: shm_open can never open them.
+  if (std::strcmp(name, "/.") == 0 || std::strcmp(name, "/..") == 0)
+    return fail(err, SHMCH_E_INVALID_NAME, 0, nullptr, "'.' and '..' name directories, not segments");
   return SHMCH_OK;
 }
 
@@ -227,6 +230,13 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
     return s;
   }
   uint8_t* b = base(ch);
+  // A server writes the magic first into a zero-filled segment: zero is one still being
+  // created, worth waiting for; anything else but ours will never become a server.
+  uint64_t magic = read_u64(b, off::kMagic);
+  if (magic != 0 && magic != kMagic) {
+    delete ch;
+    return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "not a shmchannel segment (bad magic)");
+  }
   uint32_t state = load_acquire(state_word(ch));
   if ((state & SHMCH_STATE_SERVER_READY) == 0 || (state & SHMCH_STATE_SERVER_CLOSED) != 0) {
     delete ch;
