@@ -114,6 +114,10 @@ const YIELD_GAVE_CORE_MS = 0.002;
 // A look that came this long after the previous one of a spin was preempted: the core is shared.
 const SPIN_PREEMPTED_MS = 0.05;
 let fastestYieldMs = Infinity;
+// The exit path waits for the peer to free ring space by sleeping on this (Atomics.wait), in
+// steps of this many ms: an exiting process has no event loop to be woken through.
+const EXIT_SLEEP_CELL = new Int32Array(new SharedArrayBuffer(4));
+const EXIT_LOOK_EVERY_MS = 1;
 
 /** Gives the core to another thread if one waits for it; true if one did. */
 function yieldCore(): boolean {
@@ -468,17 +472,57 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.send(kind, id, payload, kind !== FrameKind.RESPONSE, true);
   }
 
-  /** @internal ClosableAtExit: the process is ending; release the segment synchronously. */
+  /**
+   * @internal ClosableAtExit: the process is ending. The exit path cannot await, so this
+   * writes what is queued while the peer reads, blocking for at most closeTimeout, releases
+   * the segment, and warns (SHMCHANNEL_UNSENT) of what is left.
+   */
   closeAtExit(): void {
     const native = this.native;
-    try {
-      // What this tick batched is still ours to send.
-      this.outbound?.flush();
-    } catch (err) {
-      debug('%s %s: batch not written at exit: %s', this.mode, this.name, (err as Error).message);
-    }
+    if (native === undefined) return;
+    const outbound = this.outbound;
+    const unsent = outbound === undefined ? 0 : this.deliverBeforeExit(native, outbound);
+    const why = unsent > 0 && this.peerReadsNow(native) ? 'did not read within closeTimeout' : 'was gone';
     this.native = undefined;
-    native?.close();
+    native.close();
+    if (unsent > 0) {
+      // process.emitWarning() reports on the next tick, which an exiting process never reaches.
+      const warning = Object.assign(
+        new Error(
+          `shmchannel: ${this.mode} ${this.name}: the process exited with ${unsent} bytes unsent: the peer ${why}`,
+        ),
+        { name: 'Warning', code: 'SHMCHANNEL_UNSENT' },
+      );
+      process.emit('warning', warning);
+    }
+  }
+
+  /** Writes the queue into the ring while the peer reads, for at most closeTimeout: the bytes left. */
+  private deliverBeforeExit(native: NativeChannel, outbound: OutboundQueue): number {
+    const deadline = performance.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT);
+    try {
+      for (;;) {
+        outbound.flush();
+        if (outbound.isEmpty || performance.now() >= deadline || !this.peerReadsNow(native)) break;
+        // The peer frees space as it reads; nothing here can wake us when it does.
+        Atomics.wait(EXIT_SLEEP_CELL, 0, 0, EXIT_LOOK_EVERY_MS);
+      }
+    } catch (err) {
+      debug('%s %s: queue not written at exit: %s', this.mode, this.name, (err as Error).message);
+    }
+    return outbound.isEmpty ? 0 : outbound.bytesQueued;
+  }
+
+  /** Whether the peer still reads what we write, asked of the segment itself (no event loop at exit). */
+  private peerReadsNow(native: NativeChannel): boolean {
+    if (this.failure !== undefined || this.droppingClient) return false;
+    const state = native.info().state;
+    if (this.mode === 'client') {
+      if ((state & (SegmentState.SERVER_CLOSED | SegmentState.CLIENT_DROPPED)) !== 0) return false;
+    } else if ((state & SegmentState.CLIENT_ATTACHED) === 0 || (state & SegmentState.CLIENT_CLOSED) !== 0) {
+      return false;
+    }
+    return native.peerState() !== PeerState.GONE;
   }
 
   /** @internal ResponseSink */

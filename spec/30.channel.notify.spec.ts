@@ -1,15 +1,15 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 
 import { expect } from 'chai';
 import { firstValueFrom, of, config as rxjsConfig, take, timeout, toArray } from 'rxjs';
 
 import type { Channel } from '../lib/index';
-import { expectRejectsCode } from './helpers/expect-error';
+import { expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { uniqueName } from './helpers/names';
 import { sha256 } from './helpers/payload';
 import { Peer } from './helpers/peer';
-import { openChannel, releaseAll } from './helpers/resources';
+import { channel, openChannel, releaseAll } from './helpers/resources';
 import { reaches, waitUntil } from './helpers/wait';
 
 /** Subscribes now (notifications$ is hot) and resolves with the next `count` notifications. */
@@ -225,6 +225,87 @@ describe('Channel#notify()', function () {
       const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30000 });
       expect(child.status, child.stderr).to.equal(0);
       expect((await arriving).map(String)).to.deep.equal(['one', 'two', 'three']);
+    });
+  });
+
+  describe('at process exit', function () {
+    const libIndex = path.resolve(__dirname, '../lib/index.js');
+    const BIG = 8 << 20;
+
+    /** Runs a client of `name` that sends 5 small notifications, 8 MiB, then 'after-big', then `ending`. */
+    function exitingClient(name: string, ending: string, options = {}): ChildProcess {
+      const script = `
+        const { Channel } = require(${JSON.stringify(libIndex)});
+        const client = new Channel(${JSON.stringify(name)}, 'client', ${JSON.stringify(options)});
+        client.open().then(() => {
+          process.stdout.write('open\\n');
+          process.stdin.once('data', () => {
+            for (let i = 0; i < 5; i++) client.notify('small ' + i);
+            if (client.notify(Buffer.alloc(${BIG}, 7)) !== false) {
+              console.error('the 8 MiB message was not queued');
+              process.exit(3);
+            }
+            client.notify('after-big');
+            ${ending}
+          });
+        });`;
+      return spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    }
+
+    /** Lets the client send, and resolves with how it exited and what it wrote to stderr. */
+    async function release(child: ChildProcess): Promise<{ status: number | null; stderr: string }> {
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.once('data', () => resolve());
+        child.once('exit', () => reject(new Error(`the client exited before it was open: ${stderr}`)));
+      });
+      child.stdin!.write('go\n');
+      return { status: await exited, stderr };
+    }
+
+    const endings: Array<[string, string, number]> = [
+      ['process.exit(0)', 'process.exit(0);', 0],
+      ['an uncaught exception', "process.nextTick(() => { throw new Error('boom'); });", 1],
+      ['the end of its work after unref()', 'client.unref(); process.stdin.unref();', 0],
+    ];
+    for (const [what, ending, expectedStatus] of endings) {
+      it(`should deliver everything queued when the process ends through ${what}`, async function () {
+        this.timeout(60000);
+        const name = uniqueName('exit-queue');
+        const server = await openChannel(name, 'server');
+        const arriving = firstValueFrom(
+          server.notifications$.pipe(take(7), toArray(), timeout({ first: 30_000, with: () => of([] as Buffer[]) })),
+        );
+        const { status, stderr } = await release(exitingClient(name, ending));
+        expect(status, stderr).to.equal(expectedStatus);
+        expect(stderr).not.to.match(/SHMCHANNEL_UNSENT/);
+        const received = await arriving;
+        expect(received.length, 'notifications received').to.equal(7);
+        expect(received.slice(0, 5).map(String)).to.deep.equal([0, 1, 2, 3, 4].map((i) => `small ${i}`));
+        expect(received[5].length).to.equal(BIG);
+        expect(received[5].every((b) => b === 7)).to.equal(true);
+        expect(String(received[6])).to.equal('after-big');
+      });
+    }
+
+    it('should warn with SHMCHANNEL_UNSENT of what its peer did not read within closeTimeout', async function () {
+      this.timeout(60000);
+      const name = uniqueName('exit-unsent');
+      const peer = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: 65536 } });
+      const child = exitingClient(name, 'process.exit(0);', { closeTimeout: 200 });
+      try {
+        await peer.waitFor('state', (e) => e.state === 'connected');
+        process.kill(peer.pid, 'SIGSTOP');
+        const { status, stderr } = await release(child);
+        expect(status, stderr).to.equal(0);
+        expect(stderr).to.match(/SHMCHANNEL_UNSENT/);
+        expect(stderr).to.match(/exited with \d+ bytes unsent/);
+      } finally {
+        process.kill(peer.pid, 'SIGCONT');
+        child.kill('SIGKILL');
+      }
     });
   });
 
