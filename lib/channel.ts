@@ -365,6 +365,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
    */
   notify(data: Data): boolean {
     const payload = toBuffer(data, 'notification data');
+    // Open first: before open() the size limit is not known yet.
+    this.writable();
     return this.send(FrameKind.NOTIFY, 0, this.checkSize(payload));
   }
 
@@ -375,14 +377,19 @@ export class Channel implements ResponseSink, ClosableAtExit {
    * first, or ERR_CHANNEL_CLOSED if the channel closes or is not open.
    */
   drained(): Promise<void> {
-    if (this.outbound === undefined || this.closed) return Promise.reject(this.closedError());
+    let outbound: OutboundQueue;
     try {
-      this.outbound.flush();
+      outbound = this.writable();
+    } catch (err) {
+      return Promise.reject(err as ShmChannelError);
+    }
+    try {
+      outbound.flush();
     } catch (err) {
       this.fail(err);
       return Promise.reject(this.failure ?? fromNativeError(err));
     }
-    if (this.outbound.isEmpty) return Promise.resolve();
+    if (outbound.isEmpty) return Promise.resolve();
     return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
   }
 
@@ -393,11 +400,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
 
   /**
    * Sends a request when subscribed and emits every value of its response. Cold: each
-   * subscription is one request; unsubscribing cancels it at the handler.
+   * subscription is one request; unsubscribing cancels it at the handler. Only arguments of
+   * the wrong type or value throw here; whatever depends on the channel's state (closed, not
+   * open, no peer, queue full, message too large) reaches the subscriber as an error.
    */
   request(data: Data, options: RequestOptions = {}): Observable<Buffer> {
     const payload = toBuffer(data, 'request data');
-    if (this.closed) throw this.closedError();
     const timeout = options.timeout ?? this.options.requestTimeout;
     if (timeout !== undefined && typeof timeout !== 'number') {
       throw createError('ERR_INVALID_ARG_TYPE', `timeout must be a number of ms, got ${typeof timeout}`);

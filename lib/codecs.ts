@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import * as v8 from 'node:v8';
 
-import { toBuffer, type Data } from './data';
+import { describeType, toBuffer, type Data } from './data';
 import { createError, isShmChannelError, type ShmChannelError } from './errors';
 
 /**
@@ -27,6 +27,9 @@ export interface Codec<T> {
   decode(data: Buffer): T;
 }
 
+/** The ready codecs encode into Buffers of their own. */
+type BufferCodec<T> = Omit<Codec<T>, 'encode'> & { encode(value: T): Buffer };
+
 /** A value `JSON.parse` can return. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
@@ -35,22 +38,22 @@ const LONE_SURROGATE = /\p{Cs}/u;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function encodeUtf8(value: string, codec: string): Buffer {
-  if (typeof value !== 'string') throw new TypeError(`${codec} encodes strings, got ${describeValue(value)}`);
+  if (typeof value !== 'string') throw new TypeError(`${codec} encodes strings, got ${describeType(value)}`);
   if (LONE_SURROGATE.test(value)) throw new TypeError('the string holds a lone UTF-16 surrogate');
   return Buffer.from(value, 'utf8');
 }
 
-const raw: Codec<Buffer> = {
+const raw: BufferCodec<Buffer> = {
   name: 'raw',
   encode(value) {
-    if (!(value instanceof Uint8Array))
-      throw new TypeError(`raw encodes a Buffer or Uint8Array, got ${describeValue(value)}`);
-    return value;
+    // Any bytes (a typed array, a DataView, an ArrayBuffer) as they are; text needs a text codec.
+    if (typeof value === 'string') throw new TypeError(`raw encodes bytes, not strings: use the utf8 codec`);
+    return toBuffer(value, 'raw value');
   },
   decode: (data) => data,
 };
 
-const utf8: Codec<string> = {
+const utf8: BufferCodec<string> = {
   name: 'utf8',
   encode: (value) => encodeUtf8(value, 'utf8'),
   // Strict: bytes that are not UTF-8 are a codec error, not text with U+FFFD in it.
@@ -63,12 +66,12 @@ const utf8: Codec<string> = {
  * level (`undefined`, a function, a symbol) and what it throws for (a `BigInt`, a cycle);
  * nested `undefined` and functions are dropped, as `JSON.stringify` does.
  */
-export function jsonCodec<T = JsonValue>(): Codec<T> {
+export function jsonCodec<T = JsonValue>(): BufferCodec<T> {
   return {
     name: 'json',
     encode(value) {
       const text: string | undefined = JSON.stringify(value);
-      if (text === undefined) throw new TypeError(`JSON cannot represent ${describeValue(value)}`);
+      if (text === undefined) throw new TypeError(`JSON cannot represent ${describeType(value)}`);
       return encodeUtf8(text, 'json');
     },
     decode: (data) => JSON.parse(strictUtf8.decode(data)) as T,
@@ -81,7 +84,7 @@ export function jsonCodec<T = JsonValue>(): Codec<T> {
  * `undefined`, cycles. Functions and symbols cannot be encoded. As with JSON the type is
  * not checked on decode. Only exchange it with Node peers: the format is V8's.
  */
-export function structuredCloneCodec<T = unknown>(): Codec<T> {
+export function structuredCloneCodec<T = unknown>(): BufferCodec<T> {
   return {
     name: 'structuredClone',
     encode: (value) => v8.serialize(value),
@@ -135,11 +138,4 @@ function codecError(
   const reason = err instanceof Error ? err.message : String(err);
   const name = typeof codec.name === 'string' ? codec.name : 'unnamed';
   return createError('ERR_CODEC', `${name} codec could not ${direction} the ${what}: ${reason}`, { cause: err });
-}
-
-function describeValue(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'object') return `an object (${value.constructor?.name ?? 'no prototype'})`;
-  return typeof value;
 }

@@ -65,18 +65,30 @@ export interface RemoteErrorPayload {
   name?: string;
 }
 
+/**
+ * Longest `code` an ERROR payload carries, in UTF-8 bytes: a code names a kind of failure, and
+ * it must fit beside the message in the smallest maxMessageSize a peer may choose.
+ */
+export const MAX_REMOTE_CODE_BYTES = 128;
+
 export function encodeRemoteError(err: unknown): Buffer {
   const code: unknown = (err as { code?: unknown } | null | undefined)?.code;
   const payload: RemoteErrorPayload =
     err instanceof Error
-      ? { message: err.message, name: err.name, code: typeof code === 'string' ? code : undefined }
+      ? {
+          code: typeof code === 'string' ? cutUtf8(code, MAX_REMOTE_CODE_BYTES) : undefined,
+          name: err.name,
+          message: err.message,
+        }
       : { message: typeof err === 'string' ? err : String(err) };
   return Buffer.from(JSON.stringify(payload), 'utf8');
 }
 
 /**
- * An ERROR payload that fits in `max` bytes: the message is shortened as needed (keeping the
- * code), and at worst the payload is empty, which the requester still sees as ERR_REMOTE.
+ * An ERROR payload that fits in `max` bytes. The code goes first: a cut message keeps as much
+ * of its start as fits and ends with "… (truncated, N bytes)", N its whole length; then the
+ * name goes, then the message. At worst the payload is empty, which the requester still sees as
+ * ERR_REMOTE.
  */
 export function fitRemoteError(payload: Buffer, max: number): Buffer {
   if (payload.length <= max) return payload;
@@ -86,14 +98,48 @@ export function fitRemoteError(payload: Buffer, max: number): Buffer {
   } catch {
     return EMPTY;
   }
-  const { code, name } = parsed;
-  let message = String(parsed.message ?? '');
-  for (;;) {
-    const fitted = Buffer.from(JSON.stringify({ message, code, name }), 'utf8');
-    if (fitted.length <= max) return fitted;
-    if (message.length === 0) return EMPTY;
-    message = message.slice(0, Math.floor(message.length / 2));
+  const code = typeof parsed.code === 'string' ? parsed.code : undefined;
+  const name = typeof parsed.name === 'string' ? parsed.name : undefined;
+  const message = String(parsed.message ?? '');
+  const marker = `\u2026 (truncated, ${Buffer.byteLength(message, 'utf8')} bytes)`;
+  const encode = (kept: number, withName: boolean): Buffer =>
+    Buffer.from(
+      JSON.stringify({
+        code,
+        name: withName ? name : undefined,
+        message: kept < message.length ? message.slice(0, kept) + marker : message,
+      }),
+      'utf8',
+    );
+  for (const withName of [true, false]) {
+    if (encode(0, withName).length > max) continue;
+    // The longest start of the message that fits: a binary search over its length.
+    let fits = 0;
+    let tooLong = message.length + 1;
+    while (tooLong - fits > 1) {
+      const mid = (fits + tooLong) >>> 1;
+      if (encode(mid, withName).length <= max) fits = mid;
+      else tooLong = mid;
+    }
+    // Not between the two halves of a surrogate pair.
+    if (fits > 0 && /[\uD800-\uDBFF]/.test(message[fits - 1])) fits -= 1;
+    return encode(fits, withName);
   }
+  const codeOnly = Buffer.from(JSON.stringify({ code, message: '' }), 'utf8');
+  return codeOnly.length <= max ? codeOnly : EMPTY;
+}
+
+/** The longest start of `text` that is at most `max` bytes of UTF-8, whole characters only. */
+function cutUtf8(text: string, max: number): string {
+  if (Buffer.byteLength(text, 'utf8') <= max) return text;
+  let bytes = 0;
+  let end = 0;
+  for (const ch of text) {
+    bytes += Buffer.byteLength(ch, 'utf8');
+    if (bytes > max) break;
+    end += ch.length;
+  }
+  return text.slice(0, end);
 }
 
 /** The error a requester sees for an ERROR frame; garbage from the peer still yields an error. */

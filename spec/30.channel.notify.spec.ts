@@ -50,6 +50,41 @@ describe('Channel#notify()', function () {
       expect(received[2].sha256).to.equal(sha256(Buffer.from([7, 8, 9])));
     });
 
+    it('should accept an ArrayBuffer, a DataView and typed arrays of any element type, as their bytes', async function () {
+      const floats = new Float64Array([1.5, -2, Math.PI]);
+      const backing = new ArrayBuffer(16);
+      new Uint8Array(backing).set(Array.from({ length: 16 }, (_, i) => i));
+      const inputs = [
+        floats,
+        new Int16Array([-1, 2, 300]),
+        new DataView(backing, 4, 8),
+        backing,
+        new BigUint64Array([2n ** 64n - 1n]),
+      ];
+      for (const input of inputs) server.notify(input);
+      const received = await peer.collect(inputs.length);
+      const bytesOf = (v: ArrayBufferView | ArrayBuffer) =>
+        ArrayBuffer.isView(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : Buffer.from(v);
+      expect(received.map((r) => r.sha256)).to.deep.equal(inputs.map((v) => sha256(bytesOf(v))));
+      expect(received.map((r) => r.length)).to.deep.equal([24, 6, 8, 16, 8]);
+    });
+
+    it('should refuse what is not bytes or a string with ERR_INVALID_ARG_TYPE naming what it got', function () {
+      const cases: Array<[unknown, RegExp]> = [
+        [{ a: 1 }, /got an instance of Object$/],
+        [[1, 2], /got an instance of Array$/],
+        [42, /got type number \(42\)$/],
+        [null, /got null$/],
+        [undefined, /got undefined$/],
+        [new Map(), /got an instance of Map$/],
+      ];
+      for (const [value, shown] of cases) {
+        const err = expectThrowsCode(() => server.notify(value as string), 'ERR_INVALID_ARG_TYPE');
+        expect(err.message).to.match(shown);
+        expect(err.message).to.match(/ArrayBufferView/);
+      }
+    });
+
     it('should send only the bytes a Uint8Array view covers', async function () {
       const backing = Buffer.from('0123456789');
       server.notify(new Uint8Array(backing.buffer, backing.byteOffset + 3, 4));
@@ -412,6 +447,14 @@ describe('Channel#notify()', function () {
       await lost;
       expect(server.isOpen, 'a server outlives its client').to.equal(true);
       await server.drained();
+    });
+
+    it('should refuse notify() and drained() before open() as not open, whatever the message size', async function () {
+      const server = channel(uniqueName('notify-idle'), 'server');
+      const err = expectThrowsCode(() => server.notify('x'), 'ERR_CHANNEL_CLOSED');
+      expect(err.message).to.match(/not open: call open\(\) first/);
+      const rejected = await expectRejectsCode(server.drained(), 'ERR_CHANNEL_CLOSED');
+      expect(rejected.message).to.match(/not open: call open\(\) first/);
     });
 
     it('should reject drained() with ERR_CHANNEL_CLOSED when closed with data waiting, or not open', async function () {

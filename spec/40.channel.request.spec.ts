@@ -2,12 +2,13 @@ import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 
 import type { Channel, IncomingRequest } from '../lib/index';
-import { expectRejectsCode } from './helpers/expect-error';
+import { expectErrorsWhenSubscribed, expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { uniqueName } from './helpers/names';
+import { sha256 } from './helpers/payload';
 import { Peer } from './helpers/peer';
 import { clientOfPeer, serverOfPeer } from './helpers/pairs';
-import { openChannel, releaseAll, unlinkLater } from './helpers/resources';
-import { waitUntil } from './helpers/wait';
+import { channel, openChannel, releaseAll, unlinkLater } from './helpers/resources';
+import { reaches, waitUntil } from './helpers/wait';
 
 /** All values of one request, as UTF-8 strings. */
 async function ask(ch: Channel, data: string, options?: { timeout?: number }): Promise<string[]> {
@@ -94,6 +95,25 @@ describe('Channel#request()', function () {
     const err = await expectRejectsCode(ask(client, 'save'), 'ERR_REMOTE');
     expect(err.message).to.equal('disk on fire');
     expect(err.remoteCode).to.equal('E_FIRE');
+  });
+
+  it('should keep the remote code and mark a message cut to fit maxMessageSize', async function () {
+    const { client, peer } = await clientOfPeer('req-remote-cut', { maxMessageSize: 256 });
+    const message = 'x'.repeat(5000);
+    await peer.handle({ kind: 'error', message, code: 'E_LONG' });
+    const err = await expectRejectsCode(ask(client, 'save'), 'ERR_REMOTE');
+    expect(err.remoteCode).to.equal('E_LONG');
+    expect(err.message).to.match(/^x+… \(truncated, 5000 bytes\)$/);
+    // As much of the start as fits: the JSON around it takes well under half of 256 bytes.
+    expect(err.message.length).to.be.greaterThan(128);
+  });
+
+  it('should bound a remote code to 128 bytes and still carry the message', async function () {
+    const { client, peer } = await clientOfPeer('req-remote-code', { maxMessageSize: 512 });
+    await peer.handle({ kind: 'error', message: 'short and whole', code: 'C'.repeat(500) });
+    const err = await expectRejectsCode(ask(client, 'save'), 'ERR_REMOTE');
+    expect(err.remoteCode).to.equal('C'.repeat(128));
+    expect(err.message).to.equal('short and whole');
   });
 
   it('should keep working after a remote error', async function () {
@@ -183,6 +203,22 @@ describe('Channel#request()', function () {
 describe('Channel#requests$', function () {
   afterEach(releaseAll);
 
+  it('should let next() and respond() send typed arrays, DataViews and ArrayBuffers as their bytes', async function () {
+    const { server, peer } = await serverOfPeer('in-req-bytes');
+    const backing = new ArrayBuffer(12);
+    new Uint8Array(backing).set(Array.from({ length: 12 }, (_, i) => 100 + i));
+    const values = [new Float32Array([0.25, -8]), new DataView(backing, 2, 6), backing] as const;
+    server.requests$.subscribe((request) => {
+      request.next(values[0]);
+      request.next(values[1]);
+      request.respond(values[2]);
+    });
+    const answer = await peer.request({ text: 'bytes please' });
+    expect(answer.error).to.equal(undefined);
+    const bytes = [Buffer.from(values[0].buffer), Buffer.from(backing, 2, 6), Buffer.from(backing)];
+    expect(answer.values.map((v) => v.sha256)).to.deep.equal(bytes.map((b) => sha256(b)));
+  });
+
   it('should emit IncomingRequests with the id and data the peer sent', async function () {
     const { server, peer } = await serverOfPeer('in-req');
     const incoming = firstValueFrom(server.requests$);
@@ -257,5 +293,61 @@ describe('Channel#requests$', function () {
     // The channel is unaffected: a fresh request is answered normally.
     server.requests$.subscribe((r) => r.respond(`re: ${r.data.toString()}`));
     expect((await peer.request({ text: 'again' })).values.map((v) => v.text)).to.deep.equal(['re: again']);
+  });
+});
+
+// The contract of a method that returns an Observable: argument errors throw at call time;
+// whatever depends on the channel's state reaches the subscriber, and only once subscribed.
+describe('Channel#request() state errors', function () {
+  afterEach(releaseAll);
+
+  it('should error the subscriber, not throw, once the server went away and the client closed', async function () {
+    const { client, peer } = await clientOfPeer('req-state-gone');
+    await peer.close();
+    await reaches(client, 'closed');
+    // What a client that asks on a timer does: an error handler, and nothing uncaught.
+    const failed = new Promise<unknown>((resolve) => {
+      setTimeout(() => client.request('on a timer').subscribe({ error: resolve }), 1);
+    });
+    const err = await failed;
+    expect((err as { code?: string }).code).to.equal('ERR_CHANNEL_CLOSED');
+    await expectErrorsWhenSubscribed(() => client.request('again'), 'ERR_CHANNEL_CLOSED');
+  });
+
+  it('should error the subscriber with ERR_CHANNEL_CLOSED before open()', async function () {
+    const client = channel(uniqueName('req-state-idle'), 'client');
+    const err = await expectErrorsWhenSubscribed(() => client.request('early'), 'ERR_CHANNEL_CLOSED');
+    expect(err.message).to.match(/not open: call open\(\) first/);
+  });
+
+  it('should error the subscriber with ERR_MESSAGE_TOO_LARGE', async function () {
+    const { server } = await serverOfPeer('req-state-large', { maxMessageSize: 1024 });
+    await expectErrorsWhenSubscribed(() => server.request(Buffer.alloc(1025)), 'ERR_MESSAGE_TOO_LARGE');
+  });
+
+  it('should error the subscriber with ERR_PEER_LOST on a server with no client', async function () {
+    const server = await openChannel(uniqueName('req-state-alone'), 'server');
+    await expectErrorsWhenSubscribed(() => server.request('anyone?'), 'ERR_PEER_LOST');
+  });
+
+  it('should error the subscriber with ERR_QUEUE_FULL when the queue is full', async function () {
+    const name = uniqueName('req-state-full');
+    const peer = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: 4096, maxMessageSize: 1024 } });
+    const client = await openChannel(name, 'client', { maxQueuedBytes: 8192 });
+    process.kill(peer.pid, 'SIGSTOP');
+    try {
+      expectThrowsCode(() => {
+        for (;;) client.notify(Buffer.alloc(1000));
+      }, 'ERR_QUEUE_FULL');
+      await expectErrorsWhenSubscribed(() => client.request(Buffer.alloc(1000)), 'ERR_QUEUE_FULL');
+    } finally {
+      process.kill(peer.pid, 'SIGCONT');
+    }
+  });
+
+  it('should still throw at call time for arguments of the wrong type or value', function () {
+    const client = channel(uniqueName('req-state-args'), 'client');
+    expectThrowsCode(() => client.request(42 as unknown as string), 'ERR_INVALID_ARG_TYPE');
+    expectThrowsCode(() => client.request('x', { timeout: -1 }), 'ERR_INVALID_ARG_VALUE');
   });
 });

@@ -63,6 +63,16 @@ describe('codecs', function () {
     expect(err.message).to.match(/^raw codec could not encode the notification/);
   });
 
+  it('raw should take typed arrays, DataViews and ArrayBuffers as their bytes, and refuse objects naming their type', function () {
+    const floats = new Float64Array([1.5, -2]);
+    expect(codecs.raw.encode(floats as unknown as Buffer).equals(Buffer.from(floats.buffer))).to.equal(true);
+    const backing = new Uint8Array([1, 2, 3, 4, 5]).buffer;
+    expect([...codecs.raw.encode(new DataView(backing, 1, 3) as unknown as Buffer)]).to.deep.equal([2, 3, 4]);
+    expect([...codecs.raw.encode(backing as unknown as Buffer)]).to.deep.equal([1, 2, 3, 4, 5]);
+    const err = expectThrowsCode(() => typedOver(codecs.raw).notify(new Map() as unknown as Buffer), 'ERR_CODEC');
+    expect(err.message).to.match(/got an instance of Map$/);
+  });
+
   it('utf8 should round-trip any well-formed string', function () {
     for (const text of ['', 'plain', 'ünïcödé €', '𝄞 astral', '\u0000nul']) {
       expect(codecs.utf8.decode(Buffer.from(codecs.utf8.encode(text)))).to.equal(text);

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { lastValueFrom, type Observable } from 'rxjs';
 
 import { isShmChannelError, ShmChannelError } from '../../lib/index';
 
@@ -49,4 +50,23 @@ function checkError(thrown: unknown, code: string, what: string): ShmChannelErro
   expect((thrown as ShmChannelError).code, String(thrown)).to.equal(code);
   expect(isShmChannelError(thrown, code as ShmChannelError['code'])).to.equal(true);
   return thrown as ShmChannelError;
+}
+
+/**
+ * Asserts the contract of a method that returns an Observable: `call()` neither throws nor
+ * does anything yet, and a subscription errors with `code`, which it returns.
+ */
+export async function expectErrorsWhenSubscribed(
+  call: () => Observable<unknown>,
+  code: string,
+): Promise<ShmChannelError> {
+  let observable: Observable<unknown> | undefined;
+  expect(() => (observable = call()), 'the call itself must not throw').not.to.throw();
+  let thrown: unknown;
+  try {
+    await lastValueFrom(observable!, { defaultValue: undefined });
+  } catch (err) {
+    thrown = err;
+  }
+  return checkError(thrown, code, 'to error its subscriber');
 }
