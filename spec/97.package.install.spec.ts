@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -7,14 +8,16 @@ import { expect } from 'chai';
 import { SharedMemory } from '../lib/index';
 import { consumerEnv, describeResult, runCommand, type CommandResult } from './helpers/commands';
 import { shmExists, uniqueName } from './helpers/names';
+import { waitUntil } from './helpers/wait';
 
 // The package as a consumer gets it: `npm pack` (which runs prepack: the TypeScript build and
 // the prebuilt binary), then `npm install <tarball>` into a fresh project with npm's default
 // settings, under which npm 11 skips the install scripts of dependencies nobody approved. So
 // the package must work from what the tarball carries. rxjs is a peer dependency: the
 // application's own copy, the one npm installs beside the package (the projects below that
-// already have one: theirs). SKIP_PACKAGE_TEST=1 skips this file (it compiles the addon once
-// more and takes about two minutes).
+// already have one: theirs). The README's quick start runs there as the README has it.
+// SKIP_PACKAGE_TEST=1 skips this file (it compiles the addon once more and takes about a
+// minute).
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const typescriptBin = path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -119,6 +122,41 @@ console.log(JSON.stringify({
   instances: Object.fromEntries(Object.entries(streams).map(([key, value]) => [key, value instanceof Observable])),
 }));
 `;
+
+/**
+ * The code blocks of the README's "Quick start", on channel `name` instead of /demo: its
+ * server, its client and the streamed answer. ES modules with top-level await, valid
+ * JavaScript as they stand.
+ */
+function quickStartBlocks(name: string): { server: string; client: string; stream: string } {
+  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+  const section = /^## Quick start\n([\s\S]*?)^## /m.exec(readme)?.[1] ?? '';
+  const [server = '', client = '', stream = ''] = [...section.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) =>
+    m[1].replaceAll("'/demo'", `'${name}'`),
+  );
+  expect(server, 'the first code block of the Quick start').to.include('.open()');
+  expect(client, 'the second code block of the Quick start').to.include('.open()');
+  return { server, client, stream };
+}
+
+/**
+ * The quick start's pair with the third block in it, as the README says: its server part in
+ * place of the echo, its client part before the client's close().
+ */
+function quickStartStreamed(name: string): { server: string; client: string } {
+  const { server, client, stream } = quickStartBlocks(name);
+  const echoLine = /^server\.requests\$\.subscribe\(.*\/\/ echo\n/m;
+  const close = 'await client.close();\n';
+  const [imports = '', serverPart = '', clientPart = ''] = stream.split(/^\/\/ (?=Server|Client)/m);
+  expect(server, 'the first code block').to.match(echoLine);
+  expect(client, 'the second code block').to.include(close);
+  expect(serverPart, 'the third code block').to.include('server.requests$');
+  expect(clientPart, 'the third code block').to.include("client.request('tick')");
+  return {
+    server: imports + server.replace(echoLine, `// ${serverPart}`),
+    client: imports + client.replace(close, `// ${clientPart}${close}`),
+  };
+}
 
 /** Every copy of package `name` in a project's node_modules tree, nested ones included. */
 function installedCopies(projectDir: string, name: string): { dir: string; version: string }[] {
@@ -336,6 +374,71 @@ describe('The packed package, installed in a new project', function () {
       'error: true ERR_INVALID_NAME',
       'server exit: 0',
     ]);
+    expect(shmExists(name)).to.equal(false);
+  });
+
+  /**
+   * Runs a server and then a client program in the consumer project; resolves when the
+   * client has ended (killed if it does not end on its own) and the server, stopped by
+   * SIGTERM then, too.
+   */
+  async function runPair(
+    name: string,
+    serverCode: string,
+    clientCode: string,
+  ): Promise<{ client: CommandResult; serverOutput: string; serverEnd: string }> {
+    writeFileSync(path.join(project, 'server.mjs'), serverCode);
+    writeFileSync(path.join(project, 'client.mjs'), clientCode);
+    const server = spawn(process.execPath, ['server.mjs'], {
+      cwd: project,
+      env: consumerEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let serverOutput = '';
+    server.stdout.setEncoding('utf8').on('data', (chunk: string) => (serverOutput += chunk));
+    server.stderr.setEncoding('utf8').on('data', (chunk: string) => (serverOutput += chunk));
+    // 'close': the process has ended and its output is all read.
+    const serverEnd = new Promise<string>((resolve) =>
+      server.on('close', (code, signal) => resolve(signal ?? `status ${String(code)}`)),
+    );
+    try {
+      await waitUntil(() => shmExists(name) || server.exitCode !== null);
+      expect(server.exitCode, serverOutput).to.equal(null);
+      const client = await runInProject('client.mjs');
+      server.kill('SIGTERM');
+      const end = await serverEnd;
+      return { client, serverOutput, serverEnd: end };
+    } finally {
+      server.kill('SIGTERM');
+    }
+  }
+
+  it("should run the README's quick start, whose client ends by itself with status 0", async function () {
+    const name = uniqueName('pkg-readme');
+    names.push(name);
+    const { server, client } = quickStartBlocks(name);
+    const run = await runPair(name, server, client);
+    // A client that does not end on its own is killed at the timeout (a signal, no status).
+    expect(run.client.signal, describeResult('the client', run.client)).to.equal(null);
+    expect(run.client.code, describeResult('the client', run.client)).to.equal(0);
+    expect(run.client.stdout).to.equal('ping\n');
+    expect(run.serverOutput).to.equal('note hello\n');
+    // The server ends by SIGTERM, as the README says, having closed its channel, which
+    // removes the segment.
+    expect(run.serverEnd, run.serverOutput).to.equal('SIGTERM');
+    expect(shmExists(name)).to.equal(false);
+  });
+
+  it("should run the README's quick start with the streamed answer in place of the echo", async function () {
+    const name = uniqueName('pkg-readme-stream');
+    names.push(name);
+    const { server, client } = quickStartStreamed(name);
+    const run = await runPair(name, server, client);
+    expect(run.client.code, describeResult('the client', run.client)).to.equal(0);
+    // 'ping' is answered by a stream now too, of which firstValueFrom takes the first value.
+    expect(run.client.stdout).to.equal('ping #0\ntick #0\ntick #1\ntick #2\n');
+    expect(run.serverOutput).to.equal('note hello\n');
+    expect(run.serverEnd, run.serverOutput).to.equal('SIGTERM');
     expect(shmExists(name)).to.equal(false);
   });
 
