@@ -163,6 +163,10 @@ shmch_status shmch_guard_truncation(void) {
   return install_truncation_guard();
 }
 
+shmch_status shmch_unguard_truncation(void) {
+  return uninstall_truncation_guard();
+}
+
 shmch_status shmch_validate_name(const char* name, shmch_error* err) {
   if (name == nullptr || name[0] != '/')
     return fail(err, SHMCH_E_INVALID_NAME, 0, nullptr, "must start with '/'");

@@ -106,6 +106,14 @@ typedef struct shmch_channel shmch_channel;
  * process, as it would any program that maps shared memory. */
 shmch_status shmch_guard_truncation(void);
 
+/* Undoes shmch_guard_truncation(): puts back the SIGBUS handler it found, if its own is still
+ * the one installed (one installed later is left in place, and keeps whatever it passes
+ * signals on to). Mappings still open lose the guard: shrinking one kills the process again.
+ * Call it before the code that holds the handler is unloaded (dlclose): a handler left
+ * pointing there would run unmapped code. Not counted: one call undoes any number of
+ * shmch_guard_truncation() calls, and a later one installs the guard again. */
+shmch_status shmch_unguard_truncation(void);
+
 /* 0 if name is a valid POSIX shm name: "/x", no other '/', at most 255 bytes. */
 shmch_status shmch_validate_name(const char* name, shmch_error* err);
 

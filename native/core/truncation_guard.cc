@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <mutex>
 #include <new>
 
 namespace shmch {
@@ -32,6 +33,10 @@ struct Chunk {
 
 Chunk first_chunk;
 const uintptr_t kPageSize = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+// Serializes install and uninstall; the handler reads previous_action without it, which is
+// safe because previous_action only changes while our handler is not installed.
+std::mutex install_mutex;
+bool installed = false;
 struct sigaction previous_action;
 // Handlers between their look at the registry and their mmap. unguard_range waits for zero
 // before it frees a slot: a handler never pairs a stale start with a new end, and never maps
@@ -104,19 +109,46 @@ void on_sigbus(int sig, siginfo_t* info, void* context) {
   if (!ours) pass_on(sig, info, context);
 }
 
+bool is_ours(const struct sigaction& action) {
+  return (action.sa_flags & SA_SIGINFO) != 0 && action.sa_sigaction == on_sigbus;
+}
+
 }  // namespace
 
 shmch_status install_truncation_guard() {
-  static const shmch_status result = [] {
-    struct sigaction action {};
-    action.sa_sigaction = on_sigbus;
-    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&action.sa_mask);
-    // What to pass other signals on to is known before the first one can arrive.
-    if (sigaction(SIGBUS, nullptr, &previous_action) != 0) return SHMCH_E_OS;
-    return sigaction(SIGBUS, &action, nullptr) == 0 ? SHMCH_OK : SHMCH_E_OS;
-  }();
-  return result;
+  std::lock_guard<std::mutex> lock(install_mutex);
+  if (installed) return SHMCH_OK;
+  struct sigaction current {};
+  // What to pass other signals on to is known before the first one can arrive.
+  if (sigaction(SIGBUS, nullptr, &current) != 0) return SHMCH_E_OS;
+  // Ours already: a handler installed after ours, which the last uninstall left in place, has
+  // put ours back since. previous_action still holds what came before ours; recorded as
+  // previous, ours would pass every other SIGBUS on to itself.
+  if (!is_ours(current)) previous_action = current;
+  struct sigaction action {};
+  action.sa_sigaction = on_sigbus;
+  action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&action.sa_mask);
+  if (sigaction(SIGBUS, &action, nullptr) != 0) return SHMCH_E_OS;
+  installed = true;
+  return SHMCH_OK;
+}
+
+shmch_status uninstall_truncation_guard() {
+  std::lock_guard<std::mutex> lock(install_mutex);
+  if (!installed) return SHMCH_OK;
+  installed = false;
+  struct sigaction current {};
+  if (sigaction(SIGBUS, nullptr, &current) != 0) return SHMCH_E_OS;
+  // A handler installed after ours (which may pass signals on to ours) is its owner's to
+  // remove. sigaction has no compare-and-swap: one installed between these two calls is lost.
+  if (!is_ours(current)) return SHMCH_OK;
+  if (sigaction(SIGBUS, &previous_action, nullptr) != 0) return SHMCH_E_OS;
+  // A handler that started before the restore may still be walking the ranges; the caller
+  // may be about to unload this code. (One passing a signal on to the previous handler is not
+  // counted: it may never return.)
+  while (handlers_inside.load() != 0) sched_yield();
+  return SHMCH_OK;
 }
 
 GuardedRange* guard_range(void* start, size_t length) {

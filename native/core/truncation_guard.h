@@ -15,8 +15,13 @@ namespace shmch {
 
 struct GuardedRange;
 
-// Installs the process-wide SIGBUS handler (once; later calls return its first result).
+// Installs the process-wide SIGBUS handler; does nothing while it is installed.
 shmch_status install_truncation_guard();
+// Puts back the handler that install_truncation_guard() found, if ours is still the one
+// installed, so that this code may be unloaded (a handler installed after ours, left in
+// place, may still pass signals on to ours). Not counted: one call undoes any number of
+// installs.
+shmch_status uninstall_truncation_guard();
 
 // Registers a mapping whether or not the handler is installed. nullptr if out of memory.
 GuardedRange* guard_range(void* start, size_t length);

@@ -1,5 +1,5 @@
 // What the SIGBUS guard does with each kind of SIGBUS, each case in a child process of its own
-// (the guard is process-wide and installed once). Usage: truncation_guard_test
+// (the guard is process-wide). Usage: truncation_guard_test
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -18,8 +18,9 @@ namespace {
 volatile sig_atomic_t g_previous_called = 0;
 const std::string kName = "/shmch-guard-test-" + std::to_string(getpid());
 
+// Which one was called: 1 the SA_SIGINFO handler, 2 the plain one.
 void previous_with_info(int, siginfo_t*, void*) { g_previous_called = 1; }
-void previous_plain(int) { g_previous_called = 1; }
+void previous_plain(int) { g_previous_called = 2; }
 
 void set_previous(void (*plain)(int), void (*with_info)(int, siginfo_t*, void*)) {
   struct sigaction action {};
@@ -35,6 +36,17 @@ void set_previous(void (*plain)(int), void (*with_info)(int, siginfo_t*, void*))
 
 void install_or_exit() {
   if (shmch::install_truncation_guard() != SHMCH_OK) _exit(90);
+}
+
+void uninstall_or_exit() {
+  if (shmch_unguard_truncation() != SHMCH_OK) _exit(93);
+}
+
+bool installed_is(void (*plain)(int), void (*with_info)(int, siginfo_t*, void*)) {
+  struct sigaction current {};
+  if (sigaction(SIGBUS, nullptr, &current) != 0) return false;
+  if (with_info != nullptr) return (current.sa_flags & SA_SIGINFO) != 0 && current.sa_sigaction == with_info;
+  return (current.sa_flags & SA_SIGINFO) == 0 && current.sa_handler == plain;
 }
 
 // Maps a fresh object of two pages, unguarded unless `guarded`, and shrinks it to nothing.
@@ -129,6 +141,59 @@ const Case kCases[] = {
        install_or_exit();
        raise(SIGBUS);
        _exit(g_previous_called ? 0 : 11);
+     },
+     0},
+    {"uninstalling puts back the handler installed before",
+     [] {
+       set_previous(nullptr, previous_with_info);
+       install_or_exit();
+       if (installed_is(nullptr, previous_with_info)) _exit(12);
+       uninstall_or_exit();
+       _exit(installed_is(nullptr, previous_with_info) ? 0 : 13);
+     },
+     0},
+    {"a guarded segment shrunk after uninstalling dies of SIGBUS",
+     [] {
+       signal(SIGBUS, SIG_DFL);
+       install_or_exit();
+       uninstall_or_exit();
+       shmch::Segment segment;
+       volatile uint8_t* p = shrunk_mapping(true, segment);
+       _exit(p[100] == 255 ? 14 : 15);
+     },
+     SIGBUS},
+    {"uninstalling leaves a handler installed after ours in place",
+     [] {
+       install_or_exit();
+       set_previous(previous_plain, nullptr);
+       uninstall_or_exit();
+       _exit(installed_is(previous_plain, nullptr) ? 0 : 16);
+     },
+     0},
+    {"installing again passes signals on to the handler found then",
+     [] {
+       set_previous(nullptr, previous_with_info);
+       install_or_exit();
+       uninstall_or_exit();
+       set_previous(previous_plain, nullptr);
+       install_or_exit();
+       raise(SIGBUS);
+       _exit(g_previous_called == 2 ? 0 : 17);
+     },
+     0},
+    {"installing again over our own handler, put back by another, still passes signals on",
+     [] {
+       set_previous(nullptr, previous_with_info);
+       install_or_exit();
+       struct sigaction ours {};
+       sigaction(SIGBUS, nullptr, &ours);
+       set_previous(previous_plain, nullptr);  // a later handler, which saved ours
+       uninstall_or_exit();                    // leaves it in place
+       sigaction(SIGBUS, &ours, nullptr);      // which puts ours back as it goes
+       install_or_exit();
+       // Recorded as the previous handler, ours would call itself until the stack ran out.
+       raise(SIGBUS);
+       _exit(g_previous_called == 1 ? 0 : 18);
      },
      0},
 };
