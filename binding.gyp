@@ -13,6 +13,7 @@
         "native/core/doorbell.cc",
         "native/core/channel.cc",
         "native/binding/error.cc",
+        "native/binding/environments.cc",
         "native/binding/waker.cc",
         "native/binding/peer_watch.cc",
         "native/binding/segment_watch.cc",

@@ -9,7 +9,6 @@ import { openChannel, releaseAll } from './helpers/resources';
 import { reaches, waitUntil } from './helpers/wait';
 
 // x86-64 system call numbers, as /proc/<pid>/task/<tid>/syscall shows them.
-const SYS_READ = 0;
 const SYS_POLL = 7;
 const SYS_PPOLL = 271;
 const SYS_FUTEX_WAITV = 449;
@@ -55,14 +54,13 @@ function nativeThreads(pid: number | 'self'): ThreadState[] {
 /** Why `t` is not asleep with nothing that would end its sleep but an event; '' if it is. */
 function timedOrAwake(t: ThreadState): string {
   const [, , , timeout] = t.args;
+  // The peer watch and the segment watch: poll() on their descriptors and an eventfd.
+  const pollsUntimed =
+    (t.syscall === SYS_POLL && NO_POLL_TIMEOUT.has(t.args[2])) || (t.syscall === SYS_PPOLL && t.args[2] === '0x0');
   const asleepUntimed =
     t.comm === 'shmch-waker'
       ? t.syscall === SYS_FUTEX_WAITV && timeout === '0x0'
-      : t.comm === 'shmch-watch'
-        ? (t.syscall === SYS_POLL && NO_POLL_TIMEOUT.has(t.args[2])) || (t.syscall === SYS_PPOLL && t.args[2] === '0x0')
-        : t.comm === 'shmch-segwatch'
-          ? t.syscall === SYS_READ
-          : false;
+      : (t.comm === 'shmch-watch' || t.comm === 'shmch-segwatch') && pollsUntimed;
   return asleepUntimed ? '' : `${t.comm} (${t.tid}) in syscall ${t.syscall ?? 'none'} (${t.args.join(' ')})`;
 }
 

@@ -8,6 +8,7 @@
 
 #include "../core/shmchannel.h"
 #include "channel_wrap.h"
+#include "environments.h"
 #include "error.h"
 #include "message_pool.h"
 #include "shared_memory_wrap.h"
@@ -87,11 +88,10 @@ Napi::Value YieldProcessor(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  // First: its cleanup hook must run after those of the channels this environment opens.
+  environments::Enter(env);
   // One pool per environment (main thread, each worker), deleted with it.
   env.SetInstanceData<MessagePool>(new MessagePool());
-  // A peer that shrinks a segment then costs its channel, not the process. sigaction cannot
-  // fail for SIGBUS; if it somehow did, shrinking would crash the process as it does anywhere.
-  (void)shmch_guard_truncation();
   exports.Set("Channel", ChannelWrap::Init(env));
   exports.Set("SharedMemory", SharedMemoryWrap::Init(env));
   exports.Set("validateName", Napi::Function::New<ValidateName>(env, "validateName"));

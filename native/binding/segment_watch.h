@@ -18,6 +18,9 @@ bool Add(shmch_channel* channel);
 void Remove(shmch_channel* channel);
 // False once the watch thread gave up (after waking every channel it watched).
 bool Working();
+// Stops and joins the thread and closes its descriptors, so that the addon can be unloaded;
+// the next Add() starts them again. Only once every channel is removed (environments.cc).
+void Stop();
 
 }  // namespace segment_watch
 }  // namespace shmch_binding
