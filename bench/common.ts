@@ -59,6 +59,9 @@ export function threadCpuUs(pid: number): number {
   }
 }
 
+/** µs of user and system CPU of a process.cpuUsage() or a peer's CpuReply. */
+export const cpuTotal = (c: { user: number; system: number }): number => c.user + c.system;
+
 /** The pids of this process's children (/proc/self/task/<tid>/children). */
 export function childPids(): number[] {
   try {

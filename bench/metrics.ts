@@ -1,0 +1,138 @@
+// The figures the benchmark reports, in the order of the table's columns: what each one is,
+// its unit, which way is better, and the project's goals for shmchannel's figure.
+
+export type Better = 'lower' | 'higher';
+
+/** A goal for shmchannel's figure of a metric: reported as met or missed, never asserted. */
+export interface Target {
+  /** What the goal is about: shmchannel's median, or its ratio to the baseline's median. */
+  of: 'value' | 'ratio';
+  /** The goal as the report states it. */
+  goal: string;
+  met: (x: number) => boolean;
+  /** The figure as the report shows it after the goal. */
+  show: (x: number) => string;
+}
+
+export interface Metric {
+  id: string;
+  /** The scenario that measures it (its BENCH_SCENARIOS id). */
+  scenario: string;
+  label: string;
+  /** Column header in the table. */
+  column: string;
+  /** Group label in the chart. */
+  short: string;
+  unit: string;
+  better: Better;
+  targets?: Target[];
+}
+
+const showRatio = (x: number) => `${x.toFixed(2)}x`;
+
+export const METRICS: Metric[] = [
+  {
+    id: 'rt_p50',
+    short: 'RT p50',
+    scenario: 'rt',
+    label: 'round trip 64 B p50',
+    column: 'RT p50 µs',
+    unit: 'µs',
+    better: 'lower',
+    targets: [
+      { of: 'ratio', goal: 'round trip p50 <= 0.25x socket', met: (x) => x <= 0.25, show: showRatio },
+      // The latency-oriented option is the poll window, on by default (pollWindowUs: 200).
+      {
+        of: 'value',
+        goal: 'round trip p50 <= 10 µs with the poll window',
+        met: (x) => x <= 10,
+        show: (x) => `${x.toFixed(1)} µs`,
+      },
+    ],
+  },
+  {
+    id: 'rt_p99',
+    short: 'RT p99',
+    scenario: 'rt',
+    label: 'round trip 64 B p99',
+    column: 'RT p99 µs',
+    unit: 'µs',
+    better: 'lower',
+  },
+  {
+    id: 'rt_cpu',
+    short: 'CPU per RT',
+    scenario: 'rt',
+    label: 'CPU per round trip',
+    column: 'CPU µs/RT',
+    unit: 'µs CPU (both processes)',
+    better: 'lower',
+  },
+  {
+    id: 'rt1core_p50',
+    short: 'RT p50, 1 core',
+    scenario: 'rt1core',
+    label: 'round trip 64 B p50, both processes on one core',
+    column: '1-core RT p50 µs',
+    unit: 'µs',
+    better: 'lower',
+  },
+  {
+    id: 'notify64',
+    short: '64 B notify',
+    scenario: 'notify64',
+    label: '64 B notifications',
+    column: '64 B msg/s',
+    unit: 'msgs/s',
+    better: 'higher',
+    targets: [{ of: 'ratio', goal: '64 B notifications >= 5x socket msgs/s', met: (x) => x >= 5, show: showRatio }],
+  },
+  {
+    id: 'notify4k',
+    short: '4 KiB notify',
+    scenario: 'notify4k',
+    label: '4 KiB notifications',
+    column: '4 KiB msg/s',
+    unit: 'msgs/s',
+    better: 'higher',
+  },
+  {
+    id: 'payload1m',
+    short: '1 MiB payload',
+    scenario: 'payload1m',
+    label: '1 MiB payloads',
+    column: '1 MiB GB/s',
+    unit: 'GB/s',
+    better: 'higher',
+    targets: [{ of: 'ratio', goal: '1 MiB payloads >= 3x socket GB/s', met: (x) => x >= 3, show: showRatio }],
+  },
+  {
+    id: 'payload16m',
+    short: '16 MiB payload',
+    scenario: 'payload16m',
+    label: '16 MiB payloads',
+    column: '16 MiB GB/s',
+    unit: 'GB/s',
+    better: 'higher',
+  },
+  {
+    id: 'idle',
+    short: 'idle CPU',
+    scenario: 'idle',
+    label: 'idle open channel',
+    column: 'idle %core',
+    unit: '% of one core (both processes)',
+    better: 'lower',
+    targets: [{ of: 'value', goal: 'idle channel < 1% of a core', met: (x) => x < 1, show: (x) => `${x.toFixed(3)}%` }],
+  },
+];
+
+/** Below this the baseline's idle CPU is noise, and a ratio to it means nothing. */
+export const IDLE_RATIO_FLOOR_PCT = 0.01;
+
+/** value / baseline value; null where either is missing or the ratio would mean nothing. */
+export function ratioOf(metric: Metric, value: number, base: number): number | null {
+  if (!Number.isFinite(value) || !Number.isFinite(base) || base <= 0) return null;
+  if (metric.id === 'idle' && base < IDLE_RATIO_FLOOR_PCT) return null;
+  return value / base;
+}

@@ -1,0 +1,55 @@
+// bench/results/results.json: every run of every figure, with medians, ratios, the
+// configuration and the extra figures. Its keys are read by whoever compares runs: keep them.
+import * as os from 'node:os';
+
+import { BASELINE, config } from '../config';
+import { median } from '../stats';
+import { ratioToBaseline, type Report } from './report';
+
+export function jsonReport(report: Report): string {
+  const { results, entries, ran, metrics } = report;
+  const idleFloor = results.idleFloorRuns;
+  const json = {
+    date: report.date.toISOString(),
+    durationSeconds: Math.round(report.seconds),
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model,
+      platform: os.platform(),
+      release: os.release(),
+      node: process.version,
+    },
+    config,
+    baseline: BASELINE,
+    /** In-process bound of the 64 B row (bench/floor.ts), msgs/s; null if not measured. */
+    deliveryFloor64: Number.isFinite(results.deliveryFloor64) ? results.deliveryFloor64 : null,
+    /** Idle CPU with nothing open (% of a core): the floor of the idle row; null if not measured. */
+    idleFloorPct: idleFloor.length > 0 ? { median: median(idleFloor), runs: idleFloor } : null,
+    /** In-process bound of the 1 MiB row (bench/floor.ts), GB/s; null if not measured. */
+    deliveryFloor1m: Number.isFinite(results.deliveryFloor1m) ? results.deliveryFloor1m : null,
+    metrics: metrics.map((m) => ({ id: m.id, label: m.label, unit: m.unit, better: m.better })),
+    transports: entries.map((e) => ({
+      key: e.key,
+      label: e.label,
+      ran: ran.includes(e.key),
+      note: e.note,
+      results: Object.fromEntries(
+        metrics.map((m) => {
+          const value = results.median(e.key, m.id);
+          return [
+            m.id,
+            {
+              median: Number.isFinite(value) ? value : null,
+              ratioToBaseline: ratioToBaseline(report, e.key, m),
+              runs: results.runs(e.key, m.id),
+            },
+          ];
+        }),
+      ),
+      extra: results.extrasOf(e.key),
+    })),
+    notes: results.notes,
+    problems: results.problems,
+  };
+  return JSON.stringify(json, null, 2) + '\n';
+}

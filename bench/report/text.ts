@@ -1,0 +1,125 @@
+// The report on stdout: figures, ratios to the baseline, spread across runs, notes, and how
+// shmchannel stands against the project's goals.
+import * as os from 'node:os';
+
+import { BASELINE, config } from '../config';
+import { fmtRate, fmtRatio, fmtValue, table } from '../format';
+import { IDLE_RATIO_FLOOR_PCT, METRICS, type Metric } from '../metrics';
+import type { Results } from '../results';
+import { median, relativeSpread } from '../stats';
+import { ratioToBaseline, type Report } from './report';
+
+export function textReport(report: Report): string {
+  const { results, entries, ran, metrics } = report;
+  const runsNote =
+    `medians of ${config.runs} runs (idle: ${config.idleRuns} runs of ${config.idleMs / 1000} s); ` +
+    `round trips: ${config.roundTrips}/run; notifications: runs of about ${config.notifyMs} ms; ` +
+    `payloads: ${config.payload1m} x 1 MiB, ${config.payload16m} x 16 MiB per run`;
+  const rows = (cell: (key: string, m: Metric) => string) =>
+    entries.map((e) => [e.label, ...metrics.map((m) => cell(e.key, m))]);
+  const valueRows = rows((key, m) => (ran.includes(key) ? fmtValue(m, results.median(key, m.id)) : 'skipped'));
+  const ratioRows = rows((key, m) => (ran.includes(key) ? fmtRatio(ratioToBaseline(report, key, m)) : 'skipped'));
+  const spreadRows = rows((key, m) => {
+    const s = relativeSpread(results.runs(key, m.id));
+    return Number.isFinite(s) ? `${(s * 100).toFixed(0)}%` : '-';
+  });
+  const headers = ['', ...metrics.map((m) => m.column)];
+
+  const out: string[] = [];
+  out.push('');
+  out.push(
+    `shmchannel benchmark — ${report.date.toISOString()} — ${os.cpus().length} CPUs, Node ${process.version}, ${os.platform()} ${os.release()}`,
+  );
+  out.push(runsNote);
+  out.push('');
+  out.push('Figures (RT = request/response round trip, one in flight; CPU = both processes; GB = 1e9 bytes)');
+  out.push(table(headers, valueRows));
+  out.push('');
+  out.push(
+    `Ratio to the unix socket row (${metrics.map((m) => `${m.column}: ${m.better === 'lower' ? 'lower' : 'higher'} is better`).join('; ')})`,
+  );
+  out.push(table(headers, ratioRows));
+  out.push('');
+  out.push('Spread across runs, (max - min) / median');
+  out.push(table(headers, spreadRows));
+  for (const e of entries) if (e.note !== undefined) out.push(`note: ${e.label} ${e.note}`);
+  if (metrics.some((m) => m.id === 'idle') && results.median(BASELINE, 'idle') < IDLE_RATIO_FLOOR_PCT) {
+    out.push(`note: the socket's idle CPU is below ${IDLE_RATIO_FLOOR_PCT}% of a core (noise), so idle ratios are n/a`);
+  }
+  const idleFloor = results.idleFloorRuns;
+  if (idleFloor.length > 0) {
+    out.push(
+      `note: idle with nothing open (the bench process's own timer, /proc reads and V8 threads): ` +
+        `${median(idleFloor).toFixed(3)} % of a core (median of ${idleFloor.length}, highest ` +
+        `${Math.max(...idleFloor).toFixed(3)} %); a row at that level does nothing while idle`,
+    );
+  }
+  for (const n of results.notes) out.push(`note: ${n}`);
+  for (const p of results.problems) out.push(`VERIFICATION PROBLEM: ${p}`);
+  out.push('');
+  out.push(...goalLines(report));
+  out.push('');
+  out.push(`total time ${report.seconds.toFixed(0)} s`);
+  return out.join('\n') + '\n';
+}
+
+/** Informational: how shmchannel compares with the project's goals (never fails the run). */
+function goalLines({ results, ran }: Report): string[] {
+  if (!ran.includes('shm')) return [];
+  const med = (key: string, metric: string) => results.median(key, metric);
+  const lines = ['Goals for shmchannel (informational, not assertions):'];
+  const check = (ok: boolean | null, text: string) =>
+    lines.push(`  [${ok === null ? ' - ' : ok ? 'met' : 'MISSED'}] ${text}`);
+  for (const m of METRICS) {
+    const value = med('shm', m.id);
+    const base = med(BASELINE, m.id);
+    for (const target of m.targets ?? []) {
+      if (!Number.isFinite(value) || (target.of === 'ratio' && !Number.isFinite(base))) continue;
+      const x = target.of === 'ratio' ? value / base : value;
+      check(target.met(x), `${target.goal}: ${target.show(x)}${m.id === 'idle' ? idleFloorAside(results) : ''}`);
+    }
+    const bound = boundLine(m.id, results, base);
+    if (bound !== undefined && Number.isFinite(value) && Number.isFinite(base)) lines.push(`        bound: ${bound}`);
+  }
+  if (ran.includes('zmq')) {
+    // Idle: a row no higher than a run with nothing open does nothing, and is behind no one.
+    const behind = METRICS.filter((m) => Number.isFinite(med('shm', m.id)) && Number.isFinite(med('zmq', m.id)))
+      .filter((m) => !(m.id === 'idle' && results.idleAtFloor(med('shm', m.id))))
+      .filter((m) =>
+        m.better === 'lower' ? med('shm', m.id) >= med('zmq', m.id) : med('shm', m.id) <= med('zmq', m.id),
+      );
+    check(
+      behind.length === 0,
+      `ahead of zeromq on every row${behind.length ? `: behind on ${behind.map((m) => m.label).join(', ')}` : ''}`,
+    );
+  } else {
+    check(null, 'ahead of zeromq on every row: zeromq did not run');
+  }
+  return lines;
+}
+
+/** The idle figure with nothing open, to read the idle goal against; '' if not measured. */
+function idleFloorAside(results: Results): string {
+  const runs = results.idleFloorRuns;
+  return runs.length > 0 ? ` (nothing open: ${median(runs).toFixed(3)}%)` : '';
+}
+
+/** The in-process bound of a row (bench/floor.ts), against the baseline's figure; undefined if none. */
+function boundLine(metric: string, results: Results, base: number): string | undefined {
+  const floor64 = results.deliveryFloor64;
+  const floor1m = results.deliveryFloor1m;
+  if (metric === 'notify64' && Number.isFinite(floor64)) {
+    return (
+      `handing 64 B views to an RxJS subscriber in this process, with no transport at all, ` +
+      `reaches ${fmtRate(floor64)} msgs/s = ${(floor64 / base).toFixed(2)}x the socket row`
+    );
+  }
+  if (metric === 'payload1m' && Number.isFinite(floor1m)) {
+    return (
+      `copying 1 MiB once into an owned Buffer and handing it to an RxJS subscriber in this ` +
+      `process, with no transport at all, reaches ${floor1m.toFixed(2)} GB/s = ` +
+      `${(floor1m / base).toFixed(2)}x the socket row`
+    );
+  }
+  return undefined;
+}

@@ -1,0 +1,57 @@
+// What a benchmark run found: every run's figure per transport and metric, the extra figures
+// the JSON carries, the in-process bounds, and what went wrong or was left out. The scenarios
+// write it; the report reads it.
+import { median } from './stats';
+
+export class Results {
+  /** Per transport, per metric: the value of each run. */
+  private readonly samples = new Map<string, Map<string, number[]>>();
+  /** Per transport: extra figures for the JSON (CPU per message, verification), a list per key. */
+  private readonly extras = new Map<string, Record<string, unknown[]>>();
+  /** Verification problems and failed steps. */
+  readonly problems: string[] = [];
+  /** What the reader should know that is not a verification problem (a scenario skipped). */
+  readonly notes: string[] = [];
+  /** msgs/s of deliveryFloor64() (bench/floor.ts); NaN if not measured. */
+  deliveryFloor64 = NaN;
+  /** GB/s of deliveryFloor1m(); NaN if not measured. */
+  deliveryFloor1m = NaN;
+  /**
+   * The idle measurement with nothing open, % of a core per run: what the bench process itself
+   * costs in the window. A transport whose idle row sits at this level does nothing while idle.
+   */
+  readonly idleFloorRuns: number[] = [];
+
+  record(transport: string, metric: string, value: number): void {
+    let m = this.samples.get(transport);
+    if (m === undefined) this.samples.set(transport, (m = new Map()));
+    let list = m.get(metric);
+    if (list === undefined) m.set(metric, (list = []));
+    list.push(value);
+  }
+
+  recordExtra(transport: string, key: string, value: unknown): void {
+    let e = this.extras.get(transport);
+    if (e === undefined) this.extras.set(transport, (e = {}));
+    (e[key] ??= []).push(value);
+  }
+
+  /** The value of each run, in order; empty if none. */
+  runs(transport: string, metric: string): number[] {
+    return this.samples.get(transport)?.get(metric) ?? [];
+  }
+
+  /** The median over the runs; NaN if none. */
+  median(transport: string, metric: string): number {
+    return median(this.runs(transport, metric));
+  }
+
+  extrasOf(transport: string): Record<string, unknown[]> {
+    return this.extras.get(transport) ?? {};
+  }
+
+  /** Is this idle figure indistinguishable from having nothing open? */
+  idleAtFloor(idlePct: number): boolean {
+    return this.idleFloorRuns.length > 0 && idlePct <= Math.max(...this.idleFloorRuns);
+  }
+}

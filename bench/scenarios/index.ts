@@ -1,0 +1,21 @@
+// Every scenario, in the order they run within their stage (see Stage in ./scenario). A new
+// scenario is a file here, one line below, and its rows in ../metrics.ts.
+import { idle } from './idle';
+import { notify4k, notify64, notify64Bound } from './notify';
+import { payload16m, payload1m, payload1mBound } from './payload';
+import { roundTrip, roundTripOneCore } from './round-trip';
+import type { Scenario } from './scenario';
+
+export type { Bench, Scenario, Stage } from './scenario';
+
+export const SCENARIOS: Scenario[] = [
+  idle,
+  roundTrip,
+  notify64,
+  notify4k,
+  payload1m,
+  payload16m,
+  roundTripOneCore,
+  notify64Bound,
+  payload1mBound,
+];

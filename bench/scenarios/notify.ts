@@ -1,0 +1,78 @@
+// One-way notifications of 64 B and 4 KiB, as fast as each transport takes them with its
+// backpressure respected; and the in-process bound of the 64 B row.
+import { config } from '../config';
+import { deliveryFloor64 } from '../floor';
+import { fmtRate } from '../format';
+import { progress } from '../progress';
+import type { Transport } from '../transports/transport';
+import { oneWay } from './one-way';
+import type { Bench, Scenario } from './scenario';
+import { guarded, rounds } from './steps';
+
+/** Sends n notifications of `size` bytes; records them as `metric` (none: a warm-up) and returns msgs/s. */
+async function notifyRun(bench: Bench, t: Transport, n: number, size: number, metric?: string): Promise<number> {
+  const payload = Buffer.alloc(size, 0xa5);
+  const r = await oneWay(bench, t, 'notify', n, [payload]);
+  const rate = n / r.seconds;
+  if (metric !== undefined) {
+    bench.results.record(t.key, metric, rate);
+    bench.results.recordExtra(t.key, `${metric}_cpu_us_per_msg`, r.cpuPerMsg);
+  }
+  progress(
+    `  ${t.label.padEnd(18)} ${fmtRate(rate)} msgs/s  CPU ${r.cpuPerMsg.toFixed(2)} µs/msg  (${n} msgs)${r.ok ? '' : '  VERIFICATION FAILED'}`,
+  );
+  return rate;
+}
+
+/**
+ * Warms t up and returns how many notifications it sends in config.notifyMs. Short warm-ups
+ * first, then two of a quarter of a run each: the rate rises as the code warms up, and a
+ * count taken from a cold run made a run last a fifth of what it should.
+ */
+async function notifyCount(bench: Bench, t: Transport, size: number): Promise<number> {
+  const least = 10_000;
+  const warmUp = async (n: number) => {
+    const rate = await notifyRun(bench, t, n, size);
+    // A failed warm-up has no arrival time: its "rate" would size the runs wrong, or endlessly.
+    if (!(Number.isFinite(rate) && rate > 0)) throw new Error(`warm-up of ${n} notifications gave no rate`);
+    return rate;
+  };
+  let rate = await warmUp(least);
+  for (let i = 0; i < 2; i++) rate = await warmUp(Math.max(least, Math.round((rate * config.notifyMs) / 4000)));
+  return Math.max(least, Math.round((rate * config.notifyMs) / 1000));
+}
+
+function notifications(id: string, size: number): Scenario {
+  return {
+    id,
+    stage: 'connected',
+    async run(bench) {
+      const active = bench.connected;
+      progress(
+        `notifications of ${size} B one way: runs of about ${config.notifyMs} ms (count per transport from its warm-up)`,
+      );
+      const counts = new Map<string, number>();
+      for (const t of [...active])
+        await guarded(bench, active, t, `${id} warm-up`, async () => {
+          counts.set(t.key, await notifyCount(bench, t, size));
+        });
+      for (const [key, n] of counts) bench.results.recordExtra(key, `${id}_msgs_per_run`, n);
+      await rounds(bench, `notifications ${size} B`, active, config.runs, async (t) => {
+        await notifyRun(bench, t, counts.get(t.key)!, size, id);
+      });
+    },
+  };
+}
+
+export const notify64 = notifications('notify64', 64);
+export const notify4k = notifications('notify4k', 4096);
+
+/** What no transport's 64 B row can beat here (bench/floor.ts); measured whenever that row is. */
+export const notify64Bound: Scenario = {
+  id: 'notify64',
+  stage: 'after',
+  async run(bench) {
+    progress('in-process floor: 64 B views to an RxJS subscriber, no transport');
+    bench.results.deliveryFloor64 = deliveryFloor64();
+  },
+};
