@@ -1,5 +1,5 @@
 // A hand-written SVG bar chart (no dependency): groups of bars, one group per metric, one
-// bar per series, on a log2 axis of ratio-to-baseline, bars growing from the 1x line.
+// bar per series, on a log2 axis of ratios, bars growing from the 1x line.
 
 export interface ChartSeries {
   name: string;
@@ -8,7 +8,7 @@ export interface ChartSeries {
 
 export interface ChartGroup {
   label: string;
-  /** Second label line, e.g. '↓ better'. */
+  /** Second label line, e.g. how the ratio is taken. */
   hint: string;
   /** One entry per series, in series order; null: no value (drawn as 'n/a'). */
   ratios: (number | null)[];
@@ -17,6 +17,8 @@ export interface ChartGroup {
 export interface Chart {
   title: string;
   subtitle: string;
+  /** What the ratios are, along the vertical axis. */
+  axis: string;
   series: ChartSeries[];
   groups: ChartGroup[];
   footnote?: string;
@@ -73,7 +75,7 @@ export function renderChart(chart: Chart): string {
     out.push(`<text x="${left - 8}" y="${gy + 4}" text-anchor="end" fill="#555">${label}</text>`);
   }
   out.push(
-    `<text transform="translate(16 ${top + plotH / 2}) rotate(-90)" text-anchor="middle" fill="#555">ratio to baseline (log scale)</text>`,
+    `<text transform="translate(16 ${top + plotH / 2}) rotate(-90)" text-anchor="middle" fill="#555">${esc(chart.axis)}</text>`,
   );
   chart.groups.forEach((g, gi) => {
     const gx = left + groupGap + gi * (groupW + groupGap);
