@@ -17,7 +17,7 @@ const PALETTE: Record<string, string> = {
 };
 
 /** How many times better than the baseline; null where the ratio means nothing. */
-export function advantage(metric: Metric, ratio: number | null): number | null {
+function advantage(metric: Metric, ratio: number | null): number | null {
   if (ratio === null) return null;
   return metric.better === 'lower' ? 1 / ratio : ratio;
 }
