@@ -1,32 +1,34 @@
 import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';
-import { markAsUntransferable } from 'node:worker_threads';
 
-import { BehaviorSubject, Observable, type Subscriber } from 'rxjs';
+import { BehaviorSubject, Observable } from 'rxjs';
 
 import { Broadcast } from './broadcast';
+import {
+  checkOptions,
+  checkRequestTimeout,
+  DEFAULT_CLOSE_TIMEOUT,
+  DEFAULT_POLL_WINDOW_US,
+  queueBound,
+  type ChannelOptions,
+  type RequestOptions,
+} from './channel-options';
 import { toBuffer, type Data } from './data';
 import { createError, fromNativeError, nativeReason, ShmChannelError } from './errors';
+import { closeAtExit, forgetAtExit, warnAtExit, type ClosableAtExit } from './exit-cleanup';
 import { IncomingRequest, type ResponseSink } from './incoming-request';
-import { closeAtExit, forgetAtExit, type ClosableAtExit } from './exit-cleanup';
-import { binding } from './load-addon';
+import { InboundReader } from './inbound-reader';
 import { PeerState, SegmentState, WakeEvent, type NativeChannel } from './native';
+import { attachSegment, createSegment } from './open-segment';
 import { OutboundQueue } from './outbound-queue';
-import { allocateMessage, channelIdle } from './recycled-memory';
-import {
-  decodeRemoteError,
-  fitRemoteError,
-  EMPTY,
-  FRAME_HEADER_SIZE,
-  FrameKind,
-  frameSize,
-  MessageAssembler,
-  headerWords,
-  protocolError,
-  viewOf,
-} from './protocol';
-import { validateName } from './shared-memory';
+import { PendingRequests } from './pending-requests';
+import { PollLoop, PUMP_ENDED, PUMP_SENT } from './poll-loop';
+import { decodeRemoteError, EMPTY, fitRemoteError, FrameKind, protocolError } from './protocol';
+import { channelIdle } from './recycled-memory';
+import { validateName } from './names';
+
+export type { ChannelOptions, RequestOptions } from './channel-options';
 
 const debug = debuglog('shmchannel');
 
@@ -39,103 +41,6 @@ export type Mode = (typeof Mode)[keyof typeof Mode];
  * server then returns to 'open' once the client left); 'closed' at the end.
  */
 export type ChannelState = 'idle' | 'open' | 'connected' | 'peer-lost' | 'closed';
-
-export interface ChannelOptions {
-  /** Server: bytes per direction, a power of two from 4 KiB to 1 GiB. Default 1 MiB. */
-  ringCapacity?: number;
-  /**
-   * Server: the largest message either side may send, 1 B to 1 GiB. Default 64 MiB. Client:
-   * the largest it accepts; open() fails with ERR_INCOMPATIBLE_SEGMENT if the server allows
-   * more. Default: the server's, whatever it is.
-   */
-  maxMessageSize?: number;
-  /** Server: file mode of the segment. Default 0o600 (only this user). */
-  permissions?: number;
-  /** Client: how long open() waits for the server to appear, in ms. Default 5000. */
-  connectTimeout?: number;
-  /** Bound of the outgoing queue used while the ring is full. Default max(64 MiB, maxMessageSize + ringCapacity). */
-  maxQueuedBytes?: number;
-  /** Default timeout of every request(), in ms. Default: none. */
-  requestTimeout?: number;
-  /**
-   * How long close() waits for queued outgoing messages to reach the ring while the peer
-   * reads, in ms. Default 2000. What still cannot be sent then is reported with a process
-   * warning (code SHMCHANNEL_UNSENT), never dropped silently.
-   */
-  closeTimeout?: number;
-  /**
-   * After traffic, keep reading the ring from the event loop for this many microseconds
-   * before sleeping on the futex doorbell. Replies and bursts arriving within the window cost
-   * no system call and no thread wake-up, which is what makes round trips fast; the price is
-   * CPU while the window is open. The first 20 µs after each message are a tight loop that
-   * holds the event loop (timers and I/O wait that long at most). 0 sleeps at once (lowest
-   * CPU). Default 200.
-   */
-  pollWindowUs?: number;
-}
-
-export interface RequestOptions {
-  /** Fail with ERR_TIMEOUT (and cancel remotely) if the response has not ended by then, in ms. */
-  timeout?: number;
-}
-
-const DEFAULT_RING_CAPACITY = 1 << 20;
-const DEFAULT_MAX_MESSAGE_SIZE = 64 << 20;
-const DEFAULT_CONNECT_TIMEOUT = 5000;
-const DEFAULT_POLL_WINDOW_US = 200;
-const DEFAULT_CLOSE_TIMEOUT = 2000;
-const MIN_QUEUE_BOUND = 64 << 20;
-const CONNECT_RETRY_MS = 25;
-// Bytes drained per event-loop turn before yielding to other work (timers, I/O).
-const DRAIN_BUDGET_RINGS = 4;
-// Messages from this size on go from the ring straight into their own Buffer: read() only
-// announces them, and readContinuation copies them.
-const DIRECT_READ_FROM = 64 * 1024;
-// Received messages up to this size share slabs of up to SLAB_BYTES (see copySmallFrames).
-const SLAB_MAX_MESSAGE = 4096;
-const SLAB_BYTES = 32 * 1024;
-// After news (a read or a send), the peer's answer usually follows within microseconds: the poll
-// looks again at once, in a loop with neither an event-loop turn nor a system call, for this
-// long. An event-loop turn is an epoll_wait, ~1.5 us with page-table isolation (PTI) on a VM;
-// looking once per turn instead made the round trip there 18 us against 10. Timers and I/O
-// wait at most this long for their turn.
-const SPIN_AFTER_NEWS_MS = 0.02;
-// Once that has passed without news, the poll looks once per event-loop turn and gives its core
-// away at each look (sched_yield): when both peers poll on one core (one core, or a third thread
-// took the other: a GC or compiler thread, another process), looking on would make each round
-// trip wait for the scheduler to preempt us (~420 us here) instead of a switch.
-//
-// A yield that took this much longer than the fastest one seen let another thread run: the core
-// is shared, and the poll skips its spin (the peer may be the one waiting) until a yield finds
-// nobody waiting. The fastest yield is the system call alone (1.5 us on a VM with PTI, where a
-// fixed 1 us bound took every yield for a switch); a switch to another thread and back costs
-// more than this on top, before that thread does any work.
-const YIELD_GAVE_CORE_MS = 0.002;
-// A look that came this long after the previous one of a spin was preempted: the core is shared.
-const SPIN_PREEMPTED_MS = 0.05;
-let fastestYieldMs = Infinity;
-// The exit path waits for the peer to free ring space by sleeping on this (Atomics.wait), in
-// steps of this many ms: an exiting process has no event loop to be woken through.
-const EXIT_SLEEP_CELL = new Int32Array(new SharedArrayBuffer(4));
-const EXIT_LOOK_EVERY_MS = 1;
-
-/** Gives the core to another thread if one waits for it; true if one did. */
-function yieldCore(): boolean {
-  const ms = binding.yieldProcessor();
-  if (ms < fastestYieldMs) fastestYieldMs = ms;
-  return ms > fastestYieldMs + YIELD_GAVE_CORE_MS;
-}
-
-// What pump() and drainInbound() did, as bits: no object per look at the ring.
-const PUMP_READ = 1;
-const PUMP_MORE = 2;
-const PUMP_SENT = 4;
-// The channel ended meanwhile.
-const PUMP_ENDED = 8;
-
-interface PendingRequest {
-  subscriber: Subscriber<Buffer>;
-}
 
 /**
  * One end of a shared-memory channel. Both ends can notify, request and handle requests.
@@ -154,11 +59,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private readonly options: Readonly<ChannelOptions>;
   private native: NativeChannel | undefined;
   private outbound: OutboundQueue | undefined;
-  private readonly assembler = new MessageAssembler(allocateMessage);
-  /** The peer's goodbye was read: it is the last frame a peer sends (until the next client). */
-  private peerSaidBye = false;
-  private readBuffer: Buffer = EMPTY;
-  private readWords: Uint32Array = new Uint32Array(0);
+  private inbound: InboundReader | undefined;
+  private readonly poll: PollLoop;
   private maxMessageSize = 0;
   private opening = false;
   private closed = false;
@@ -167,20 +69,13 @@ export class Channel implements ResponseSink, ClosableAtExit {
   /** Server: its client broke the protocol and was told to leave; nothing is read until it has. */
   private droppingClient = false;
   private referenced = true;
-  private readonly pollWindowMs: number;
-  private polling = false;
-  /** When the poll last read or sent; it stops pollWindowMs later. */
-  private pollActiveAt = 0;
-  /** The last yield of the poll let another thread run, or its spin was preempted. */
-  private pollCoreShared = false;
 
   private readonly stateSubject = new BehaviorSubject<ChannelState>('idle');
   private readonly notificationsBroadcast = new Broadcast<Buffer>();
   private readonly requestsBroadcast = new Broadcast<IncomingRequest>();
   private readonly clientErrorsBroadcast = new Broadcast<ShmChannelError>();
-  private readonly pendingRequests = new Map<number, PendingRequest>();
+  private readonly pendingRequests = new PendingRequests();
   private readonly incomingRequests = new Map<number, IncomingRequest>();
-  private lastRequestId = 0;
   private drainWaiters: Array<{ resolve: () => void; reject: (err: ShmChannelError) => void }> = [];
 
   /** Lifecycle of this end: see ChannelState. Replays the current state to new subscribers. */
@@ -218,7 +113,11 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.name = name;
     this.mode = mode;
     this.options = { ...options };
-    this.pollWindowMs = (options.pollWindowUs ?? DEFAULT_POLL_WINDOW_US) / 1000;
+    this.poll = new PollLoop(
+      (options.pollWindowUs ?? DEFAULT_POLL_WINDOW_US) / 1000,
+      (events) => this.pump(events),
+      () => this.armWaker(),
+    );
   }
 
   get isOpen(): boolean {
@@ -237,7 +136,11 @@ export class Channel implements ResponseSink, ClosableAtExit {
     }
     this.opening = true;
     try {
-      this.native = this.mode === 'server' ? this.createSegment() : await this.attachSegment();
+      const onWake = (events: number) => this.poll.onWake(events);
+      this.native =
+        this.mode === 'server'
+          ? createSegment(this.name, this.options, onWake)
+          : await attachSegment(this.name, this.options, onWake, () => this.closed);
     } finally {
       this.opening = false;
     }
@@ -260,15 +163,16 @@ export class Channel implements ResponseSink, ClosableAtExit {
       );
     }
     this.maxMessageSize = info.maxMessageSize;
-    this.readBuffer = Buffer.allocUnsafeSlow(info.ringCapacity);
-    this.readWords = headerWords(this.readBuffer);
-    const queueBound =
-      this.options.maxQueuedBytes ?? Math.max(MIN_QUEUE_BOUND, info.maxMessageSize + info.ringCapacity);
+    this.inbound = new InboundReader(
+      info.ringCapacity,
+      (kind, id, data) => this.dispatch(kind, id, data),
+      () => this.reading,
+    );
     this.outbound = new OutboundQueue(
       this.native,
       info.ringCapacity,
       info.maxFramePayload,
-      Math.max(queueBound, info.maxMessageSize),
+      queueBound(this.options, info.maxMessageSize, info.ringCapacity),
       (err) => this.fail(err),
     );
     if (!this.referenced) this.native.unref();
@@ -324,7 +228,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     );
     native?.close();
     // A message cut off by the close would otherwise hold its buffer as long as this object.
-    this.assembler.reset();
+    this.inbound?.reset();
     channelIdle();
     forgetAtExit(this);
     this.endRequests(() => this.closedError());
@@ -406,32 +310,24 @@ export class Channel implements ResponseSink, ClosableAtExit {
    */
   request(data: Data, options: RequestOptions = {}): Observable<Buffer> {
     const payload = toBuffer(data, 'request data');
-    const timeout = options.timeout ?? this.options.requestTimeout;
-    if (timeout !== undefined && typeof timeout !== 'number') {
-      throw createError('ERR_INVALID_ARG_TYPE', `timeout must be a number of ms, got ${typeof timeout}`);
-    }
-    if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) {
-      throw createError('ERR_INVALID_ARG_VALUE', `timeout must be a positive number of ms, got ${String(timeout)}`);
-    }
+    const timeout = checkRequestTimeout(options.timeout ?? this.options.requestTimeout);
     return new Observable<Buffer>((subscriber) => {
       let id: number;
       try {
         this.writable();
         this.checkSize(payload);
         this.checkPeerAttached();
-        id = this.allocateRequestId();
-        this.pendingRequests.set(id, { subscriber });
+        id = this.pendingRequests.add(subscriber);
         try {
           this.send(FrameKind.REQUEST, id, payload);
         } catch (err) {
-          this.pendingRequests.delete(id);
+          this.pendingRequests.take(id);
           throw err;
         }
       } catch (err) {
         subscriber.error(err);
         return undefined;
       }
-      const entry = this.pendingRequests.get(id);
       const timer =
         timeout === undefined
           ? undefined
@@ -443,8 +339,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
       return () => {
         if (timer !== undefined) clearTimeout(timer);
         // Still pending here means the caller gave up before the response ended: tell the handler.
-        if (entry !== undefined && this.pendingRequests.get(id) === entry) {
-          this.pendingRequests.delete(id);
+        if (this.pendingRequests.get(id) === subscriber) {
+          this.pendingRequests.take(id);
           if (this.outbound !== undefined) {
             try {
               this.send(FrameKind.CANCEL, id, EMPTY, true, true);
@@ -489,36 +385,22 @@ export class Channel implements ResponseSink, ClosableAtExit {
     const native = this.native;
     if (native === undefined) return;
     const outbound = this.outbound;
-    const unsent = outbound === undefined ? 0 : this.deliverBeforeExit(native, outbound);
+    const deadline = performance.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT);
+    try {
+      outbound?.flushBlocking(deadline, () => this.peerReadsNow(native));
+    } catch (err) {
+      debug('%s %s: queue not written at exit: %s', this.mode, this.name, (err as Error).message);
+    }
+    const unsent = outbound === undefined || outbound.isEmpty ? 0 : outbound.bytesQueued;
     const why = unsent > 0 && this.peerReadsNow(native) ? 'did not read within closeTimeout' : 'was gone';
     this.native = undefined;
     native.close();
     if (unsent > 0) {
-      // process.emitWarning() reports on the next tick, which an exiting process never reaches.
-      const warning = Object.assign(
-        new Error(
-          `shmchannel: ${this.mode} ${this.name}: the process exited with ${unsent} bytes unsent: the peer ${why}`,
-        ),
-        { name: 'Warning', code: 'SHMCHANNEL_UNSENT' },
+      warnAtExit(
+        `shmchannel: ${this.mode} ${this.name}: the process exited with ${unsent} bytes unsent: the peer ${why}`,
+        'SHMCHANNEL_UNSENT',
       );
-      process.emit('warning', warning);
     }
-  }
-
-  /** Writes the queue into the ring while the peer reads, for at most closeTimeout: the bytes left. */
-  private deliverBeforeExit(native: NativeChannel, outbound: OutboundQueue): number {
-    const deadline = performance.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT);
-    try {
-      for (;;) {
-        outbound.flush();
-        if (outbound.isEmpty || performance.now() >= deadline || !this.peerReadsNow(native)) break;
-        // The peer frees space as it reads; nothing here can wake us when it does.
-        Atomics.wait(EXIT_SLEEP_CELL, 0, 0, EXIT_LOOK_EVERY_MS);
-      }
-    } catch (err) {
-      debug('%s %s: queue not written at exit: %s', this.mode, this.name, (err as Error).message);
-    }
-    return outbound.isEmpty ? 0 : outbound.bytesQueued;
   }
 
   /** Whether the peer still reads what we write, asked of the segment itself (no event loop at exit). */
@@ -538,64 +420,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.incomingRequests.delete(id);
   }
 
-  // ---- opening ----
-
-  private createSegment(): NativeChannel {
-    const o = this.options;
-    try {
-      return new binding.Channel(
-        0,
-        this.name,
-        o.ringCapacity ?? DEFAULT_RING_CAPACITY,
-        o.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-        o.permissions ?? 0o600,
-        (events) => this.onWake(events),
-      );
-    } catch (err) {
-      throw fromNativeError(err);
-    }
-  }
-
-  private async attachSegment(): Promise<NativeChannel> {
-    const timeout = this.options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT;
-    const deadline = Date.now() + timeout;
-    for (;;) {
-      try {
-        return new binding.Channel(1, this.name, 0, 0, 0, (events) => this.onWake(events));
-      } catch (err) {
-        const reason = nativeReason(err);
-        // The server may not exist yet, or be between creating and initialising the segment.
-        const retry = reason === 'NOT_FOUND' || reason === 'NOT_READY';
-        if (!retry || timeout === 0) throw fromNativeError(err);
-        if (this.closed) throw this.closedError();
-        if (Date.now() >= deadline) {
-          throw createError('ERR_TIMEOUT', `no server on ${this.name} within ${timeout} ms`, {
-            cause: fromNativeError(err),
-          });
-        }
-        await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS));
-      }
-    }
-  }
-
   // ---- the wake-up path ----
-
-  /**
-   * The waker thread found something (data, space, a doorbell, a lost peer). It stays
-   * disarmed until we arm() it again; while we poll, the poll loop owns that decision.
-   */
-  private onWake(events: number): void {
-    const r = this.pump(events);
-    if ((r & PUMP_ENDED) !== 0 || this.polling) return;
-    if ((r & PUMP_READ) !== 0 && this.pollWindowMs > 0) {
-      this.startPolling();
-    } else if ((r & PUMP_MORE) !== 0) {
-      // The ring still has data but we yield to the event loop; the waker stays disarmed.
-      setImmediate(() => this.onWake(WakeEvent.ACTIVITY));
-    } else {
-      this.armWaker();
-    }
-  }
 
   /**
    * Hands the ring back to the waker. Not once closing after the peer left: nothing more can
@@ -615,10 +440,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
     let result = 0;
     try {
       if (this.droppingClient) {
-        // Reads nothing (the native reader stays failed) but reports a segment that lost pages.
-        this.native.read(this.readBuffer, DIRECT_READ_FROM);
+        this.inbound?.checkWhileDropped(this.native);
       } else {
-        result = this.drainInbound();
+        result = this.inbound?.drain(this.native) ?? 0;
         const queuedBefore = this.outbound?.bytesQueued ?? 0;
         this.outbound?.flush();
         if (this.outbound?.isEmpty === true) this.settleDrainWaiters();
@@ -636,122 +460,6 @@ export class Channel implements ResponseSink, ClosableAtExit {
     return this.native === undefined ? PUMP_ENDED : result;
   }
 
-  private startPolling(): void {
-    if (this.polling || this.pollWindowMs === 0 || this.native === undefined) return;
-    this.polling = true;
-    this.pollActiveAt = performance.now();
-    setImmediate(this.pollTick);
-  }
-
-  // Looks at the ring until the window passes with nothing to read: in a tight loop for a while
-  // after news, then once per event-loop turn.
-  private readonly pollTick = (): void => {
-    let r = this.pump(0);
-    let now = performance.now();
-    if (!this.pollCoreShared) {
-      const spinUntil = this.pollActiveAt + Math.min(SPIN_AFTER_NEWS_MS, this.pollWindowMs);
-      while (r === 0 && now < spinUntil) {
-        r = this.pump(0);
-        const before = now;
-        now = performance.now();
-        if (now - before > SPIN_PREEMPTED_MS) this.pollCoreShared = true;
-      }
-    }
-    if ((r & PUMP_ENDED) !== 0) {
-      this.polling = false;
-      return;
-    }
-    if ((r & (PUMP_READ | PUMP_SENT)) !== 0) this.pollActiveAt = now;
-    else if (this.pollCoreShared || now - this.pollActiveAt > SPIN_AFTER_NEWS_MS) {
-      this.pollCoreShared = yieldCore();
-    }
-    // A queue waiting for a peer that does not read is no reason to spin: after the window the
-    // waker takes over, and it reports both freed space and a lost peer.
-    if ((r & PUMP_MORE) !== 0 || now - this.pollActiveAt < this.pollWindowMs) {
-      setImmediate(this.pollTick);
-    } else {
-      this.polling = false;
-      this.armWaker();
-    }
-  };
-
-  /** Reads and dispatches frames: PUMP_READ if it read any, PUMP_MORE if it stopped for the budget with data left. */
-  private drainInbound(): number {
-    const batch = this.readBuffer;
-    const words = this.readWords;
-    let budget = batch.length * DRAIN_BUDGET_RINGS;
-    let read = 0;
-    for (let native = this.native; native !== undefined && this.reading; native = this.native) {
-      const missing = this.assembler.missing();
-      if (missing !== undefined) {
-        // The rest of a large message goes from the ring straight into it, not through the batch.
-        let got: number;
-        try {
-          got = native.readContinuation(missing);
-        } catch (err) {
-          // Only the peer's frames can put the native reader out of step with the assembler.
-          if (fromNativeError(err).code === 'ERR_INVALID_ARG_VALUE') {
-            throw protocolError('fragment out of step with its message');
-          }
-          // As thrown: fail() tells a lost segment from a bad peer by the native reason.
-          throw err;
-        }
-        if (got === 0) return read;
-        read = PUMP_READ;
-        const message = this.assembler.filledIn(got);
-        if (message !== undefined) {
-          this.dispatch(this.assembler.kind, this.assembler.id, message);
-          if (!this.reading) return read;
-        }
-        budget -= got;
-        if (budget <= 0) return read | PUMP_MORE;
-        continue;
-      }
-      const n = native.read(batch, DIRECT_READ_FROM);
-      if (n === 0) return read;
-      read = PUMP_READ;
-      let at = 0;
-      // The slab holding the small messages from batch offset slabStart to slabEnd.
-      let slab = NO_SLAB;
-      let slabStart = 0;
-      let slabEnd = 0;
-      while (at < n) {
-        if (n - at < FRAME_HEADER_SIZE) throw protocolError('truncated frame in read batch');
-        // A goodbye is a peer's last frame: one read after it could only be a hostile peer's.
-        if (this.peerSaidBye) throw protocolError('frames after goodbye');
-        const word = at >>> 2;
-        const length = words[word];
-        const kind = batch[at + 4];
-        const id = words[word + 2];
-        const total = words[word + 3];
-        const size = frameSize(length);
-        if (at + size > n) throw protocolError('frame overruns read batch');
-        let message: Buffer | undefined;
-        if (length === total && length <= SLAB_MAX_MESSAGE && length > 0) {
-          // A whole small message: a view of a slab copied from the batch (the batch is reused).
-          if (at + size > slabEnd) {
-            slab = copySmallFrames(batch, words, at, n);
-            slabStart = at;
-            slabEnd = at + slab.byteLength;
-          }
-          message = viewOf(slab, at - slabStart + FRAME_HEADER_SIZE, length);
-        } else {
-          // A fragment, or (length 0) the announcement of a large message: the assembler starts
-          // it, and the next turn of the loop reads it with readContinuation.
-          const chunk = batch.subarray(at + FRAME_HEADER_SIZE, at + FRAME_HEADER_SIZE + length);
-          message = this.assembler.push(kind, id, total, chunk);
-        }
-        at += size;
-        if (message !== undefined) this.dispatch(kind, id, message);
-        // A handler may have closed the channel, or dropped the client: the rest of the batch is moot.
-        if (!this.reading) return read;
-      }
-      budget -= n;
-      if (budget <= 0) return read | PUMP_MORE;
-    }
-    return read;
-  }
-
   private dispatch(kind: number, id: number, data: Buffer): void {
     switch (kind) {
       case FrameKind.NOTIFY:
@@ -761,18 +469,14 @@ export class Channel implements ResponseSink, ClosableAtExit {
         this.onRequest(id, data);
         return;
       case FrameKind.RESPONSE:
-        this.pendingRequests.get(id)?.subscriber.next(data);
+        this.pendingRequests.get(id)?.next(data);
         return;
       case FrameKind.COMPLETE: {
-        const pending = this.pendingRequests.get(id);
-        this.pendingRequests.delete(id);
-        pending?.subscriber.complete();
+        this.pendingRequests.take(id)?.complete();
         return;
       }
       case FrameKind.ERROR: {
-        const pending = this.pendingRequests.get(id);
-        this.pendingRequests.delete(id);
-        pending?.subscriber.error(decodeRemoteError(data));
+        this.pendingRequests.take(id)?.error(decodeRemoteError(data));
         return;
       }
       case FrameKind.CANCEL:
@@ -805,7 +509,6 @@ export class Channel implements ResponseSink, ClosableAtExit {
   /** The peer said goodbye. Its requests end now; a server frees the slot once it detached. */
   private onPeerBye(): void {
     debug('%s %s: peer said goodbye', this.mode, this.name);
-    this.peerSaidBye = true;
     this.loseRequests();
     if (this.mode === 'client') this.closeNow();
   }
@@ -838,9 +541,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.settleDrainWaiters(
       createError('ERR_PEER_LOST', `the client of ${this.name} left before reading what was queued`),
     );
-    this.assembler.reset();
+    this.inbound?.reset();
     native.acceptNext();
-    this.peerSaidBye = false;
     this.droppingClient = false;
     this.stateSubject.next('open');
   }
@@ -857,7 +559,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.droppingClient = true;
     this.outbound?.clear();
     this.settleDrainWaiters(error);
-    this.assembler.reset();
+    this.inbound?.reset();
     this.endRequests(() => error);
     // Why first, then that the client is gone: state$ watchers (the CLI) tell it in that order.
     if (this.clientErrorsBroadcast.observed) {
@@ -893,9 +595,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   }
 
   private endRequests(makeError: () => ShmChannelError): void {
-    const pending = [...this.pendingRequests.values()];
-    this.pendingRequests.clear();
-    for (const p of pending) p.subscriber.error(makeError());
+    this.pendingRequests.failAll(makeError);
     const incoming = [...this.incomingRequests.values()];
     this.incomingRequests.clear();
     for (const r of incoming) r.cancel();
@@ -918,9 +618,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     }
     this.failure = error;
     debug('%s %s failed: %s', this.mode, this.name, error.message);
-    const pending = [...this.pendingRequests.values()];
-    this.pendingRequests.clear();
-    for (const p of pending) p.subscriber.error(error);
+    this.pendingRequests.failAll(() => error);
     this.notificationsBroadcast.error(error);
     this.requestsBroadcast.error(error);
     this.closeNow();
@@ -956,7 +654,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
       if (error.code === 'ERR_PROTOCOL') this.fail(err);
       throw error;
     }
-    this.startPolling();
+    this.poll.start();
     return inRing;
   }
 
@@ -986,73 +684,11 @@ export class Channel implements ResponseSink, ClosableAtExit {
     return payload;
   }
 
-  private allocateRequestId(): number {
-    // 32-bit ids, never 0, never one still in flight (at most 2^32-1 can be).
-    do {
-      this.lastRequestId = this.lastRequestId === 0xffffffff ? 1 : this.lastRequestId + 1;
-    } while (this.pendingRequests.has(this.lastRequestId));
-    return this.lastRequestId;
-  }
-
   private closedError(): ShmChannelError {
     return createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is closed`);
   }
 }
 
-const NO_SLAB = new ArrayBuffer(0);
-
-/**
- * A copy, in an ArrayBuffer of its own, of the run of whole small messages that starts at `at`
- * in a read batch, up to SLAB_BYTES: one allocation and one copy for many messages, each then
- * handed out as a view. Small slabs bound what one message a subscriber keeps can hold alive,
- * as Node's own Buffer pool does.
- */
-function copySmallFrames(batch: Buffer, words: Uint32Array, at: number, n: number): ArrayBuffer {
-  let end = at;
-  while (end + FRAME_HEADER_SIZE <= n) {
-    const length = words[end >>> 2];
-    if (length !== words[(end >>> 2) + 3] || length > SLAB_MAX_MESSAGE) break;
-    const next = end + frameSize(length);
-    if (next - at > SLAB_BYTES || next > n) break;
-    end = next;
-  }
-  // Not zero-filled, and the whole of its ArrayBuffer (allocUnsafe would share Node's pool).
-  const slab = Buffer.allocUnsafeSlow(end - at);
-  // Many messages share it: a transfer list must copy it, not detach the others (as with Node's
-  // own pool).
-  markAsUntransferable(slab.buffer);
-  batch.copy(slab, 0, at, end);
-  return slab.buffer;
-}
-
 function peerLostError(name: string): ShmChannelError {
   return createError('ERR_PEER_LOST', `the peer of ${name} went away`);
-}
-
-function checkOptions(o: ChannelOptions): void {
-  const wholeNumber = (
-    key: keyof ChannelOptions,
-    min: number,
-    max: number,
-    code: 'ERR_INVALID_SIZE' | 'ERR_INVALID_ARG_VALUE',
-  ) => {
-    const v = o[key];
-    if (v === undefined) return;
-    if (typeof v !== 'number')
-      throw createError('ERR_INVALID_ARG_TYPE', `options.${key} must be a number, got ${typeof v}`);
-    if (!Number.isInteger(v) || v < min || v > max) {
-      throw createError(code, `options.${key} must be a whole number from ${min} to ${max}, got ${v}`);
-    }
-  };
-  wholeNumber('ringCapacity', 4096, 1 << 30, 'ERR_INVALID_SIZE');
-  if (o.ringCapacity !== undefined && (o.ringCapacity & (o.ringCapacity - 1)) !== 0) {
-    throw createError('ERR_INVALID_SIZE', `options.ringCapacity must be a power of two, got ${o.ringCapacity}`);
-  }
-  wholeNumber('maxMessageSize', 1, 1 << 30, 'ERR_INVALID_SIZE');
-  wholeNumber('maxQueuedBytes', 0, Number.MAX_SAFE_INTEGER, 'ERR_INVALID_SIZE');
-  wholeNumber('permissions', 0, 0o777, 'ERR_INVALID_ARG_VALUE');
-  wholeNumber('connectTimeout', 0, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');
-  wholeNumber('requestTimeout', 1, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');
-  wholeNumber('pollWindowUs', 0, 1_000_000, 'ERR_INVALID_ARG_VALUE');
-  wholeNumber('closeTimeout', 0, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');
 }

@@ -49,3 +49,12 @@ export function forgetAtExit(channel: ClosableAtExit): void {
   open.delete(channel);
   if (open.size === 0) uninstall();
 }
+
+/**
+ * A process warning reported now: process.emitWarning() reports on the next tick, which an
+ * exiting process never reaches.
+ */
+export function warnAtExit(message: string, code: string): void {
+  const warning = Object.assign(new Error(message), { name: 'Warning', code });
+  process.emit('warning', warning);
+}

@@ -1,5 +1,5 @@
 // The binding's TypeScript types: the only description of what native code offers.
-// Nothing but load-addon.ts loads it, and only channel.ts / shared-memory.ts call it.
+// Nothing but load-addon.ts loads it; channel.ts's parts, shared-memory.ts, names.ts and inspect-segment.ts call it.
 
 /** Bits passed to a channel's onWake callback. */
 export const WakeEvent = {

@@ -1,8 +1,9 @@
 import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 
 import { createError } from './errors';
 import type { NativeChannel } from './native';
-import { FRAME_HEADER_SIZE, frameSize, headerWords } from './protocol';
+import { FRAME_HEADER_SIZE, frameLengthAt, frameSize, headerWords, writeFrameHeader } from './protocol';
 import { StagingPool } from './staging-pool';
 
 interface OutgoingMessage {
@@ -25,6 +26,10 @@ const BATCH_BYTES = 64 * 1024;
  * caller's buffer into the ring: for them a native call costs less than the extra copy.
  */
 const BATCH_MAX_PAYLOAD = 1024;
+
+// flushBlocking() sleeps on this between its looks at the ring.
+const BLOCKING_SLEEP_CELL = new Int32Array(new SharedArrayBuffer(4));
+const BLOCKING_LOOK_EVERY_MS = 1;
 
 /**
  * Writes messages to the outbound ring as frames, strictly in order.
@@ -137,6 +142,19 @@ export class OutboundQueue {
     }
   }
 
+  /**
+   * Flushes until nothing is left, `deadline` (a performance.now() time) passes, or `peerReads`
+   * says nobody will read: for the exit path, which cannot await the wake that says the peer
+   * freed space, and so looks again every few milliseconds.
+   */
+  flushBlocking(deadline: number, peerReads: () => boolean): void {
+    for (;;) {
+      this.flush();
+      if (this.isEmpty || performance.now() >= deadline || !peerReads()) return;
+      Atomics.wait(BLOCKING_SLEEP_CELL, 0, 0, BLOCKING_LOOK_EVERY_MS);
+    }
+  }
+
   clear(): void {
     this.queue.length = 0;
     this.head = 0;
@@ -149,16 +167,9 @@ export class OutboundQueue {
 
   private addToBatch(kind: number, id: number, data: Buffer): void {
     const b = this.batch;
-    const w = this.batchWords;
     const at = this.batched;
-    const word = at >>> 2;
     const length = data.length;
-    // The frame header of docs/PROTOCOL.md §2: length, kind, flags 0, reserved 0, id, total.
-    w[word] = length;
-    w[word + 1] = 0;
-    b[at + 4] = kind;
-    w[word + 2] = id;
-    w[word + 3] = length;
+    writeFrameHeader(b, this.batchWords, at, kind, id, length, length);
     if (length > 0) b.set(data, at + FRAME_HEADER_SIZE);
     const size = frameSize(length);
     // Padding is never read, but the peer gets zeros rather than stale bytes of ours.
@@ -201,8 +212,8 @@ export class OutboundQueue {
     this.batched = end - taken;
     this.stalled = true;
     let payload = 0;
-    for (let at = 0; at < this.batched; at += frameSize(this.batchWords[at >>> 2]))
-      payload += this.batchWords[at >>> 2];
+    for (let at = 0; at < this.batched; at += frameSize(frameLengthAt(this.batchWords, at)))
+      payload += frameLengthAt(this.batchWords, at);
     this.stalledBytes = payload;
   }
 

@@ -15,7 +15,53 @@ export const FrameKind = {
 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 
+/**
+ * The frame header of docs/PROTOCOL.md §2, 16 bytes in host byte order: u32 length (of this
+ * frame's payload), u8 kind, u8 flags (0), u16 reserved (0), u32 request id, u32 total (length
+ * of the whole message). Frames start 8-byte aligned, so the u32 fields are words 0, 2 and 3.
+ * This file is the one place in TypeScript that knows the layout.
+ */
 export const FRAME_HEADER_SIZE = 16;
+
+/** A frame header as read: one object reused for every frame of a loop. */
+export interface FrameHeader {
+  length: number;
+  kind: number;
+  id: number;
+  total: number;
+}
+
+/** Reads the header of the frame at byte `at` of `frames` (`words` = headerWords(frames)) into `into`. */
+export function readFrameHeader(frames: Buffer, words: Uint32Array, at: number, into: FrameHeader): void {
+  const word = at >>> 2;
+  into.length = words[word];
+  into.kind = frames[at + 4];
+  into.id = words[word + 2];
+  into.total = words[word + 3];
+}
+
+/** Writes the header of a frame at byte `at` of `frames`, flags and reserved bytes zero. */
+export function writeFrameHeader(
+  frames: Buffer,
+  words: Uint32Array,
+  at: number,
+  kind: number,
+  id: number,
+  length: number,
+  total: number,
+): void {
+  const word = at >>> 2;
+  words[word] = length;
+  words[word + 1] = 0;
+  frames[at + 4] = kind;
+  words[word + 2] = id;
+  words[word + 3] = total;
+}
+
+/** The payload length of the frame at byte `at` (the first word of its header). */
+export function frameLengthAt(words: Uint32Array, at: number): number {
+  return words[at >>> 2];
+}
 
 type BufferClass = new (arrayBuffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer;
 // The class Node constructs Buffers with (what buf.subarray() creates through the species),

@@ -3,23 +3,7 @@ import { Buffer } from 'node:buffer';
 import { createError, fromNativeError } from './errors';
 import { binding } from './load-addon';
 import type { NativeSharedMemory } from './native';
-
-/** Throws ERR_INVALID_NAME unless name is a POSIX shm name: "/x", no other '/', ≤ 255 bytes. */
-export function validateName(name: unknown): asserts name is string {
-  if (typeof name !== 'string') {
-    throw createError('ERR_INVALID_NAME', `name must be a string like '/my-channel', got ${typeof name}`);
-  }
-  if (name.includes('\0')) throw createError('ERR_INVALID_NAME', 'name must not contain NUL characters');
-  try {
-    binding.validateName(name);
-  } catch (err) {
-    const e = fromNativeError(err);
-    throw createError(
-      'ERR_INVALID_NAME',
-      `invalid name ${JSON.stringify(name)}: ${e.message.replace(/^invalid name [^:]*: /, '')}`,
-    );
-  }
-}
+import { validateName } from './names';
 
 export interface SharedMemoryOptions {
   /** File mode of a created segment. Default 0o600 (only this user). */
@@ -126,43 +110,6 @@ export class SharedMemory {
 function construct(name: string, size: number, create: boolean, mode: number): NativeSharedMemory {
   try {
     return new binding.SharedMemory(name, size, create, mode);
-  } catch (err) {
-    throw fromNativeError(err);
-  }
-}
-
-/** What a channel segment's header says about it, read without attaching. */
-export interface SegmentInfo {
-  name: string;
-  protocolVersion: number;
-  ringCapacity: number;
-  maxMessageSize: number;
-  serverPid: number;
-  /** The server that created it still runs (pid and start time match). */
-  serverAlive: boolean;
-  /** Pid of the attached client, 0 if none. */
-  clientPid: number;
-  clientAlive: boolean;
-}
-
-/**
- * Reads the header of the channel segment `name` without attaching to it: who owns it and
- * whether they are alive. ERR_INCOMPATIBLE_SEGMENT if the name is not a shmchannel segment.
- */
-export function inspectSegment(name: string): SegmentInfo {
-  validateName(name);
-  try {
-    const i = binding.inspect(name);
-    return {
-      name,
-      protocolVersion: i.version,
-      ringCapacity: i.ringCapacity,
-      maxMessageSize: i.maxMessageSize,
-      serverPid: i.serverPid,
-      serverAlive: i.serverAlive,
-      clientPid: i.clientPid,
-      clientAlive: i.clientAlive,
-    };
   } catch (err) {
     throw fromNativeError(err);
   }

@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
-import { validateName } from '../shared-memory';
+import { validateName } from '../names';
 
 /** Exit statuses of every command (docs/CLI.md, `shmchannel --help`). */
 export const ExitCode = {

@@ -1,7 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 
 import { isShmChannelError } from '../errors';
-import { inspectSegment } from '../shared-memory';
+import { inspectSegment } from '../inspect-segment';
 import { COMMON_HELP, ExitCode, type Command } from './command';
 import { errorReport, printJson, printLine } from './output';
 

@@ -1,5 +1,6 @@
 import { createError, isShmChannelError } from '../errors';
-import { inspectSegment, SharedMemory, type SegmentInfo } from '../shared-memory';
+import { inspectSegment, type SegmentInfo } from '../inspect-segment';
+import { SharedMemory } from '../shared-memory';
 import { channelName, COMMON_HELP, ExitCode, type Command } from './command';
 import { printJson, printLine, reportError } from './output';
 

@@ -2,7 +2,7 @@ import { defer, filter, firstValueFrom, of, tap } from 'rxjs';
 
 import { Channel } from '../channel';
 import { handleWith } from '../operators/handle-with';
-import { inspectSegment } from '../shared-memory';
+import { inspectSegment } from '../inspect-segment';
 import { channelName, COMMON_HELP, ExitCode, stringOption, type Command } from './command';
 import { runCommand } from './exec-command';
 import { dataFields, dataPreview, errorReport, printJson, printLine, printStatus } from './output';
