@@ -6,6 +6,7 @@
     {
       "target_name": "shmchannel",
       "sources": [
+        "native/core/status.cc",
         "native/core/segment.cc",
         "native/core/truncation_guard.cc",
         "native/core/ring.cc",

@@ -17,6 +17,7 @@
 #include "ring.h"
 #include "segment.h"
 #include "shmchannel.h"
+#include "status.h"
 #include "test_hooks.h"
 #include "truncation_guard.h"
 

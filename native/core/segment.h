@@ -52,8 +52,4 @@ class Segment {
   ino_t inode_ = 0;
 };
 
-shmch_status status_from_errno(int e);
-shmch_status fail(shmch_error* err, shmch_status status, int sys_errno, const char* syscall,
-                  const char* detail);
-
 }  // namespace shmch
