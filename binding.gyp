@@ -13,6 +13,7 @@
         "native/core/liveness.cc",
         "native/core/doorbell.cc",
         "native/core/channel.cc",
+        "native/core/shared_memory.cc",
         "native/binding/error.cc",
         "native/binding/environments.cc",
         "native/binding/waker.cc",

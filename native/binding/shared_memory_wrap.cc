@@ -1,5 +1,6 @@
 #include "shared_memory_wrap.h"
 
+#include <memory>
 #include <string>
 
 #include "../core/shmchannel.h"
@@ -29,21 +30,18 @@ SharedMemoryWrap::SharedMemoryWrap(const Napi::CallbackInfo& info)
   bool create = info[2].As<Napi::Boolean>().Value();
   uint32_t mode = info[3].As<Napi::Number>().Uint32Value();
   shmch_error err{};
-  shmch_status s = shmch_validate_name(name.c_str(), &err);
-  if (s != SHMCH_OK) ThrowStatus(env, s, err, ("invalid shared memory name " + name).c_str());
   // Largest ArrayBuffer V8 accepts on 64-bit is 2^53-1, but keep well inside address space.
   if (!(size >= 0 && size <= 1099511627776.0) || size != static_cast<double>(static_cast<size_t>(size)) ||
       (create && size == 0)) {
     ThrowStatus(env, SHMCH_E_INVALID_SIZE, err, "size must be a whole number of bytes, 1 to 1 TiB");
   }
-  segment_ = std::make_shared<shmch::Segment>();
-  if (create) {
-    s = segment_->create(name.c_str(), static_cast<size_t>(size), mode, false, &err);
-  } else {
-    s = segment_->open(name.c_str(), 1, SIZE_MAX, &err);
+  shmch_status s = create ? shmch_shm_create(name.c_str(), static_cast<size_t>(size), mode, mapping_->Slot(), &err)
+                          : shmch_shm_open(name.c_str(), mapping_->Slot(), &err);
+  if (s != SHMCH_OK) {
+    std::string what = s == SHMCH_E_INVALID_NAME ? "invalid shared memory name " : "cannot open shared memory ";
+    ThrowStatus(env, s, err, (what + name).c_str());
   }
-  if (s != SHMCH_OK) ThrowStatus(env, s, err, ("cannot open shared memory " + name).c_str());
-  size_ = segment_->size();
+  size_ = shmch_shm_size(mapping_->get());
 }
 
 Napi::Value SharedMemoryWrap::Buffer(const Napi::CallbackInfo& info) {
@@ -52,14 +50,17 @@ Napi::Value SharedMemoryWrap::Buffer(const Napi::CallbackInfo& info) {
     Napi::ArrayBuffer existing = buffer_.Value();
     if (!existing.IsEmpty()) return existing;
   }
-  if (segment_->data() == nullptr) {
+  shmch_shm* shm = mapping_->get();
+  if (shm == nullptr) {
     shmch_error err{};
     ThrowStatus(env, SHMCH_E_CLOSED, err, "shared memory is closed");
   }
-  auto* keep = new std::shared_ptr<shmch::Segment>(segment_);
+  // The finalizer's share of the mapping; it is the finalizer's once the ArrayBuffer exists.
+  auto keep = std::make_unique<std::shared_ptr<Mapping>>(mapping_);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-      env, segment_->data(), segment_->size(),
-      [](Napi::Env, void*, std::shared_ptr<shmch::Segment>* hint) { delete hint; }, keep);
+      env, shmch_shm_data(shm), shmch_shm_size(shm),
+      [](Napi::Env, void*, std::shared_ptr<Mapping>* hint) { delete hint; }, keep.get());
+  keep.release();
   buffer_ = Napi::Reference<Napi::ArrayBuffer>::New(ab, 0);
   return ab;
 }
@@ -69,7 +70,8 @@ Napi::Value SharedMemoryWrap::Size(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SharedMemoryWrap::Truncated(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), segment_->lost());
+  shmch_shm* shm = mapping_->get();
+  return Napi::Boolean::New(info.Env(), shm != nullptr && shmch_shm_truncated(shm) != 0);
 }
 
 void SharedMemoryWrap::Close(const Napi::CallbackInfo&) {
@@ -78,7 +80,7 @@ void SharedMemoryWrap::Close(const Napi::CallbackInfo&) {
     if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
     buffer_.Reset();
   }
-  segment_->unmap();
+  mapping_->Close();
 }
 
 }  // namespace shmch_binding

@@ -223,6 +223,29 @@ shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_err
 /* Remove a segment by name. */
 shmch_status shmch_unlink(const char* name, shmch_error* err);
 
+/* Raw shared memory: a named POSIX shm object of any size, mapped read-write, for data that
+ * does not go through a channel. Its mapping is guarded like a channel's: once
+ * shmch_guard_truncation() is installed, pages that another process cuts off read as zeros
+ * here instead of raising SIGBUS, and shmch_shm_truncated() says so. */
+typedef struct shmch_shm shmch_shm;
+
+/* Creates the object (it must not exist yet) with size bytes (at least 1), zero-filled,
+ * permission bits mode exactly (the umask does not apply), and maps it. Sparse: a page is
+ * allocated when first touched, so a full /dev/shm shows as a truncated page, not as a
+ * failure here. */
+shmch_status shmch_shm_create(const char* name, size_t size, uint32_t mode, shmch_shm** out,
+                              shmch_error* err);
+/* Opens an existing object and maps all of it, whatever its size (SHMCH_E_NOT_READY while it
+ * has none: its creator has not sized it yet). */
+shmch_status shmch_shm_open(const char* name, shmch_shm** out, shmch_error* err);
+uint8_t* shmch_shm_data(const shmch_shm* shm);
+size_t shmch_shm_size(const shmch_shm* shm);
+/* 1 once this process touched a page of the mapping that the object lost: from that page to
+ * the end the mapping is private zeros, and what another process wrote there is gone. */
+int shmch_shm_truncated(const shmch_shm* shm);
+/* Unmaps and frees; the object itself stays until shmch_unlink(). NULL is ignored. */
+void shmch_shm_close(shmch_shm* shm);
+
 #ifdef __cplusplus
 }
 #endif

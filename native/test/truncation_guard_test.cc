@@ -93,6 +93,32 @@ const Case kCases[] = {
        _exit(p[100] == 7 ? 0 : 4);
      },
      0},
+    {"raw shared memory (shmch_shm) shrunk to nothing reads zeros and says it was truncated",
+     [] {
+       if (shmch_guard_truncation() != SHMCH_OK) _exit(90);
+       shm_unlink(kName.c_str());
+       size_t size = 2 * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+       shmch_error err{};
+       shmch_shm* created = nullptr;
+       shmch_shm* opened = nullptr;
+       if (shmch_shm_create(kName.c_str(), size, 0600, &created, &err) != SHMCH_OK) _exit(91);
+       if (shmch_shm_open(kName.c_str(), &opened, &err) != SHMCH_OK) _exit(91);
+       if (shmch_shm_size(opened) != size) _exit(19);
+       volatile uint8_t* p = shmch_shm_data(opened);
+       shmch_shm_data(created)[100] = 42;
+       if (p[100] != 42) _exit(20);
+       int fd = shm_open(kName.c_str(), O_RDWR, 0);
+       if (fd < 0 || ftruncate(fd, 0) != 0) _exit(92);
+       close(fd);
+       shm_unlink(kName.c_str());
+       if (shmch_shm_truncated(opened) != 0) _exit(21);
+       if (p[100] != 0) _exit(22);
+       if (shmch_shm_truncated(opened) != 1 || shmch_shm_truncated(created) != 0) _exit(23);
+       shmch_shm_close(opened);
+       shmch_shm_close(created);
+       _exit(0);
+     },
+     0},
     {"an unguarded mapping shrunk under the guard still dies of SIGBUS",
      [] {
        signal(SIGBUS, SIG_DFL);  // not a sanitizer's handler: the default is what is tested
