@@ -1,10 +1,9 @@
 import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 
-import type { Channel, IncomingRequest } from '../lib/index';
+import type { Channel } from '../lib/index';
 import { expectErrorsWhenSubscribed, expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { uniqueName } from './helpers/names';
-import { sha256 } from './helpers/payload';
 import { Peer } from './helpers/peer';
 import { clientOfPeer, serverOfPeer } from './helpers/pairs';
 import { channel, openChannel, releaseAll, unlinkLater } from './helpers/resources';
@@ -203,22 +202,6 @@ describe('Channel#request()', function () {
 describe('Channel#requests$', function () {
   afterEach(releaseAll);
 
-  it('should let next() and respond() send typed arrays, DataViews and ArrayBuffers as their bytes', async function () {
-    const { server, peer } = await serverOfPeer('in-req-bytes');
-    const backing = new ArrayBuffer(12);
-    new Uint8Array(backing).set(Array.from({ length: 12 }, (_, i) => 100 + i));
-    const values = [new Float32Array([0.25, -8]), new DataView(backing, 2, 6), backing] as const;
-    server.requests$.subscribe((request) => {
-      request.next(values[0]);
-      request.next(values[1]);
-      request.respond(values[2]);
-    });
-    const answer = await peer.request({ text: 'bytes please' });
-    expect(answer.error).to.equal(undefined);
-    const bytes = [Buffer.from(values[0].buffer), Buffer.from(backing, 2, 6), Buffer.from(backing)];
-    expect(answer.values.map((v) => v.sha256)).to.deep.equal(bytes.map((b) => sha256(b)));
-  });
-
   it('should emit IncomingRequests with the id and data the peer sent', async function () {
     const { server, peer } = await serverOfPeer('in-req');
     const incoming = firstValueFrom(server.requests$);
@@ -230,69 +213,6 @@ describe('Channel#requests$', function () {
     expect(request.cancelled).to.equal(false);
     request.respond('noon');
     expect((await answer).values.map((v) => v.text)).to.deep.equal(['noon']);
-  });
-
-  it('should let the handler fail the request with error(): the peer gets ERR_REMOTE', async function () {
-    const { server, peer } = await serverOfPeer('in-err');
-    server.requests$.subscribe((request) => request.error(Object.assign(new Error('nope'), { code: 'E_NOPE' })));
-    const result = await peer.request({ text: 'please' });
-    expect(result.error).to.include({ code: 'ERR_REMOTE', message: 'nope', remoteCode: 'E_NOPE' });
-  });
-
-  it('should signal cancellation (cancelled, cancelled$, signal) when the caller times out', async function () {
-    const { server, peer } = await serverOfPeer('in-cancel');
-    const incoming = firstValueFrom(server.requests$);
-    const answer = peer.request({ text: 'slow', timeout: 300 });
-    const request: IncomingRequest = await incoming;
-    await firstValueFrom(request.cancelled$);
-    expect(request.cancelled).to.equal(true);
-    expect(request.signal.aborted).to.equal(true);
-    expect((await answer).error?.code).to.equal('ERR_TIMEOUT');
-  });
-
-  it('should give cancelled$ and signal first read after the cancellation that cancellation', async function () {
-    const { server, peer } = await serverOfPeer('in-cancel-late');
-    const incoming = firstValueFrom(server.requests$);
-    const answer = peer.request({ text: 'slow', timeout: 300 });
-    const request: IncomingRequest = await incoming;
-    await waitUntil(() => request.cancelled);
-    expect(await lastValueFrom(request.cancelled$.pipe(toArray())), 'emits once, then completes').to.have.length(1);
-    expect(request.signal.aborted).to.equal(true);
-    expect((request.signal.reason as { code?: string }).code).to.equal('ERR_REQUEST_FINISHED');
-    expect((await answer).error?.code).to.equal('ERR_TIMEOUT');
-  });
-
-  it('should complete cancelled$ without a value and leave signal unaborted once answered, read before or after', async function () {
-    const { server, peer } = await serverOfPeer('in-answered');
-    const requests: IncomingRequest[] = [];
-    const watched: Promise<unknown[]>[] = [];
-    server.requests$.subscribe((request) => {
-      requests.push(request);
-      // The first is watched before its answer, the second only after.
-      if (requests.length === 1) watched.push(lastValueFrom(request.cancelled$.pipe(toArray())));
-      request.respond('done');
-      if (requests.length === 2) watched.push(lastValueFrom(request.cancelled$.pipe(toArray())));
-    });
-    await peer.request({ text: 'one' });
-    await peer.request({ text: 'two' });
-    expect(await Promise.all(watched)).to.deep.equal([[], []]);
-    expect(requests.map((r) => [r.cancelled, r.finished, r.signal.aborted])).to.deep.equal([
-      [false, true, false],
-      [false, true, false],
-    ]);
-  });
-
-  it('should ignore answers after the caller cancelled', async function () {
-    const { server, peer } = await serverOfPeer('in-late');
-    const incoming = firstValueFrom(server.requests$);
-    const answer = peer.request({ text: 'slow', timeout: 300 });
-    const request = await incoming;
-    await firstValueFrom(request.cancelled$);
-    expect(() => request.respond('too late')).to.not.throw();
-    expect((await answer).error?.code).to.equal('ERR_TIMEOUT');
-    // The channel is unaffected: a fresh request is answered normally.
-    server.requests$.subscribe((r) => r.respond(`re: ${r.data.toString()}`));
-    expect((await peer.request({ text: 'again' })).values.map((v) => v.text)).to.deep.equal(['re: again']);
   });
 });
 

@@ -1,5 +1,5 @@
-// handleWith's own contract, in this process: requests built over a sink that records the
-// frames it would send. What crosses processes is in 50.channel.streaming.spec.ts.
+// handleWith: its own contract in this process, with requests built over a sink that records
+// the frames it would send; then the same operator between processes.
 import { expect } from 'chai';
 import {
   map,
@@ -18,6 +18,8 @@ import {
 import { handleWith, IncomingRequest, type Data } from '../lib/index';
 import { FrameKind } from '../lib/protocol';
 import type { ResponseSink } from '../lib/incoming-request';
+import { serverOfPeer } from './helpers/pairs';
+import { releaseAll } from './helpers/resources';
 
 interface SentFrame {
   kind: number;
@@ -43,6 +45,10 @@ class RecordingSink implements ResponseSink {
   framesOf(id: number): string[] {
     return this.sent.filter((f) => f.id === id).map((f) => `${kindName(f.kind)}${f.text === '' ? '' : ` ${f.text}`}`);
   }
+}
+
+function texts(values: { text?: string }[]): (string | undefined)[] {
+  return values.map((v) => v.text);
 }
 
 function kindName(kind: number): string {
@@ -258,5 +264,101 @@ describe('handleWith() in one process', function () {
     requests.pipe(handleWith(() => NEVER)).subscribe({ error: (err: unknown) => (failure = err) });
     requests.error(new Error('requests failed'));
     expect((failure as Error).message).to.equal('requests failed');
+  });
+});
+
+describe('handleWith() across processes', function () {
+  afterEach(releaseAll);
+
+  it('should answer with every value of an Observable handler', async function () {
+    const { server, peer } = await serverOfPeer('hw-obs');
+    server.requests$.pipe(handleWith((data) => range(0, 50).pipe(map((i) => `${data.toString()}-${i}`)))).subscribe();
+    const result = await peer.request({ text: 'v' });
+    expect(texts(result.values)).to.deep.equal(Array.from({ length: 50 }, (_, i) => `v-${i}`));
+  });
+
+  it('should answer with the value of a Promise handler', async function () {
+    const { server, peer } = await serverOfPeer('hw-promise');
+    server.requests$.pipe(handleWith(async (data) => `promised ${data.toString()}`)).subscribe();
+    const result = await peer.request({ text: 'x' });
+    expect(texts(result.values)).to.deep.equal(['promised x']);
+  });
+
+  it('should answer with the items of an array handler', async function () {
+    const { server, peer } = await serverOfPeer('hw-array');
+    server.requests$.pipe(handleWith(() => ['a', Buffer.from('b'), new Uint8Array([0x63])])).subscribe();
+    expect(texts((await peer.request({ text: '' })).values)).to.deep.equal(['a', 'b', 'c']);
+  });
+
+  it('should pass the IncomingRequest to the handler', async function () {
+    const { server, peer } = await serverOfPeer('hw-request');
+    server.requests$.pipe(handleWith((data, request) => of(`${request.id}:${request.data.toString()}`))).subscribe();
+    const [value] = (await peer.request({ text: 'me' })).values;
+    expect(value.text).to.match(/^\d+:me$/);
+  });
+
+  it('should emit the id of each request it finished', async function () {
+    const { server, peer } = await serverOfPeer('hw-ids');
+    const seen: number[] = [];
+    const finished: number[] = [];
+    server.requests$
+      .pipe(
+        handleWith((data, request) => {
+          seen.push(request.id);
+          return of(data);
+        }),
+      )
+      .subscribe((id) => finished.push(id));
+    await peer.request({ text: '1' });
+    await peer.request({ text: '2' });
+    expect(seen).to.have.length(2);
+    expect(finished).to.deep.equal(seen);
+  });
+
+  it('should send a handler error as ERR_REMOTE with its message and code', async function () {
+    const { server, peer } = await serverOfPeer('hw-error');
+    server.requests$
+      .pipe(handleWith(() => throwError(() => Object.assign(new Error('no such key'), { code: 'E_NOKEY' }))))
+      .subscribe();
+    const result = await peer.request({ text: 'get' });
+    expect(result.error).to.include({ code: 'ERR_REMOTE', message: 'no such key', remoteCode: 'E_NOKEY' });
+  });
+
+  it('should keep answering other requests after a handler failed', async function () {
+    const { server, peer } = await serverOfPeer('hw-survive');
+    server.requests$
+      .pipe(
+        handleWith((data) =>
+          data.toString() === 'boom' ? throwError(() => new Error('exploded')) : of(`ok ${data.toString()}`),
+        ),
+      )
+      .subscribe();
+    expect((await peer.request({ text: 'boom' })).error?.code).to.equal('ERR_REMOTE');
+    expect(texts((await peer.request({ text: 'after' })).values)).to.deep.equal(['ok after']);
+  });
+
+  it('should keep answering other requests after a handler threw synchronously', async function () {
+    const { server, peer } = await serverOfPeer('hw-throw');
+    server.requests$
+      .pipe(
+        handleWith((data) => {
+          if (data.toString() === 'boom') throw new Error('thrown');
+          return of('fine');
+        }),
+      )
+      .subscribe();
+    const failed = await peer.request({ text: 'boom' });
+    expect(failed.error).to.include({ code: 'ERR_REMOTE', message: 'thrown' });
+    expect(texts((await peer.request({ text: 'next' })).values)).to.deep.equal(['fine']);
+  });
+
+  it('should unsubscribe the handler Observable when the caller times out', async function () {
+    const { server, peer } = await serverOfPeer('hw-teardown');
+    const tornDown = new Promise<void>((resolve) => {
+      server.requests$.pipe(handleWith(() => new Observable<string>(() => () => resolve()))).subscribe();
+    });
+    const result = await peer.request({ text: 'wait forever', timeout: 300 });
+    expect(result.error?.code).to.equal('ERR_TIMEOUT');
+    await tornDown;
   });
 });

@@ -1,4 +1,4 @@
-// Forked by spec/55.channel.codecs.spec.ts: decodes random and mutated bytes with the ready
+// Forked by spec/55.codecs.spec.ts: decodes random and mutated bytes with the ready
 // codecs, and reports how each attempt ended. A separate process, so that a decoder that
 // aborted or crashed would fail the spec with a signal instead of killing mocha.
 import * as v8 from 'node:v8';

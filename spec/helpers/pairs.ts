@@ -1,7 +1,9 @@
-import type { Channel, ChannelOptions } from '../../lib/index';
+import { codecs, TypedChannel, type Channel, type ChannelOptions, type Codec } from '../../lib/index';
 import { uniqueName } from './names';
 import { Peer } from './peer';
 import { openChannel } from './resources';
+import { TypedPeer } from './typed-peer';
+import type { CodecName } from './typed-peer-messages';
 import { reaches } from './wait';
 
 /** A client in this process, connected to a server peer opened with `serverOptions`. */
@@ -25,4 +27,15 @@ export async function serverOfPeer(
   const peer = await Peer.spawn({ name, mode: 'client' });
   await reaches(server, 'connected');
   return { server, peer };
+}
+
+/** A TypedChannel server in this process (every kind of message through `codec`), and a typed peer client. */
+export async function typedServerOfPeer<T>(label: string, codecName: CodecName) {
+  const name = uniqueName(label);
+  const server = await openChannel(name, 'server');
+  const codec = codecs[codecName] as unknown as Codec<T>;
+  const typed = new TypedChannel<T, T, T>(server, { notification: codec, request: codec, response: codec });
+  const peer = await TypedPeer.spawn({ name, mode: 'client', codec: codecName });
+  await reaches(server, 'connected');
+  return { typed, peer, server };
 }
