@@ -14,6 +14,7 @@
         "native/core/doorbell.cc",
         "native/core/channel.cc",
         "native/core/shared_memory.cc",
+        "native/binding/arguments.cc",
         "native/binding/error.cc",
         "native/binding/environments.cc",
         "native/binding/waker.cc",

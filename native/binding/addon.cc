@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../core/shmchannel.h"
+#include "arguments.h"
 #include "channel_wrap.h"
 #include "environments.h"
 #include "error.h"
@@ -17,20 +18,15 @@ namespace shmch_binding {
 
 namespace {
 
-std::string NameArg(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "name must be a string");
-  return info[0].As<Napi::String>().Utf8Value();
-}
-
 void ValidateName(const Napi::CallbackInfo& info) {
-  std::string name = NameArg(info);
+  std::string name = StringArg(info, 0, "name");
   shmch_error err{};
   shmch_status s = shmch_validate_name(name.c_str(), &err);
   if (s != SHMCH_OK) ThrowStatus(info.Env(), s, err, ("invalid name " + name).c_str());
 }
 
 void Unlink(const Napi::CallbackInfo& info) {
-  std::string name = NameArg(info);
+  std::string name = StringArg(info, 0, "name");
   shmch_error err{};
   shmch_status s = shmch_unlink(name.c_str(), &err);
   if (s != SHMCH_OK) ThrowStatus(info.Env(), s, err, ("cannot unlink " + name).c_str());
@@ -40,7 +36,7 @@ void Unlink(const Napi::CallbackInfo& info) {
 //                    serverAlive, clientAlive }
 Napi::Value Inspect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string name = NameArg(info);
+  std::string name = StringArg(info, 0, "name");
   shmch_segment_info si{};
   shmch_error err{};
   shmch_status s = shmch_inspect(name.c_str(), &si, &err);
@@ -60,11 +56,7 @@ Napi::Value Inspect(const Napi::CallbackInfo& info) {
 // takeRecycledBuffer(length) -> Buffer | undefined (see MessagePool::Take)
 Napi::Value TakeRecycledBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  double length = info.Length() < 1 || !info[0].IsNumber() ? -1 : info[0].As<Napi::Number>().DoubleValue();
-  if (!(length >= 0 && length <= 9007199254740991.0) || length != static_cast<double>(static_cast<uint64_t>(length))) {
-    throw Napi::TypeError::New(env, "length must be a whole number of bytes");
-  }
-  return env.GetInstanceData<MessagePool>()->Take(env, static_cast<size_t>(length));
+  return env.GetInstanceData<MessagePool>()->Take(env, ByteCountArg(info, 0, "length"));
 }
 
 void ReleaseRecycledMemory(const Napi::CallbackInfo& info) {

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "arguments.h"
 #include "error.h"
 
 namespace shmch_binding {
@@ -26,26 +27,6 @@ void ThrowUnlessOk(Napi::Env env, shmch_status s, const char* corrupt, const cha
   ThrowStatus(env, s, err, what);
 }
 
-uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (!info[i].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
-  }
-  double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!(v >= 0 && v <= 4294967295.0) || v != static_cast<double>(static_cast<uint32_t>(v))) {
-    throw Napi::RangeError::New(info.Env(), std::string(name) + " must be a 32-bit unsigned integer");
-  }
-  return static_cast<uint32_t>(v);
-}
-
-// Argument i as a Uint8Array, or a TypeError that shows the call's signature.
-Napi::Uint8Array BytesArg(const Napi::CallbackInfo& info, size_t i, const char* signature) {
-  if (info.Length() <= i || !info[i].IsTypedArray() ||
-      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    throw Napi::TypeError::New(info.Env(), signature);
-  }
-  return info[i].As<Napi::Uint8Array>();
-}
-
 }  // namespace
 
 Napi::Function ChannelWrap::Init(Napi::Env env) {
@@ -68,12 +49,11 @@ Napi::Function ChannelWrap::Init(Napi::Env env) {
 
 ChannelWrap::ChannelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ChannelWrap>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 6 || !info[1].IsString() || !info[5].IsFunction()) {
-    throw Napi::TypeError::New(env, "Channel(role, name, ringCapacity, maxMessageSize, mode, onWake)");
-  }
+  // Checked before the segment is opened, which a throw would leave open.
+  Napi::Function on_wake = FunctionArg(info, 5, "onWake");
   channel_ = Open(info);
   try {
-    waker_ = std::make_unique<Waker>(env, channel_, info[5].As<Napi::Function>());
+    waker_ = std::make_unique<Waker>(env, channel_, on_wake);
   } catch (...) {
     // A constructor that throws gets no destructor: release the segment here.
     shmch_close(channel_);
@@ -89,7 +69,7 @@ ChannelWrap::ChannelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Chan
 shmch_channel* ChannelWrap::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t role = U32Arg(info, 0, "role");
-  std::string name = info[1].As<Napi::String>().Utf8Value();
+  std::string name = StringArg(info, 1, "name");
   shmch_channel* ch = nullptr;
   shmch_error err{};
   shmch_status s;
@@ -127,10 +107,9 @@ Napi::Value ChannelWrap::Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ThrowIfClosed(env, channel_);
   auto payload = BytesArg(info, 3, "write(kind, id, total, payload: Uint8Array)");
-  uint32_t kind = U32Arg(info, 0, "kind");
-  if (kind > 255) throw Napi::RangeError::New(env, "kind must be a byte");
+  uint8_t kind = U8Arg(info, 0, "kind");
   if (payload.ByteLength() > 0xFFFFFFFFu) throw Napi::RangeError::New(env, "payload too large");
-  shmch_status s = shmch_write(channel_, static_cast<uint8_t>(kind), U32Arg(info, 1, "id"),
+  shmch_status s = shmch_write(channel_, kind, U32Arg(info, 1, "id"),
                                U32Arg(info, 2, "total"), payload.Data(),
                                static_cast<uint32_t>(payload.ByteLength()));
   if (s == SHMCH_OK) return Napi::Boolean::New(env, true);

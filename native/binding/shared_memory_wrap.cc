@@ -4,6 +4,7 @@
 #include <string>
 
 #include "../core/shmchannel.h"
+#include "arguments.h"
 #include "error.h"
 
 namespace shmch_binding {
@@ -21,21 +22,16 @@ Napi::Function SharedMemoryWrap::Init(Napi::Env env) {
 SharedMemoryWrap::SharedMemoryWrap(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<SharedMemoryWrap>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsBoolean() ||
-      !info[3].IsNumber()) {
-    throw Napi::TypeError::New(env, "SharedMemory(name, size, create, mode)");
-  }
-  std::string name = info[0].As<Napi::String>().Utf8Value();
-  double size = info[1].As<Napi::Number>().DoubleValue();
-  bool create = info[2].As<Napi::Boolean>().Value();
-  uint32_t mode = info[3].As<Napi::Number>().Uint32Value();
+  std::string name = StringArg(info, 0, "name");
+  size_t size = ByteCountArg(info, 1, "size");
+  bool create = BoolArg(info, 2, "create");
+  uint32_t mode = U32Arg(info, 3, "mode");
   shmch_error err{};
-  // Largest ArrayBuffer V8 accepts on 64-bit is 2^53-1, but keep well inside address space.
-  if (!(size >= 0 && size <= 1099511627776.0) || size != static_cast<double>(static_cast<size_t>(size)) ||
-      (create && size == 0)) {
+  // V8 takes an ArrayBuffer of up to 2^53-1 bytes on 64-bit; keep well inside the address space.
+  if (create && (size == 0 || size > (size_t(1) << 40))) {
     ThrowStatus(env, SHMCH_E_INVALID_SIZE, err, "size must be a whole number of bytes, 1 to 1 TiB");
   }
-  shmch_status s = create ? shmch_shm_create(name.c_str(), static_cast<size_t>(size), mode, mapping_->Slot(), &err)
+  shmch_status s = create ? shmch_shm_create(name.c_str(), size, mode, mapping_->Slot(), &err)
                           : shmch_shm_open(name.c_str(), mapping_->Slot(), &err);
   if (s != SHMCH_OK) {
     std::string what = s == SHMCH_E_INVALID_NAME ? "invalid shared memory name " : "cannot open shared memory ";
