@@ -4,8 +4,7 @@
 // it is collected, so every large message faults in all of its pages again: that, not the copy,
 // bounds payload throughput. A block from this pool backs a Buffer as external memory; when the
 // Buffer is collected the block comes back here, already faulted in, for the next message.
-#ifndef SHMCH_BINDING_MESSAGE_POOL_H
-#define SHMCH_BINDING_MESSAGE_POOL_H
+#pragma once
 
 #include <napi.h>
 
@@ -46,5 +45,3 @@ class MessagePool {
 };
 
 }  // namespace shmch_binding
-
-#endif

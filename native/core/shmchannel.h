@@ -7,8 +7,7 @@
  * Every value read from the segment is validated; a violation is SHMCH_E_PROTOCOL and the
  * channel stays failed.
  */
-#ifndef SHMCHANNEL_H
-#define SHMCHANNEL_H
+#pragma once
 
 #include <stddef.h>
 #include <stdint.h>
@@ -249,5 +248,3 @@ void shmch_shm_close(shmch_shm* shm);
 #ifdef __cplusplus
 }
 #endif
-
-#endif /* SHMCHANNEL_H */
