@@ -1,6 +1,6 @@
 // A named POSIX shared-memory object mapped into this process: the one owner of its mapping
 // (RAII), with its descriptor, which says what size the object has now and names it for
-// inotify. Used for channel segments and for the SharedMemory wrapper alike.
+// inotify. Used for channel segments and for raw shared memory (shmch_shm) alike.
 #pragma once
 
 #include <cstddef>
