@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 
 export const Layout = {
   magic: 0,
+  version: 8,
   ringCapacity: 24,
   maxMessageSize: 28,
   serverPid: 32,
