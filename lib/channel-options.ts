@@ -1,5 +1,6 @@
 // What a Channel can be told, its defaults, and the checks the constructor runs on it.
 import { createError } from './errors';
+import { MAX_MESSAGE_SIZE, MAX_RING_CAPACITY, MIN_RING_CAPACITY } from './protocol';
 
 export interface ChannelOptions {
   /** Server: bytes per direction, a power of two from 4 KiB to 1 GiB. Default 1 MiB. */
@@ -70,11 +71,11 @@ export function checkOptions(o: ChannelOptions): void {
       throw createError(code, `options.${key} must be a whole number from ${min} to ${max}, got ${v}`);
     }
   };
-  wholeNumber('ringCapacity', 4096, 1 << 30, 'ERR_INVALID_SIZE');
+  wholeNumber('ringCapacity', MIN_RING_CAPACITY, MAX_RING_CAPACITY, 'ERR_INVALID_SIZE');
   if (o.ringCapacity !== undefined && (o.ringCapacity & (o.ringCapacity - 1)) !== 0) {
     throw createError('ERR_INVALID_SIZE', `options.ringCapacity must be a power of two, got ${o.ringCapacity}`);
   }
-  wholeNumber('maxMessageSize', 1, 1 << 30, 'ERR_INVALID_SIZE');
+  wholeNumber('maxMessageSize', 1, MAX_MESSAGE_SIZE, 'ERR_INVALID_SIZE');
   wholeNumber('maxQueuedBytes', 0, Number.MAX_SAFE_INTEGER, 'ERR_INVALID_SIZE');
   wholeNumber('permissions', 0, 0o777, 'ERR_INVALID_ARG_VALUE');
   wholeNumber('connectTimeout', 0, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');

@@ -1,4 +1,4 @@
-import { Buffer } from 'node:buffer';
+import type { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';
 
@@ -10,23 +10,20 @@ import {
   checkRequestTimeout,
   DEFAULT_CLOSE_TIMEOUT,
   DEFAULT_POLL_WINDOW_US,
-  queueBound,
   type ChannelOptions,
   type RequestOptions,
 } from './channel-options';
+import { Connection } from './connection';
 import { toBuffer, type Data } from './data';
 import { createError, fromNativeError, nativeReason, ShmChannelError } from './errors';
 import { closeAtExit, forgetAtExit, warnAtExit, type ClosableAtExit } from './exit-cleanup';
-import { IncomingRequest, type ResponseSink } from './incoming-request';
-import { InboundReader } from './inbound-reader';
+import type { IncomingRequest } from './incoming-request';
 import { PeerState, SegmentState, WakeEvent, type NativeChannel } from './native';
-import { attachSegment, createSegment } from './open-segment';
-import { OutboundQueue } from './outbound-queue';
-import { PendingRequests } from './pending-requests';
-import { PollLoop, PUMP_ENDED, PUMP_SENT } from './poll-loop';
-import { decodeRemoteError, EMPTY, fitRemoteError, FrameKind, protocolError } from './protocol';
-import { channelIdle } from './recycled-memory';
 import { validateName } from './names';
+import { attachSegment, createSegment } from './open-segment';
+import { PollLoop, PUMP_ENDED } from './poll-loop';
+import { RequestTable } from './request-table';
+import { channelIdle } from './recycled-memory';
 
 export type { ChannelOptions, RequestOptions } from './channel-options';
 
@@ -52,31 +49,26 @@ export type ChannelState = 'idle' | 'open' | 'connected' | 'peer-lost' | 'closed
  * server.requests$.subscribe((req) => req.respond(req.data));
  * ```
  */
-export class Channel implements ResponseSink, ClosableAtExit {
+export class Channel implements ClosableAtExit {
   readonly name: string;
   readonly mode: Mode;
 
   private readonly options: Readonly<ChannelOptions>;
   private native: NativeChannel | undefined;
-  private outbound: OutboundQueue | undefined;
-  private inbound: InboundReader | undefined;
+  /** From open() on, also after close (answers still go out while it delivers the queue). */
+  private connection: Connection | undefined;
   private readonly poll: PollLoop;
-  private maxMessageSize = 0;
   private opening = false;
   private closed = false;
   private closing: Promise<void> | undefined;
   private failure: ShmChannelError | undefined;
-  /** Server: its client broke the protocol and was told to leave; nothing is read until it has. */
-  private droppingClient = false;
   private referenced = true;
 
   private readonly stateSubject = new BehaviorSubject<ChannelState>('idle');
   private readonly notificationsBroadcast = new Broadcast<Buffer>();
   private readonly requestsBroadcast = new Broadcast<IncomingRequest>();
   private readonly clientErrorsBroadcast = new Broadcast<ShmChannelError>();
-  private readonly pendingRequests = new PendingRequests();
-  private readonly incomingRequests = new Map<number, IncomingRequest>();
-  private drainWaiters: Array<{ resolve: () => void; reject: (err: ShmChannelError) => void }> = [];
+  private readonly requests: RequestTable;
 
   /** Lifecycle of this end: see ChannelState. Replays the current state to new subscribers. */
   readonly state$: Observable<ChannelState> = new Observable<ChannelState>((subscriber) => {
@@ -118,6 +110,12 @@ export class Channel implements ResponseSink, ClosableAtExit {
       (events) => this.pump(events),
       () => this.armWaker(),
     );
+    this.requests = new RequestTable({
+      name,
+      checkCanRequest: (payload) => this.connected().checkCanRequest(payload),
+      sendRequest: (id, payload) => this.connected().sendRequest(id, payload),
+      sendCancel: (id) => this.connection?.sendCancel(id),
+    });
   }
 
   get isOpen(): boolean {
@@ -162,24 +160,25 @@ export class Channel implements ResponseSink, ClosableAtExit {
           `more than this client's maxMessageSize (${acceptable})`,
       );
     }
-    this.maxMessageSize = info.maxMessageSize;
-    this.inbound = new InboundReader(
-      info.ringCapacity,
-      (kind, id, data) => this.dispatch(kind, id, data),
-      () => this.reading,
-    );
-    this.outbound = new OutboundQueue(
-      this.native,
-      info.ringCapacity,
-      info.maxFramePayload,
-      queueBound(this.options, info.maxMessageSize, info.ringCapacity),
-      (err) => this.fail(err),
-    );
+    const native = this.native;
+    this.connection = new Connection(native, info, this.options, this.mode, this.name, this.requests, {
+      notification: (data) => this.notificationsBroadcast.next(data),
+      requestsObserved: () => this.requestsBroadcast.observed,
+      request: (request) => this.requestsBroadcast.next(request),
+      hello: () => {
+        if (this.mode === 'server') this.stateSubject.next('connected');
+      },
+      bye: () => this.onPeerBye(),
+      failed: (err) => this.fail(err),
+      sent: () => this.poll.start(),
+      closing: () => this.closed,
+      checkPeerAttached: () => this.checkPeerAttached(),
+    });
     if (!this.referenced) this.native.unref();
     closeAtExit(this);
     debug('%s %s open: ring %d B, max message %d B', this.mode, this.name, info.ringCapacity, info.maxMessageSize);
     if (this.mode === 'client') {
-      this.outbound.send(FrameKind.HELLO, 0, EMPTY, true);
+      this.connection.hello();
       this.stateSubject.next('connected');
     } else {
       this.stateSubject.next('open');
@@ -202,17 +201,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
     this.closed = true;
     if (drain) await this.drainOutbound();
     const native = this.native;
-    const outbound = this.outbound;
-    if (native !== undefined && outbound !== undefined) {
-      try {
-        outbound.flush();
-        outbound.send(FrameKind.BYE, 0, EMPTY, true);
-        outbound.flush();
-      } catch (err) {
-        debug('%s %s: goodbye not sent: %s', this.mode, this.name, (err as Error).message);
-      }
-      // The goodbye itself may wait in the queue: the peer then learns from the state flag.
-      const unsent = outbound.bytesQueued;
+    const connection = this.connection;
+    if (native !== undefined && connection !== undefined) {
+      const unsent = connection.sayGoodbye();
       if (unsent > 0 && this.peerMayRead()) {
         process.emitWarning(
           `shmchannel: ${this.mode} ${this.name} closed with ${unsent} bytes its peer did not read within closeTimeout`,
@@ -221,17 +212,11 @@ export class Channel implements ResponseSink, ClosableAtExit {
       }
     }
     this.native = undefined;
-    if (outbound?.isEmpty === true) this.settleDrainWaiters();
-    outbound?.clear();
-    this.settleDrainWaiters(
-      this.failure ?? (this.state === 'peer-lost' ? peerLostError(this.name) : this.closedError()),
-    );
+    connection?.detach(this.failure ?? (this.state === 'peer-lost' ? peerLostError(this.name) : this.closedError()));
     native?.close();
-    // A message cut off by the close would otherwise hold its buffer as long as this object.
-    this.inbound?.reset();
     channelIdle();
     forgetAtExit(this);
-    this.endRequests(() => this.closedError());
+    this.requests.endAll(() => this.closedError());
     this.notificationsBroadcast.complete();
     this.requestsBroadcast.complete();
     this.clientErrorsBroadcast.complete();
@@ -243,8 +228,8 @@ export class Channel implements ResponseSink, ClosableAtExit {
   private async drainOutbound(): Promise<void> {
     const deadline = Date.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT);
     while (
-      this.outbound !== undefined &&
-      !this.outbound.isEmpty &&
+      this.connection !== undefined &&
+      !this.connection.queueIsEmpty &&
       this.failure === undefined &&
       this.peerMayRead() &&
       Date.now() < deadline
@@ -269,9 +254,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
    */
   notify(data: Data): boolean {
     const payload = toBuffer(data, 'notification data');
-    // Open first: before open() the size limit is not known yet.
-    this.writable();
-    return this.send(FrameKind.NOTIFY, 0, this.checkSize(payload));
+    return this.connected().notify(payload);
   }
 
   /**
@@ -281,25 +264,18 @@ export class Channel implements ResponseSink, ClosableAtExit {
    * first, or ERR_CHANNEL_CLOSED if the channel closes or is not open.
    */
   drained(): Promise<void> {
-    let outbound: OutboundQueue;
+    let connection: Connection;
     try {
-      outbound = this.writable();
+      connection = this.connected();
     } catch (err) {
       return Promise.reject(err as ShmChannelError);
     }
-    try {
-      outbound.flush();
-    } catch (err) {
-      this.fail(err);
-      return Promise.reject(this.failure ?? fromNativeError(err));
-    }
-    if (outbound.isEmpty) return Promise.resolve();
-    return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
+    return connection.drained();
   }
 
   /** Bytes waiting in the outgoing queue for room in the ring (0 when the peer keeps up). */
   get queuedBytes(): number {
-    return this.outbound?.bytesQueued ?? 0;
+    return this.connection?.queuedBytes ?? 0;
   }
 
   /**
@@ -311,47 +287,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
   request(data: Data, options: RequestOptions = {}): Observable<Buffer> {
     const payload = toBuffer(data, 'request data');
     const timeout = checkRequestTimeout(options.timeout ?? this.options.requestTimeout);
-    return new Observable<Buffer>((subscriber) => {
-      let id: number;
-      try {
-        this.writable();
-        this.checkSize(payload);
-        this.checkPeerAttached();
-        id = this.pendingRequests.add(subscriber);
-        try {
-          this.send(FrameKind.REQUEST, id, payload);
-        } catch (err) {
-          this.pendingRequests.take(id);
-          throw err;
-        }
-      } catch (err) {
-        subscriber.error(err);
-        return undefined;
-      }
-      const timer =
-        timeout === undefined
-          ? undefined
-          : setTimeout(() => {
-              subscriber.error(
-                createError('ERR_TIMEOUT', `request ${id} on ${this.name} timed out after ${timeout} ms`),
-              );
-            }, timeout);
-      return () => {
-        if (timer !== undefined) clearTimeout(timer);
-        // Still pending here means the caller gave up before the response ended: tell the handler.
-        if (this.pendingRequests.get(id) === subscriber) {
-          this.pendingRequests.take(id);
-          if (this.outbound !== undefined) {
-            try {
-              this.send(FrameKind.CANCEL, id, EMPTY, true, true);
-            } catch (err) {
-              // Teardown must not throw; a failed write has already failed the channel.
-              debug('%s %s: cancel of %d not sent: %s', this.mode, this.name, id, (err as Error).message);
-            }
-          }
-        }
-      };
-    });
+    return this.requests.request(payload, timeout);
   }
 
   /** An open channel keeps the process alive, like a socket; unref() lets it exit. */
@@ -367,15 +303,6 @@ export class Channel implements ResponseSink, ClosableAtExit {
     return this;
   }
 
-  /** @internal ResponseSink: frames of the responses this end sends. */
-  sendResponse(kind: number, id: number, data: Buffer): void {
-    if (kind === FrameKind.RESPONSE) this.checkSize(data);
-    // An error text longer than the peer accepts must still end the request.
-    const payload = kind === FrameKind.ERROR ? fitRemoteError(data, this.maxMessageSize) : data;
-    // Answers to requests already received still go out while close() delivers the queue.
-    this.send(kind, id, payload, kind !== FrameKind.RESPONSE, true);
-  }
-
   /**
    * @internal ClosableAtExit: the process is ending. The exit path cannot await, so this
    * writes what is queued while the peer reads, blocking for at most closeTimeout, releases
@@ -383,16 +310,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
    */
   closeAtExit(): void {
     const native = this.native;
-    if (native === undefined) return;
-    const outbound = this.outbound;
-    const deadline = performance.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT);
-    try {
-      outbound?.flushBlocking(deadline, () => this.peerReadsNow(native));
-    } catch (err) {
-      debug('%s %s: queue not written at exit: %s', this.mode, this.name, (err as Error).message);
-    }
-    const unsent = outbound === undefined || outbound.isEmpty ? 0 : outbound.bytesQueued;
-    const why = unsent > 0 && this.peerReadsNow(native) ? 'did not read within closeTimeout' : 'was gone';
+    const connection = this.connection;
+    if (native === undefined || connection === undefined) return;
+    const unsent = connection.flushBeforeExit(performance.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT));
+    const why = unsent > 0 && connection.peerReadsNow() ? 'did not read within closeTimeout' : 'was gone';
     this.native = undefined;
     native.close();
     if (unsent > 0) {
@@ -401,23 +322,6 @@ export class Channel implements ResponseSink, ClosableAtExit {
         'SHMCHANNEL_UNSENT',
       );
     }
-  }
-
-  /** Whether the peer still reads what we write, asked of the segment itself (no event loop at exit). */
-  private peerReadsNow(native: NativeChannel): boolean {
-    if (this.failure !== undefined || this.droppingClient) return false;
-    const state = native.info().state;
-    if (this.mode === 'client') {
-      if ((state & (SegmentState.SERVER_CLOSED | SegmentState.CLIENT_DROPPED)) !== 0) return false;
-    } else if ((state & SegmentState.CLIENT_ATTACHED) === 0 || (state & SegmentState.CLIENT_CLOSED) !== 0) {
-      return false;
-    }
-    return native.peerState() !== PeerState.GONE;
-  }
-
-  /** @internal ResponseSink */
-  finished(id: number): void {
-    this.incomingRequests.delete(id);
   }
 
   // ---- the wake-up path ----
@@ -439,15 +343,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     if (this.native === undefined) return PUMP_ENDED;
     let result = 0;
     try {
-      if (this.droppingClient) {
-        this.inbound?.checkWhileDropped(this.native);
-      } else {
-        result = this.inbound?.drain(this.native) ?? 0;
-        const queuedBefore = this.outbound?.bytesQueued ?? 0;
-        this.outbound?.flush();
-        if (this.outbound?.isEmpty === true) this.settleDrainWaiters();
-        if ((this.outbound?.bytesQueued ?? 0) < queuedBefore) result |= PUMP_SENT;
-      }
+      result = this.connection?.pump() ?? 0;
     } catch (err) {
       // A server drops a client that broke the protocol and goes on; anything else ends here.
       this.fail(err);
@@ -458,50 +354,6 @@ export class Channel implements ResponseSink, ClosableAtExit {
       this.fail(err);
     }
     return this.native === undefined ? PUMP_ENDED : result;
-  }
-
-  private dispatch(kind: number, id: number, data: Buffer): void {
-    switch (kind) {
-      case FrameKind.NOTIFY:
-        this.notificationsBroadcast.next(data);
-        return;
-      case FrameKind.REQUEST:
-        this.onRequest(id, data);
-        return;
-      case FrameKind.RESPONSE:
-        this.pendingRequests.get(id)?.next(data);
-        return;
-      case FrameKind.COMPLETE: {
-        this.pendingRequests.take(id)?.complete();
-        return;
-      }
-      case FrameKind.ERROR: {
-        this.pendingRequests.take(id)?.error(decodeRemoteError(data));
-        return;
-      }
-      case FrameKind.CANCEL:
-        this.incomingRequests.get(id)?.cancel();
-        return;
-      case FrameKind.HELLO:
-        if (this.mode === 'server') this.stateSubject.next('connected');
-        return;
-      case FrameKind.BYE:
-        this.onPeerBye();
-        return;
-      default:
-        throw protocolError(`unknown frame kind ${kind}`);
-    }
-  }
-
-  private onRequest(id: number, data: Buffer): void {
-    const request = new IncomingRequest(id, data, this);
-    if (this.incomingRequests.has(id)) throw protocolError(`request id ${id} reused while in flight`);
-    if (!this.requestsBroadcast.observed) {
-      request.rejectUnhandled(`no handler for requests on ${this.mode} ${this.name}`);
-      return;
-    }
-    this.incomingRequests.set(id, request);
-    this.requestsBroadcast.next(request);
   }
 
   // ---- peer loss and failure ----
@@ -537,13 +389,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
     if (native.peerState() !== PeerState.GONE) return;
     debug('server %s: client is gone', this.name);
     this.loseRequests();
-    this.outbound?.clear();
-    this.settleDrainWaiters(
+    this.connection?.peerLeft(
       createError('ERR_PEER_LOST', `the client of ${this.name} left before reading what was queued`),
     );
-    this.inbound?.reset();
     native.acceptNext();
-    this.droppingClient = false;
     this.stateSubject.next('open');
   }
 
@@ -553,14 +402,10 @@ export class Channel implements ResponseSink, ClosableAtExit {
    * (or died), onPeerGone takes the next client as usual.
    */
   private dropClient(native: NativeChannel, error: ShmChannelError): void {
-    if (this.droppingClient) return;
+    if (this.connection === undefined || this.connection.isDropping) return;
     debug('server %s dropped its client: %s', this.name, error.message);
     native.dropClient();
-    this.droppingClient = true;
-    this.outbound?.clear();
-    this.settleDrainWaiters(error);
-    this.inbound?.reset();
-    this.endRequests(() => error);
+    this.connection.drop(error);
     // Why first, then that the client is gone: state$ watchers (the CLI) tell it in that order.
     if (this.clientErrorsBroadcast.observed) {
       this.clientErrorsBroadcast.next(error);
@@ -573,32 +418,9 @@ export class Channel implements ResponseSink, ClosableAtExit {
     if (!this.closed && this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
   }
 
-  /** Frames are read and dispatched: open, and not waiting for a dropped client to leave. */
-  private get reading(): boolean {
-    return this.native !== undefined && !this.droppingClient;
-  }
-
   private loseRequests(): void {
     if (this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
-    this.endRequests(() => peerLostError(this.name));
-  }
-
-  /** Resolves every drained() waiter, or rejects them all with `err`. */
-  private settleDrainWaiters(err?: ShmChannelError): void {
-    if (this.drainWaiters.length === 0) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const w of waiters) {
-      if (err === undefined) w.resolve();
-      else w.reject(err);
-    }
-  }
-
-  private endRequests(makeError: () => ShmChannelError): void {
-    this.pendingRequests.failAll(makeError);
-    const incoming = [...this.incomingRequests.values()];
-    this.incomingRequests.clear();
-    for (const r of incoming) r.cancel();
+    this.requests.endAll(() => peerLostError(this.name));
   }
 
   /**
@@ -618,7 +440,7 @@ export class Channel implements ResponseSink, ClosableAtExit {
     }
     this.failure = error;
     debug('%s %s failed: %s', this.mode, this.name, error.message);
-    this.pendingRequests.failAll(() => error);
+    this.requests.failPending(() => error);
     this.notificationsBroadcast.error(error);
     this.requestsBroadcast.error(error);
     this.closeNow();
@@ -631,39 +453,13 @@ export class Channel implements ResponseSink, ClosableAtExit {
 
   // ---- helpers ----
 
-  /**
-   * Every outgoing message goes through here; a corrupt outbound ring fails the channel.
-   * `duringClose`: allowed while close() still delivers the queue (answers, cancels).
-   */
-  private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): boolean {
-    if (this.droppingClient && !this.closed) {
-      throw createError(
-        'ERR_PEER_LOST',
-        `the client of ${this.name} was dropped for breaking the protocol; the next one can connect once it left`,
-      );
-    }
-    const outbound =
-      duringClose && this.outbound !== undefined && this.native !== undefined ? this.outbound : this.writable();
-    let inRing: boolean;
-    try {
-      inRing = outbound.send(kind, id, data, control);
-    } catch (err) {
-      if (err instanceof ShmChannelError) throw err;
-      const error = fromNativeError(err);
-      // The native error itself: its reason tells a dropped client from a lost segment.
-      if (error.code === 'ERR_PROTOCOL') this.fail(err);
-      throw error;
-    }
-    this.poll.start();
-    return inRing;
-  }
-
-  private writable(): OutboundQueue {
+  /** The connection, or why there is none to send on: closed, or not open yet. */
+  private connected(): Connection {
     if (this.closed) throw this.closedError();
-    if (this.outbound === undefined) {
+    if (this.connection === undefined) {
       throw createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is not open: call open() first`);
     }
-    return this.outbound;
+    return this.connection;
   }
 
   /** A server's request needs a client to answer it; none attached would mean waiting forever. */
@@ -672,16 +468,6 @@ export class Channel implements ResponseSink, ClosableAtExit {
     // Attached but its hello not read yet counts as connected.
     if (this.native !== undefined && (this.native.info().state & SegmentState.CLIENT_ATTACHED) !== 0) return;
     throw createError('ERR_PEER_LOST', `no client is connected to ${this.name}: nobody could answer the request`);
-  }
-
-  private checkSize(payload: Buffer): Buffer {
-    if (payload.length > this.maxMessageSize) {
-      throw createError(
-        'ERR_MESSAGE_TOO_LARGE',
-        `message of ${payload.length} bytes exceeds maxMessageSize (${this.maxMessageSize}) of ${this.name}`,
-      );
-    }
-    return payload;
   }
 
   private closedError(): ShmChannelError {

@@ -123,8 +123,16 @@ export interface NativeBinding {
   releaseRecycledMemory(): void;
   /** Bytes of recycled memory waiting for reuse (for tests). */
   recycledIdleBytes(): number;
-  protocolVersion: number;
-  frameHeaderSize: number;
   /** Which JavaScript side this build serves; see BINDING_REVISION in load-addon.ts. */
   bindingRevision?: number;
+  /**
+   * The numbers of the native definitions that TypeScript copies, under the TypeScript names:
+   * checked at load against lib/native-constants.ts, then never read again.
+   */
+  constants?: NativeConstants;
+}
+
+/** Named numbers, and groups of them (`FrameKind`, `SegmentState`, ...). */
+export interface NativeConstants {
+  readonly [name: string]: number | NativeConstants;
 }

@@ -3,6 +3,15 @@ import { Buffer } from 'node:buffer';
 
 import { createError, ShmChannelError } from './errors';
 
+/** The version of docs/PROTOCOL.md this code speaks: the `version` field of the segment header. */
+export const PROTOCOL_VERSION = 1;
+
+/** A ring's capacity is a power of two in this range (docs/PROTOCOL.md §1). */
+export const MIN_RING_CAPACITY = 4096;
+export const MAX_RING_CAPACITY = 2 ** 30;
+/** The largest maxMessageSize a segment may state (docs/PROTOCOL.md §1). */
+export const MAX_MESSAGE_SIZE = 2 ** 30;
+
 export const FrameKind = {
   HELLO: 1,
   BYE: 2,

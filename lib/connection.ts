@@ -1,0 +1,315 @@
+// One peer on one pair of rings: what goes out (the queue), what comes in (the reader), the
+// requests in flight both ways, and the callers of drained(). A Channel owns one from open() to
+// its close, and decides what the connection's events mean for the channel.
+import type { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
+import { debuglog } from 'node:util';
+
+import { queueBound, type ChannelOptions } from './channel-options';
+import { DrainWaiters } from './drain-waiters';
+import { createError, fromNativeError, ShmChannelError } from './errors';
+import { InboundReader } from './inbound-reader';
+import { IncomingRequest, type ResponseSink } from './incoming-request';
+import { PeerState, SegmentState, type NativeChannel, type NativeChannelInfo } from './native';
+import { OutboundQueue } from './outbound-queue';
+import { PUMP_SENT } from './poll-loop';
+import { EMPTY, fitRemoteError, FrameKind, protocolError } from './protocol';
+import { RequestTable } from './request-table';
+
+const debug = debuglog('shmchannel');
+
+/** What a connection tells its channel, and asks of it. */
+export interface ConnectionEvents {
+  notification(data: Buffer): void;
+  /** Whether anyone handles requests now; if not, the connection answers ERR_NO_HANDLER itself. */
+  requestsObserved(): boolean;
+  request(request: IncomingRequest): void;
+  hello(): void;
+  bye(): void;
+  /** A write failed (a corrupt ring, a lost segment): the channel drops the peer or fails. */
+  failed(err: unknown): void;
+  /** Something went out: the answer may follow within microseconds. */
+  sent(): void;
+  /** The channel is closing: only answers and cancels still go out. */
+  closing(): boolean;
+  /** Throws if a request now could never be answered (a server with no client). */
+  checkPeerAttached(): void;
+}
+
+export class Connection implements ResponseSink {
+  readonly maxMessageSize: number;
+  private readonly outbound: OutboundQueue;
+  private readonly inbound: InboundReader;
+  private readonly drainWaiters = new DrainWaiters();
+  /** Server: the client broke the protocol and was told to leave; nothing is read until it has. */
+  private dropping = false;
+  /** The channel let go of the segment: nothing more goes out or comes in. */
+  private detached = false;
+
+  constructor(
+    readonly native: NativeChannel,
+    info: NativeChannelInfo,
+    options: Readonly<ChannelOptions>,
+    private readonly mode: 'server' | 'client',
+    private readonly name: string,
+    /** The requests in flight on this connection, both ways. */
+    readonly requests: RequestTable,
+    private readonly events: ConnectionEvents,
+  ) {
+    this.maxMessageSize = info.maxMessageSize;
+    this.inbound = new InboundReader(
+      info.ringCapacity,
+      (kind, id, data) => this.dispatch(kind, id, data),
+      () => this.reading,
+    );
+    this.outbound = new OutboundQueue(
+      native,
+      info.ringCapacity,
+      info.maxFramePayload,
+      queueBound(options, info.maxMessageSize, info.ringCapacity),
+      (err) => events.failed(err),
+    );
+  }
+
+  /** Frames are read and dispatched: not detached, and not waiting for a dropped client to leave. */
+  get reading(): boolean {
+    return !this.detached && !this.dropping;
+  }
+
+  get isDropping(): boolean {
+    return this.dropping;
+  }
+
+  get queuedBytes(): number {
+    return this.outbound.bytesQueued;
+  }
+
+  get queueIsEmpty(): boolean {
+    return this.outbound.isEmpty;
+  }
+
+  /** Says hello (a client's first frame). */
+  hello(): void {
+    this.outbound.send(FrameKind.HELLO, 0, EMPTY, true);
+  }
+
+  notify(payload: Buffer): boolean {
+    this.checkSendable();
+    return this.send(FrameKind.NOTIFY, 0, this.checkSize(payload));
+  }
+
+  /** What RequestTable asks before a request goes out: see RequestSender. */
+  checkCanRequest(payload: Buffer): void {
+    this.checkSendable();
+    this.checkSize(payload);
+    this.events.checkPeerAttached();
+  }
+
+  sendRequest(id: number, payload: Buffer): void {
+    this.send(FrameKind.REQUEST, id, payload);
+  }
+
+  sendCancel(id: number): void {
+    this.send(FrameKind.CANCEL, id, EMPTY, true, true);
+  }
+
+  /** See Channel.drained(). */
+  drained(): Promise<void> {
+    try {
+      this.checkSendable();
+    } catch (err) {
+      return Promise.reject(err as ShmChannelError);
+    }
+    try {
+      this.outbound.flush();
+    } catch (err) {
+      this.events.failed(err);
+      return Promise.reject(fromNativeError(err));
+    }
+    if (this.outbound.isEmpty) return Promise.resolve();
+    return this.drainWaiters.wait();
+  }
+
+  /** @internal ResponseSink: frames of the responses this end sends. */
+  sendResponse(kind: number, id: number, data: Buffer): void {
+    if (kind === FrameKind.RESPONSE) this.checkSize(data);
+    // An error text longer than the peer accepts must still end the request.
+    const payload = kind === FrameKind.ERROR ? fitRemoteError(data, this.maxMessageSize) : data;
+    // Answers to requests already received still go out while close() delivers the queue.
+    this.send(kind, id, payload, kind !== FrameKind.RESPONSE, true);
+  }
+
+  /** @internal ResponseSink */
+  finished(id: number): void {
+    this.requests.answered(id);
+  }
+
+  /** Reads what came and writes what waits: PUMP_READ, PUMP_SENT, PUMP_MORE bits. Throws what broke. */
+  pump(): number {
+    if (this.dropping) {
+      this.inbound.checkWhileDropped(this.native);
+      return 0;
+    }
+    let result = this.inbound.drain(this.native);
+    const queuedBefore = this.outbound.bytesQueued;
+    this.outbound.flush();
+    if (this.outbound.isEmpty) this.drainWaiters.settle();
+    if (this.outbound.bytesQueued < queuedBefore) result |= PUMP_SENT;
+    return result;
+  }
+
+  /** Writes what is queued and a goodbye, as far as the ring takes them: the bytes left unsent. */
+  sayGoodbye(): number {
+    try {
+      this.outbound.flush();
+      this.outbound.send(FrameKind.BYE, 0, EMPTY, true);
+      this.outbound.flush();
+    } catch (err) {
+      debug('%s: goodbye not sent: %s', this.label(), (err as Error).message);
+    }
+    // The goodbye itself may wait in the queue: the peer then learns from the state flag.
+    return this.outbound.bytesQueued;
+  }
+
+  /**
+   * The exit path: writes the queue while the peer reads, blocking until `deadline` (a
+   * performance.now() time) at most. The bytes left unsent.
+   */
+  flushBeforeExit(deadline: number): number {
+    try {
+      this.outbound.flushBlocking(Math.max(deadline, performance.now()), () => this.peerReadsNow());
+    } catch (err) {
+      debug('%s: queue not written at exit: %s', this.label(), (err as Error).message);
+    }
+    return this.outbound.isEmpty ? 0 : this.outbound.bytesQueued;
+  }
+
+  /** Whether the peer still reads what we write, asked of the segment itself (no event loop at exit). */
+  peerReadsNow(): boolean {
+    if (this.dropping || this.detached) return false;
+    const state = this.native.info().state;
+    if (this.mode === 'client') {
+      if ((state & (SegmentState.SERVER_CLOSED | SegmentState.CLIENT_DROPPED)) !== 0) return false;
+    } else if ((state & SegmentState.CLIENT_ATTACHED) === 0 || (state & SegmentState.CLIENT_CLOSED) !== 0) {
+      return false;
+    }
+    return this.native.peerState() !== PeerState.GONE;
+  }
+
+  /** The peer left: what was queued for it is gone, and drained() says why (`err`). */
+  peerLeft(err: ShmChannelError): void {
+    this.outbound.clear();
+    this.drainWaiters.settle(err);
+    this.inbound.reset();
+    this.dropping = false;
+  }
+
+  /**
+   * Server: the client broke the protocol. Nothing more is read from it; its requests fail
+   * with `error`, what was queued for it is gone. The channel flags it to leave.
+   */
+  drop(error: ShmChannelError): void {
+    this.dropping = true;
+    this.outbound.clear();
+    this.drainWaiters.settle(error);
+    this.inbound.reset();
+    this.requests.endAll(() => error);
+  }
+
+  /** The channel lets go of the segment: drained() waiters learn `err` unless all went out. */
+  detach(err: ShmChannelError): void {
+    this.detached = true;
+    if (this.outbound.isEmpty) this.drainWaiters.settle();
+    this.outbound.clear();
+    this.drainWaiters.settle(err);
+    // A message cut off by the close would otherwise hold its buffer as long as this object.
+    this.inbound.reset();
+  }
+
+  /**
+   * Every outgoing message goes through here; a corrupt outbound ring fails the channel.
+   * `duringClose`: allowed while close() still delivers the queue (answers, cancels).
+   */
+  private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): boolean {
+    const closing = this.events.closing();
+    if (this.dropping && !closing) {
+      throw createError(
+        'ERR_PEER_LOST',
+        `the client of ${this.name} was dropped for breaking the protocol; the next one can connect once it left`,
+      );
+    }
+    if (!(duringClose && !this.detached)) this.checkSendable();
+    let inRing: boolean;
+    try {
+      inRing = this.outbound.send(kind, id, data, control);
+    } catch (err) {
+      if (err instanceof ShmChannelError) throw err;
+      const error = fromNativeError(err);
+      // The native error itself: its reason tells a dropped client from a lost segment.
+      if (error.code === 'ERR_PROTOCOL') this.events.failed(err);
+      throw error;
+    }
+    this.events.sent();
+    return inRing;
+  }
+
+  private label(): string {
+    return `${this.mode} ${this.name}`;
+  }
+
+  private checkSendable(): void {
+    if (this.events.closing()) throw createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is closed`);
+  }
+
+  private checkSize(payload: Buffer): Buffer {
+    if (payload.length > this.maxMessageSize) {
+      throw createError(
+        'ERR_MESSAGE_TOO_LARGE',
+        `message of ${payload.length} bytes exceeds maxMessageSize (${this.maxMessageSize}) of ${this.name}`,
+      );
+    }
+    return payload;
+  }
+
+  private dispatch(kind: number, id: number, data: Buffer): void {
+    switch (kind) {
+      case FrameKind.NOTIFY:
+        this.events.notification(data);
+        return;
+      case FrameKind.REQUEST:
+        this.onRequest(id, data);
+        return;
+      case FrameKind.RESPONSE:
+        this.requests.response(id, data);
+        return;
+      case FrameKind.COMPLETE:
+        this.requests.complete(id);
+        return;
+      case FrameKind.ERROR:
+        this.requests.remoteError(id, data);
+        return;
+      case FrameKind.CANCEL:
+        this.requests.cancelled(id);
+        return;
+      case FrameKind.HELLO:
+        this.events.hello();
+        return;
+      case FrameKind.BYE:
+        this.events.bye();
+        return;
+      default:
+        throw protocolError(`unknown frame kind ${kind}`);
+    }
+  }
+
+  private onRequest(id: number, data: Buffer): void {
+    this.requests.checkIncomingId(id);
+    const request = new IncomingRequest(id, data, this);
+    if (!this.events.requestsObserved()) {
+      request.rejectUnhandled(`no handler for requests on ${this.label()}`);
+      return;
+    }
+    this.requests.handling(request);
+    this.events.request(request);
+  }
+}
