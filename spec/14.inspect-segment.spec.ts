@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { expect } from 'chai';
 
 import { inspectSegment, SharedMemory } from '../lib/index';
-import { binding } from '../lib/load-addon';
+import { PROTOCOL_VERSION } from '../lib/protocol';
 import { expectThrowsCode } from './helpers/expect-error';
 import { shmExists, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
@@ -21,7 +21,7 @@ describe('inspectSegment()', function () {
     const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: 65536, maxMessageSize: 4096 } });
     expect(inspectSegment(name)).to.deep.equal({
       name,
-      protocolVersion: binding.protocolVersion,
+      protocolVersion: PROTOCOL_VERSION,
       ringCapacity: 65536,
       maxMessageSize: 4096,
       serverPid: server.pid,
@@ -97,7 +97,7 @@ describe('inspectSegment()', function () {
     await server.kill('SIGKILL');
     const segment = SharedMemory.open(name);
     try {
-      segment.buffer.writeUInt32LE(binding.protocolVersion + 1, Layout.version);
+      segment.buffer.writeUInt32LE(PROTOCOL_VERSION + 1, Layout.version);
     } finally {
       segment.close();
     }
