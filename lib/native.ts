@@ -1,5 +1,6 @@
 // The binding's TypeScript types: the only description of what native code offers.
 // Nothing but load-addon.ts loads it; channel.ts's parts, shared-memory.ts, names.ts and inspect-segment.ts call it.
+// The constants below copy native definitions: native-constants.ts checks them against the addon's at load.
 
 /** Bits passed to a channel's onWake callback. */
 export const WakeEvent = {

@@ -1,4 +1,5 @@
 // Frame kinds and message-level encoding of docs/PROTOCOL.md; no I/O here.
+// The numbers here that the native core defines too are checked against it at load (native-constants.ts).
 import { Buffer } from 'node:buffer';
 
 import { createError, ShmChannelError } from './errors';

@@ -4,7 +4,10 @@
 #include <sched.h>
 #include <time.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 #include "../core/shmchannel.h"
 #include "arguments.h"
@@ -13,10 +16,50 @@
 #include "error.h"
 #include "message_pool.h"
 #include "shared_memory_wrap.h"
+#include "waker.h"
 
 namespace shmch_binding {
 
 namespace {
+
+// What lib/load-addon.ts checks: bump both whenever the JavaScript side needs another export
+// or call. A build left over from another version then fails to load with a clear message
+// instead of failing at its first call to what it lacks.
+constexpr uint32_t kBindingRevision = 3;
+
+Napi::Object Group(Napi::Env env, std::initializer_list<std::pair<const char*, uint32_t>> members) {
+  Napi::Object group = Napi::Object::New(env);
+  for (const auto& [name, value] : members) group.Set(name, value);
+  return group;
+}
+
+// The numbers TypeScript copies from the definitions here, under its names for them (lib/protocol.ts,
+// lib/native.ts): lib/native-constants.ts refuses a build in which any of them differs, or which has
+// one that TypeScript lacks, so a stale build or a change on one side only fails at load.
+Napi::Object Constants(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("PROTOCOL_VERSION", SHMCH_PROTOCOL_VERSION);
+  c.Set("FRAME_HEADER_SIZE", SHMCH_FRAME_HEADER_SIZE);
+  c.Set("MIN_RING_CAPACITY", SHMCH_MIN_RING_CAPACITY);
+  c.Set("MAX_RING_CAPACITY", SHMCH_MAX_RING_CAPACITY);
+  c.Set("MAX_MESSAGE_SIZE", SHMCH_MAX_MESSAGE_SIZE);
+  c.Set("FrameKind", Group(env, {{"HELLO", SHMCH_HELLO},
+                                 {"BYE", SHMCH_BYE},
+                                 {"NOTIFY", SHMCH_NOTIFY},
+                                 {"REQUEST", SHMCH_REQUEST},
+                                 {"RESPONSE", SHMCH_RESPONSE},
+                                 {"COMPLETE", SHMCH_COMPLETE},
+                                 {"ERROR", SHMCH_ERROR},
+                                 {"CANCEL", SHMCH_CANCEL}}));
+  c.Set("SegmentState", Group(env, {{"SERVER_READY", SHMCH_STATE_SERVER_READY},
+                                    {"CLIENT_ATTACHED", SHMCH_STATE_CLIENT_ATTACHED},
+                                    {"SERVER_CLOSED", SHMCH_STATE_SERVER_CLOSED},
+                                    {"CLIENT_CLOSED", SHMCH_STATE_CLIENT_CLOSED},
+                                    {"CLIENT_DROPPED", SHMCH_STATE_CLIENT_DROPPED}}));
+  c.Set("PeerState", Group(env, {{"NONE", SHMCH_PEER_NONE}, {"ALIVE", SHMCH_PEER_ALIVE}, {"GONE", SHMCH_PEER_GONE}}));
+  c.Set("WakeEvent", Group(env, {{"ACTIVITY", kEventActivity}, {"PEER_LOST", kEventPeerLost}}));
+  return c;
+}
 
 void ValidateName(const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "name");
@@ -93,12 +136,8 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("takeRecycledBuffer", Napi::Function::New<TakeRecycledBuffer>(env, "takeRecycledBuffer"));
   exports.Set("releaseRecycledMemory", Napi::Function::New<ReleaseRecycledMemory>(env, "releaseRecycledMemory"));
   exports.Set("recycledIdleBytes", Napi::Function::New<RecycledIdleBytes>(env, "recycledIdleBytes"));
-  exports.Set("protocolVersion", Napi::Number::New(env, SHMCH_PROTOCOL_VERSION));
-  // What lib/load-addon.ts checks: bump both whenever the JavaScript side needs another
-  // export or call. A build left over from another version then fails to load with a clear
-  // message instead of failing at its first call to what it lacks.
-  exports.Set("bindingRevision", Napi::Number::New(env, 2));
-  exports.Set("frameHeaderSize", Napi::Number::New(env, SHMCH_FRAME_HEADER_SIZE));
+  exports.Set("bindingRevision", Napi::Number::New(env, kBindingRevision));
+  exports.Set("constants", Constants(env));
   return exports;
 }
 

@@ -17,6 +17,7 @@
 
 namespace shmch_binding {
 
+// The bits of onWake's argument; the addon exports them as constants.WakeEvent (addon.cc).
 constexpr int kEventActivity = 1;
 constexpr int kEventPeerLost = 2;
 
