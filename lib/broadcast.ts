@@ -1,6 +1,4 @@
-import { config, Observable, type Subscriber } from 'rxjs';
-import { errorContext } from 'rxjs/internal/util/errorContext';
-import { reportUnhandledError } from 'rxjs/internal/util/reportUnhandledError';
+import { config, Observable, Subject, type Subscriber } from 'rxjs';
 
 /**
  * A hot stream with the contract of an RxJS `Subject`: each value goes to the subscribers of
@@ -74,18 +72,25 @@ export class Broadcast<T> {
 
 /**
  * Under RxJS's deprecated synchronous error handling, a subscriber's error is kept only inside
- * RxJS's error context (Subject.next opens one) and dropped outside it. Opens one, and reports
- * what it rethrows as RxJS reports such errors otherwise (config.onUnhandledError, or thrown
- * on a timer): never lost.
+ * RxJS's error context and dropped outside it. The public way into that context is a Subject's
+ * next(), which opens one and rethrows what was kept when it closes; what it rethrows is
+ * reported as RxJS reports such errors otherwise (config.onUnhandledError, or thrown on a
+ * timer): never lost.
  */
 function reportingErrors(run: () => void): void {
   if (!config.useDeprecatedSynchronousErrorHandling) {
     run();
     return;
   }
+  const context = new Subject<void>();
+  context.subscribe(run);
   try {
-    errorContext(run);
+    context.next();
   } catch (err) {
-    reportUnhandledError(err);
+    setTimeout(() => {
+      const onUnhandledError = config.onUnhandledError;
+      if (onUnhandledError) onUnhandledError(err);
+      else throw err;
+    });
   }
 }

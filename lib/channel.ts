@@ -16,11 +16,11 @@ import {
 import { Connection } from './connection';
 import { toBuffer, type Data } from './data';
 import { createError, fromNativeError, nativeReason, ShmChannelError } from './errors';
-import { closeAtExit, forgetAtExit, warnAtExit, type ClosableAtExit } from './exit-cleanup';
+import { closeAtExit, forgetAtExit, type ClosableAtExit } from './exit-cleanup';
 import type { IncomingRequest } from './incoming-request';
 import { PeerState, SegmentState, WakeEvent, type NativeChannel } from './native';
 import { validateName } from './names';
-import { attachSegment, createSegment } from './open-segment';
+import { attachSegment, checkServerLimit, createSegment } from './open-segment';
 import { PollLoop, PUMP_ENDED } from './poll-loop';
 import { RequestTable } from './request-table';
 import { channelIdle } from './recycled-memory';
@@ -149,16 +149,12 @@ export class Channel implements ClosableAtExit {
       throw this.closedError();
     }
     const info = this.native.info();
-    const acceptable = this.options.maxMessageSize;
-    if (this.mode === 'client' && acceptable !== undefined && info.maxMessageSize > acceptable) {
-      // Refused before any traffic: the server's limit is what the peer may make us allocate.
+    try {
+      if (this.mode === 'client') checkServerLimit(this.name, info, this.options);
+    } catch (err) {
       this.native.close();
       this.native = undefined;
-      throw createError(
-        'ERR_INCOMPATIBLE_SEGMENT',
-        `server ${this.name} allows messages of up to ${info.maxMessageSize} bytes, ` +
-          `more than this client's maxMessageSize (${acceptable})`,
-      );
+      throw err;
     }
     const native = this.native;
     this.connection = new Connection(native, info, this.options, this.mode, this.name, this.requests, {
@@ -202,15 +198,7 @@ export class Channel implements ClosableAtExit {
     if (drain) await this.drainOutbound();
     const native = this.native;
     const connection = this.connection;
-    if (native !== undefined && connection !== undefined) {
-      const unsent = connection.sayGoodbye();
-      if (unsent > 0 && this.peerMayRead()) {
-        process.emitWarning(
-          `shmchannel: ${this.mode} ${this.name} closed with ${unsent} bytes its peer did not read within closeTimeout`,
-          { code: 'SHMCHANNEL_UNSENT' },
-        );
-      }
-    }
+    if (native !== undefined && connection !== undefined) connection.sayGoodbye(this.peerMayRead());
     this.native = undefined;
     connection?.detach(this.failure ?? (this.state === 'peer-lost' ? peerLostError(this.name) : this.closedError()));
     native?.close();
@@ -309,19 +297,10 @@ export class Channel implements ClosableAtExit {
    * the segment, and warns (SHMCHANNEL_UNSENT) of what is left.
    */
   closeAtExit(): void {
-    const native = this.native;
     const connection = this.connection;
-    if (native === undefined || connection === undefined) return;
-    const unsent = connection.flushBeforeExit(performance.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT));
-    const why = unsent > 0 && connection.peerReadsNow() ? 'did not read within closeTimeout' : 'was gone';
+    if (this.native === undefined || connection === undefined) return;
     this.native = undefined;
-    native.close();
-    if (unsent > 0) {
-      warnAtExit(
-        `shmchannel: ${this.mode} ${this.name}: the process exited with ${unsent} bytes unsent: the peer ${why}`,
-        'SHMCHANNEL_UNSENT',
-      );
-    }
+    connection.closeAtExit(performance.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT));
   }
 
   // ---- the wake-up path ----
@@ -410,7 +389,7 @@ export class Channel implements ClosableAtExit {
     if (this.clientErrorsBroadcast.observed) {
       this.clientErrorsBroadcast.next(error);
     } else {
-      // Not silently: it used to fail the server, and a dropped client is worth knowing of.
+      // Not silently: a dropped client is worth knowing of.
       process.emitWarning(`shmchannel: server ${this.name} dropped its client: ${error.message}`, {
         code: 'SHMCHANNEL_CLIENT_DROPPED',
       });

@@ -2,12 +2,12 @@
 // requests in flight both ways, and the callers of drained(). A Channel owns one from open() to
 // its close, and decides what the connection's events mean for the channel.
 import type { Buffer } from 'node:buffer';
-import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';
 
 import { queueBound, type ChannelOptions } from './channel-options';
 import { DrainWaiters } from './drain-waiters';
 import { createError, fromNativeError, ShmChannelError } from './errors';
+import { warnAtExit } from './exit-cleanup';
 import { InboundReader } from './inbound-reader';
 import { IncomingRequest, type ResponseSink } from './incoming-request';
 import { PeerState, SegmentState, type NativeChannel, type NativeChannelInfo } from './native';
@@ -158,8 +158,11 @@ export class Connection implements ResponseSink {
     return result;
   }
 
-  /** Writes what is queued and a goodbye, as far as the ring takes them: the bytes left unsent. */
-  sayGoodbye(): number {
+  /**
+   * Writes what is queued and a goodbye, as far as the ring takes them. What is left is
+   * reported with a SHMCHANNEL_UNSENT warning if the peer could still have read it.
+   */
+  sayGoodbye(peerMayRead: boolean): void {
     try {
       this.outbound.flush();
       this.outbound.send(FrameKind.BYE, 0, EMPTY, true);
@@ -168,20 +171,36 @@ export class Connection implements ResponseSink {
       debug('%s: goodbye not sent: %s', this.label(), (err as Error).message);
     }
     // The goodbye itself may wait in the queue: the peer then learns from the state flag.
-    return this.outbound.bytesQueued;
+    const unsent = this.outbound.bytesQueued;
+    if (unsent > 0 && peerMayRead) {
+      process.emitWarning(
+        `shmchannel: ${this.label()} closed with ${unsent} bytes its peer did not read within closeTimeout`,
+        { code: 'SHMCHANNEL_UNSENT' },
+      );
+    }
   }
 
   /**
-   * The exit path: writes the queue while the peer reads, blocking until `deadline` (a
-   * performance.now() time) at most. The bytes left unsent.
+   * The process is ending, and the exit path cannot await: writes the queue while the peer
+   * reads, blocking until `deadline` (a performance.now() time) at most, detaches the native
+   * side, and warns (SHMCHANNEL_UNSENT, reported at once) of what is left.
    */
-  flushBeforeExit(deadline: number): number {
+  closeAtExit(deadline: number): void {
     try {
-      this.outbound.flushBlocking(Math.max(deadline, performance.now()), () => this.peerReadsNow());
+      this.outbound.flushBlocking(deadline, () => this.peerReadsNow());
     } catch (err) {
       debug('%s: queue not written at exit: %s', this.label(), (err as Error).message);
     }
-    return this.outbound.isEmpty ? 0 : this.outbound.bytesQueued;
+    const unsent = this.outbound.isEmpty ? 0 : this.outbound.bytesQueued;
+    const why = unsent > 0 && this.peerReadsNow() ? 'did not read within closeTimeout' : 'was gone';
+    this.detached = true;
+    this.native.close();
+    if (unsent > 0) {
+      warnAtExit(
+        `shmchannel: ${this.label()}: the process exited with ${unsent} bytes unsent: the peer ${why}`,
+        'SHMCHANNEL_UNSENT',
+      );
+    }
   }
 
   /** Whether the peer still reads what we write, asked of the segment itself (no event loop at exit). */

@@ -9,7 +9,7 @@ import {
 } from './channel-options';
 import { createError, fromNativeError, nativeReason } from './errors';
 import { binding } from './load-addon';
-import type { NativeChannel } from './native';
+import type { NativeChannel, NativeChannelInfo } from './native';
 
 const ROLE_SERVER = 0;
 const ROLE_CLIENT = 1;
@@ -65,4 +65,18 @@ export async function attachSegment(
       await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS));
     }
   }
+}
+
+/**
+ * A client refuses a server that allows larger messages than its own maxMessageSize, before
+ * any traffic: the server's limit is what the peer may make it allocate.
+ */
+export function checkServerLimit(name: string, info: NativeChannelInfo, o: Readonly<ChannelOptions>): void {
+  const acceptable = o.maxMessageSize;
+  if (acceptable === undefined || info.maxMessageSize <= acceptable) return;
+  throw createError(
+    'ERR_INCOMPATIBLE_SEGMENT',
+    `server ${name} allows messages of up to ${info.maxMessageSize} bytes, ` +
+      `more than this client's maxMessageSize (${acceptable})`,
+  );
 }

@@ -16,7 +16,7 @@ const MESSAGE_SIZE = 64;
 const DEFAULT_SECONDS = 4;
 const NOTIFY_BATCH = 256;
 
-export interface BenchResult {
+interface BenchResult {
   seconds: number;
   messageSize: number;
   roundTrip: { count: number; p50Us: number; p99Us: number; meanUs: number };

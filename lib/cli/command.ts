@@ -44,7 +44,7 @@ export class UsageError extends Error {
 }
 
 /** Options every command accepts. */
-export const COMMON_OPTIONS: OptionSpecs = {
+const COMMON_OPTIONS: OptionSpecs = {
   help: { type: 'boolean', short: 'h' },
   json: { type: 'boolean' },
 };

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { Observable } from 'rxjs';
 
 /** The error a caller of `serve --exec` sees (as ERR_REMOTE with this remote code). */
-export interface CommandFailure extends Error {
+interface CommandFailure extends Error {
   code: 'ERR_EXEC_FAILED';
 }
 

@@ -5,7 +5,7 @@ import { inspectSegment } from '../inspect-segment';
 import { COMMON_HELP, ExitCode, type Command } from './command';
 import { errorReport, printJson, printLine } from './output';
 
-export const SHM_DIR = '/dev/shm';
+const SHM_DIR = '/dev/shm';
 
 /** One /dev/shm entry as `ls` reports it. */
 export type SegmentEntry =
@@ -34,7 +34,7 @@ export type SegmentEntry =
     };
 
 /** Every regular file in /dev/shm, inspected without attaching, sorted by name. */
-export function listSegments(): SegmentEntry[] {
+function listSegments(): SegmentEntry[] {
   const entries: SegmentEntry[] = [];
   for (const dirent of readdirSync(SHM_DIR, { withFileTypes: true })) {
     if (!dirent.isFile()) continue;
@@ -122,7 +122,7 @@ ${COMMON_HELP}
   },
 };
 
-export function formatBytes(bytes: number): string {
+function formatBytes(bytes: number): string {
   if (bytes >= 1 << 30 && bytes % (1 << 30) === 0) return `${bytes / (1 << 30)} GiB`;
   if (bytes >= 1 << 20 && bytes % (1 << 20) === 0) return `${bytes / (1 << 20)} MiB`;
   if (bytes >= 1 << 10 && bytes % (1 << 10) === 0) return `${bytes / (1 << 10)} KiB`;
