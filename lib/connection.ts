@@ -9,6 +9,7 @@ import { DrainWaiters } from './drain-waiters';
 import { createError, fromNativeError, ShmChannelError } from './errors';
 import { warnAtExit } from './exit-cleanup';
 import { InboundReader } from './inbound-reader';
+import type { NotificationBatch } from './notification-batch';
 import { IncomingRequest, type ResponseSink } from './incoming-request';
 import { PeerState, SegmentState, type NativeChannel, type NativeChannelInfo } from './native';
 import { OutboundQueue } from './outbound-queue';
@@ -20,7 +21,13 @@ const debug = debuglog('shmchannel');
 
 /** What a connection tells its channel, and asks of it. */
 export interface ConnectionEvents {
+  /** Whether anyone wants each notification as a Buffer of its own (notifications$). */
+  notificationsObserved(): boolean;
   notification(data: Buffer): void;
+  /** Whether anyone wants notifications in batches (notificationBatches$). */
+  batchesObserved(): boolean;
+  /** The notifications read together; valid until this returns. */
+  notificationBatch(batch: NotificationBatch): void;
   /** Whether anyone handles requests now; if not, the connection answers ERR_NO_HANDLER itself. */
   requestsObserved(): boolean;
   request(request: IncomingRequest): void;
@@ -61,6 +68,11 @@ export class Connection implements ResponseSink {
       info.ringCapacity,
       (kind, id, data) => this.dispatch(kind, id, data),
       () => this.reading,
+      {
+        wantsEach: () => events.notificationsObserved(),
+        wantsBatches: () => events.batchesObserved(),
+        batch: (batch) => events.notificationBatch(batch),
+      },
     );
     this.outbound = new OutboundQueue(
       native,
@@ -96,6 +108,20 @@ export class Connection implements ResponseSink {
   notify(payload: Buffer): boolean {
     this.checkSendable();
     return this.send(FrameKind.NOTIFY, 0, this.checkSize(payload));
+  }
+
+  /**
+   * Sends every message of `payloads`, in order, or (ERR_MESSAGE_TOO_LARGE, ERR_QUEUE_FULL, a
+   * closed channel) none of them. False when some wait in the outgoing queue.
+   */
+  notifyMany(payloads: readonly Buffer[]): boolean {
+    this.checkSendable();
+    let total = 0;
+    for (const p of payloads) total += this.checkSize(p).length;
+    this.outbound.checkRoomFor(total);
+    let inRing = true;
+    for (const p of payloads) inRing = this.send(FrameKind.NOTIFY, 0, p) && inRing;
+    return inRing;
   }
 
   /** What RequestTable asks before a request goes out: see RequestSender. */

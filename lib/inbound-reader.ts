@@ -5,6 +5,7 @@ import { markAsUntransferable } from 'node:worker_threads';
 
 import { fromNativeError } from './errors';
 import type { NativeChannel } from './native';
+import { NotificationBatch } from './notification-batch';
 import { PUMP_MORE, PUMP_READ } from './poll-loop';
 import {
   EMPTY,
@@ -30,6 +31,14 @@ const SLAB_MAX_MESSAGE = 4096;
 const SLAB_BYTES = 32 * 1024;
 const NO_SLAB = new ArrayBuffer(0);
 
+/** Who wants notifications, and how: one Buffer each (notifications$), or in batches. */
+export interface NotificationSinks {
+  wantsEach(): boolean;
+  wantsBatches(): boolean;
+  /** Hands over a batch, valid until this returns. */
+  batch(batch: NotificationBatch): void;
+}
+
 export class InboundReader {
   private readonly assembler = new MessageAssembler(allocateMessage);
   /** The peer's goodbye was read: it is the last frame a peer sends (until the next client). */
@@ -37,15 +46,18 @@ export class InboundReader {
   private readonly batch: Buffer;
   private readonly words: Uint32Array;
   private readonly header: FrameHeader = { length: 0, kind: 0, id: 0, total: 0 };
+  private readonly pendingBatch = new NotificationBatch();
 
   /**
    * `dispatch` gets each whole message; `reading` says whether to go on after it (a handler may
    * have closed the channel or dropped the client: the rest of the batch is moot then).
+   * Notifications go to `notifications` instead, each or in batches.
    */
   constructor(
     ringCapacity: number,
     private readonly dispatch: (kind: number, id: number, data: Buffer) => void,
     private readonly reading: () => boolean,
+    private readonly notifications: NotificationSinks,
   ) {
     this.batch = ringCapacity === 0 ? EMPTY : Buffer.allocUnsafeSlow(ringCapacity);
     this.words = headerWords(this.batch);
@@ -109,6 +121,21 @@ export class InboundReader {
   /** Dispatches the `n` bytes of frames just read into the batch; false once reading stopped. */
   private dispatchBatch(n: number): boolean {
     const batch = this.batch;
+    const batching = this.notifications.wantsBatches();
+    const each = this.notifications.wantsEach();
+    if (batching) this.pendingBatch.begin(batch);
+    try {
+      this.dispatchFrames(n, batching, each);
+    } finally {
+      // Also when a frame is refused: what came before it was good, and is still in the batch.
+      if (this.pendingBatch.length > 0) this.emitBatch(EMPTY);
+      this.pendingBatch.end();
+    }
+    return this.reading();
+  }
+
+  private dispatchFrames(n: number, batching: boolean, each: boolean): void {
+    const batch = this.batch;
     const h = this.header;
     let at = 0;
     // The slab holding the small messages from batch offset slabStart to slabEnd.
@@ -122,6 +149,18 @@ export class InboundReader {
       readFrameHeader(batch, this.words, at, h);
       const size = frameSize(h.length);
       if (at + size > n) throw protocolError('frame overruns read batch');
+      const wholeNotification = h.kind === FrameKind.NOTIFY && h.length === h.total;
+      if (wholeNotification) {
+        // Views into the read batch itself: the batch is emitted before the next read.
+        if (batching) this.pendingBatch.add(at + FRAME_HEADER_SIZE, h.length);
+        if (!each) {
+          at += size;
+          continue;
+        }
+      } else if (batching && this.pendingBatch.length > 0) {
+        // What came before this frame is emitted before it.
+        this.emitBatch(batch);
+      }
       let message: Buffer | undefined;
       if (h.length === h.total && h.length <= SLAB_MAX_MESSAGE && h.length > 0) {
         // A whole small message: a view of a slab copied from the batch (the batch is reused).
@@ -138,14 +177,32 @@ export class InboundReader {
         message = this.assembler.push(h.kind, h.id, h.total, chunk);
       }
       at += size;
-      if (message !== undefined) this.deliver(h.kind, h.id, message);
-      if (!this.reading()) return false;
+      if (message !== undefined) {
+        if (wholeNotification) this.dispatch(h.kind, h.id, message);
+        else this.deliver(h.kind, h.id, message);
+      }
+      if (!this.reading()) return;
     }
-    return true;
   }
 
+  /** Hands the batch gathered so far to its subscribers, and goes on gathering over `next`. */
+  private emitBatch(next: Buffer): void {
+    this.notifications.batch(this.pendingBatch);
+    this.pendingBatch.end();
+    this.pendingBatch.begin(next);
+  }
+
+  /** A message assembled from fragments, or any frame but a whole notification. */
   private deliver(kind: number, id: number, message: Buffer): void {
     if (kind === FrameKind.BYE) this.peerSaidBye = true;
+    if (kind === FrameKind.NOTIFY) {
+      if (this.notifications.wantsBatches()) {
+        this.pendingBatch.begin(message);
+        this.pendingBatch.add(0, message.length);
+        this.emitBatch(this.batch);
+      }
+      if (!this.notifications.wantsEach()) return;
+    }
     this.dispatch(kind, id, message);
   }
 }

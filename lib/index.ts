@@ -4,6 +4,7 @@ export type { Data } from './data';
 export { createError, isShmChannelError, ShmChannelError } from './errors';
 export type { ErrorCode, ErrorDetails } from './errors';
 export { IncomingRequest } from './incoming-request';
+export { NotificationBatch } from './notification-batch';
 export { handleWith } from './operators/handle-with';
 export { inspectSegment, type SegmentInfo } from './inspect-segment';
 export { validateName } from './names';

@@ -217,6 +217,14 @@ export class OutboundQueue {
     this.stalledBytes = payload;
   }
 
+  /**
+   * Throws ERR_QUEUE_FULL unless `length` more bytes could all wait in the queue: for a group of
+   * messages that goes out whole or not at all.
+   */
+  checkRoomFor(length: number): void {
+    this.checkRoom(length);
+  }
+
   /** Throws ERR_QUEUE_FULL if `length` more bytes waiting would pass maxQueuedBytes. */
   private checkRoom(length: number): void {
     const waiting = this.bytesQueued;
