@@ -265,7 +265,10 @@ export class Channel implements ClosableAtExit {
    * does), none is sent. Returns false when some wait in the queue (see notify()).
    */
   notifyMany(messages: Iterable<Data>): boolean {
-    if (typeof messages === 'string' || typeof (messages as Partial<Iterable<Data>> | null)?.[Symbol.iterator] !== 'function') {
+    if (
+      typeof messages === 'string' ||
+      typeof (messages as Partial<Iterable<Data>> | null)?.[Symbol.iterator] !== 'function'
+    ) {
       throw createError('ERR_INVALID_ARG_TYPE', 'notifyMany() takes an iterable (an array, say) of messages');
     }
     const payloads: Buffer[] = [];
