@@ -16,7 +16,6 @@ import { expectRejectsCode, expectThrowsCode } from './helpers/expect-error';
 import { uniqueName } from './helpers/names';
 import { clientOfPeer, serverOfPeer, typedServerOfPeer } from './helpers/pairs';
 import { openChannel, releaseAll } from './helpers/resources';
-import { TypedPeer } from './helpers/typed-peer';
 import { waitUntil } from './helpers/wait';
 
 const NESTED = { name: 'nested', list: [1, 2.5, -3, { deep: [true, false, null, 'ü€𝄞'] }], empty: {}, none: [] };
@@ -33,20 +32,15 @@ function recordCodecErrors(typed: TypedChannel<unknown, unknown, unknown>): ShmC
   return errors;
 }
 
-async function releaseEverything(): Promise<void> {
-  await TypedPeer.stopAll();
-  await releaseAll();
-}
-
 describe('TypedChannel across processes', function () {
-  afterEach(releaseEverything);
+  afterEach(releaseAll);
 
   it('should carry utf8 strings both ways (notifications and requests)', async function () {
     const { typed, peer } = await typedServerOfPeer<string>('codec-utf8', 'utf8');
-    await peer.handle('echo');
+    await peer.handle({ kind: 'echo' });
     expect(await ask(typed, 'héllo 𝄞')).to.deep.equal(['héllo 𝄞']);
     const received = firstValueFrom(typed.notifications$);
-    await peer.notify('from the peer ✓');
+    await peer.notify({ value: 'from the peer ✓' });
     expect(await received).to.equal('from the peer ✓');
     typed.notify('to the peer ✓');
     expect(await peer.collect(1)).to.deep.equal(['to the peer ✓']);
@@ -54,18 +48,18 @@ describe('TypedChannel across processes', function () {
 
   it('should carry nested JSON values both ways', async function () {
     const { typed, peer } = await typedServerOfPeer<JsonValue>('codec-json', 'json');
-    await peer.handle('echo');
+    await peer.handle({ kind: 'echo' });
     expect(await ask(typed, NESTED)).to.deep.equal([NESTED]);
     typed.notify(NESTED);
     typed.notify([1, 'two']);
     expect(await peer.collect(2)).to.deep.equal([NESTED, [1, 'two']]);
-    const result = await peer.request({ question: 42 });
+    const result = await peer.request({ value: { question: 42 } });
     expect(result.error?.code).to.equal('ERR_NO_HANDLER');
   });
 
   it('should carry structured clones (Map, Date, Set, BigInt, typed arrays) both ways', async function () {
     const { typed, peer } = await typedServerOfPeer<unknown>('codec-clone', 'structuredClone');
-    await peer.handle('echo');
+    await peer.handle({ kind: 'echo' });
     const value = new Map<string, unknown>([
       ['when', new Date(86_400_000)],
       ['ids', new Set([1n, 2n ** 64n])],
@@ -88,7 +82,7 @@ describe('TypedChannel across processes', function () {
 
   it('should carry raw Buffers like the untyped Channel', async function () {
     const { typed, peer } = await typedServerOfPeer<Buffer>('codec-raw', 'raw');
-    await peer.handle('echo');
+    await peer.handle({ kind: 'echo' });
     const [echoed] = await ask(typed, Buffer.from([0, 0xff, 0x80]));
     expect(Buffer.isBuffer(echoed)).to.equal(true);
     expect([...echoed]).to.deep.equal([0, 0xff, 0x80]);
@@ -96,7 +90,7 @@ describe('TypedChannel across processes', function () {
 
   it('should decode every value of a streamed response', async function () {
     const { typed, peer } = await typedServerOfPeer<JsonValue>('codec-stream', 'json');
-    await peer.handle('stream');
+    await peer.handle({ kind: 'stream', count: 3 });
     expect(await ask(typed, { q: 'x' })).to.deep.equal([0, 1, 2].map((index) => ({ index, value: { q: 'x' } })));
   });
 
@@ -113,30 +107,30 @@ describe('TypedChannel across processes', function () {
         request.complete();
       }
     });
-    expect(await peer.request('one')).to.deep.equal({ values: [{ answer: 1 }] });
-    expect(await peer.request({ many: true })).to.deep.equal({ values: [{ part: 'a' }, ['b']] });
+    expect(await peer.request({ value: 'one' })).to.deep.equal({ values: [{ answer: 1 }] });
+    expect(await peer.request({ value: { many: true } })).to.deep.equal({ values: [{ part: 'a' }, ['b']] });
     expect(seen).to.deep.equal(['one', { many: true }]);
   });
 
   it('should cancel a typed request at the handler when the caller unsubscribes', async function () {
     const { typed, peer } = await typedServerOfPeer<JsonValue>('codec-cancel', 'json');
-    await peer.handle('ticks');
+    await peer.handle({ kind: 'ticks', ms: 20 });
     expect(await lastValueFrom(typed.request('tick').pipe(take(2), toArray()))).to.deep.equal(['tick', 'tick']);
-    await peer.waitFor((e) => e.event === 'cancelled');
+    await peer.waitFor('cancelled');
   });
 
   it('should keep ERR_NO_HANDLER while nobody subscribes to requests$', async function () {
     const { typed, peer } = await typedServerOfPeer<string>('codec-nohandler', 'utf8');
-    expect((await peer.request('anyone?')).error?.code).to.equal('ERR_NO_HANDLER');
+    expect((await peer.request({ value: 'anyone?' })).error?.code).to.equal('ERR_NO_HANDLER');
     const subscription = typed.requests$.subscribe((request) => request.respond('here'));
-    expect(await peer.request('anyone?')).to.deep.equal({ values: ['here'] });
+    expect(await peer.request({ value: 'anyone?' })).to.deep.equal({ values: ['here'] });
     subscription.unsubscribe();
-    expect((await peer.request('anyone?')).error?.code).to.equal('ERR_NO_HANDLER');
+    expect((await peer.request({ value: 'anyone?' })).error?.code).to.equal('ERR_NO_HANDLER');
   });
 });
 
 describe('TypedChannel codec failures', function () {
-  afterEach(releaseEverything);
+  afterEach(releaseAll);
 
   it('should report a notification that is not JSON on codecErrors$ and keep notifications$ going', async function () {
     const { client, peer } = await clientOfPeer('codec-bad-note');
@@ -252,7 +246,7 @@ describe('TypedChannel codec failures', function () {
         request.error(err);
       }
     });
-    const result = await peer.request('q');
+    const result = await peer.request({ value: 'q' });
     expect(thrown).to.deep.equal(['ERR_CODEC']);
     expect(result.error).to.include({ code: 'ERR_REMOTE', remoteCode: 'ERR_CODEC' });
   });

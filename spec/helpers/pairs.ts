@@ -1,9 +1,7 @@
 import { codecs, TypedChannel, type Channel, type ChannelOptions, type Codec } from '../../lib/index';
 import { uniqueName } from './names';
-import { Peer } from './peer';
+import { Peer, type CodecName } from './peer';
 import { openChannel } from './resources';
-import { TypedPeer } from './typed-peer';
-import type { CodecName } from './typed-peer-messages';
 import { reaches } from './wait';
 
 /** A client in this process, connected to a server peer opened with `serverOptions`. */
@@ -35,7 +33,7 @@ export async function typedServerOfPeer<T>(label: string, codecName: CodecName) 
   const server = await openChannel(name, 'server');
   const codec = codecs[codecName] as unknown as Codec<T>;
   const typed = new TypedChannel<T, T, T>(server, { notification: codec, request: codec, response: codec });
-  const peer = await TypedPeer.spawn({ name, mode: 'client', codec: codecName });
+  const peer = await Peer.spawn<unknown>({ name, mode: 'client', codec: codecName });
   await reaches(server, 'connected');
   return { typed, peer, server };
 }

@@ -1,5 +1,8 @@
-// A peer forked by spec/helpers/peer.ts: opens a Channel as told on argv, then obeys commands
-// from the test process. Every error it meets is reported to the parent, never swallowed.
+// A peer started by spec/helpers/peer.ts, as a child process or as a worker thread: opens a
+// Channel (and a TypedChannel over it, for a typed peer) as its config says, then obeys commands
+// from the test. Every error it meets is reported to the test, never swallowed.
+import { parentPort, threadId, workerData } from 'node:worker_threads';
+
 import {
   defer,
   finalize,
@@ -16,9 +19,20 @@ import {
   type Subscription,
 } from 'rxjs';
 
-import { Channel, handleWith, type Data, type IncomingRequest } from '../../lib/index';
+import {
+  Channel,
+  codecs,
+  handleTypedWith,
+  handleWith,
+  TypedChannel,
+  type Codec,
+  type Data,
+  type IncomingRequest,
+} from '../../lib/index';
 import type {
+  CodecName,
   ErrorReport,
+  FloodResult,
   HandlerSpec,
   HandlerStats,
   ParentMessage,
@@ -27,24 +41,55 @@ import type {
   PeerConfig,
   PeerEvent,
   PeerMessage,
-  FloodResult,
 } from './peer-messages';
-import { floodMessage, patternBuffer, sha256, summarize, type Summary } from './payload';
+import { floodMessage, patternBuffer, sha256, summarize } from './payload';
 
-const config = JSON.parse(process.argv[2]) as PeerConfig;
+/** The way to the test: the IPC channel of a child process, or the port of a worker thread. */
+interface TestLink {
+  config: PeerConfig;
+  send(message: PeerMessage): void;
+  onCommand(listener: (message: ParentMessage) => void): void;
+  /** The channel could not open: let the peer end once its report is out. */
+  leave(): void;
+}
+
+function testLink(): TestLink {
+  const port = parentPort;
+  if (port !== null) {
+    // A worker ends with its thread (terminate()), so there is no parent to lose.
+    return {
+      config: workerData as PeerConfig,
+      send: (message) => port.postMessage(message),
+      onCommand: (listener) => port.on('message', listener),
+      leave: () => undefined,
+    };
+  }
+  // The test process went away: close properly so no segment is left behind.
+  process.on('disconnect', () => void channel?.close().finally(() => process.exit(0)));
+  return {
+    config: JSON.parse(process.argv[2]) as PeerConfig,
+    send: (message) => process.send?.(message),
+    onCommand: (listener) => process.on('message', listener),
+    leave: () => process.disconnect(),
+  };
+}
+
+const link = testLink();
+const config = link.config;
 let channel: Channel;
-const notifications: Summary[] = [];
+/** A typed peer's channel; then payloads and what arrives are values, not bytes. */
+let typed: TypedChannel<unknown, unknown, unknown> | undefined;
+const notifications: unknown[] = [];
 const notificationWaiters: { count: number; resolve: () => void }[] = [];
 let handlerSubscription: Subscription | undefined;
 const stats: HandlerStats = { arrivals: [], completions: [], texts: [], idCollisions: 0, maxInFlight: 0 };
 const inFlight = new Set<number>();
 
-function send(message: PeerMessage): void {
-  process.send?.(message);
-}
+// What each codec cannot encode.
+const UNENCODABLE: Record<CodecName, unknown> = { raw: 'not a buffer', utf8: 42, json: 10n, structuredClone: () => 1 };
 
 function emit(event: PeerEvent): void {
-  send({ type: 'event', ...event });
+  link.send({ type: 'event', ...event });
 }
 
 function report(err: unknown): ErrorReport {
@@ -61,6 +106,11 @@ function report(err: unknown): ErrorReport {
 function payload(spec: PayloadSpec): Buffer {
   if (spec.size !== undefined) return patternBuffer(spec.size, spec.seed ?? 0);
   return Buffer.from(spec.text ?? '', 'utf8');
+}
+
+/** What the test gets for a message this peer sent or received: the value, or a Summary of the bytes. */
+function described(message: unknown): unknown {
+  return typed === undefined ? summarize(message as Buffer) : message;
 }
 
 function answer(spec: HandlerSpec, data: Buffer): Observable<Data> {
@@ -91,19 +141,35 @@ function answer(spec: HandlerSpec, data: Buffer): Observable<Data> {
       return of(patternBuffer(size, seed));
     }
     case 'respond-twice':
-      throw new Error('respond-twice is not a handleWith handler');
+    case 'unencodable':
+      throw new Error(`${spec.kind} is not a handleWith handler`);
+  }
+}
+
+function typedAnswer(spec: HandlerSpec, value: unknown): Observable<unknown> {
+  switch (spec.kind) {
+    case 'echo':
+      return of(value);
+    case 'stream':
+      return range(0, spec.count).pipe(map((index) => ({ index, value })));
+    case 'ticks':
+      return interval(spec.ms).pipe(map(() => value));
+    case 'unencodable':
+      return of(UNENCODABLE[config.codec ?? 'raw']);
+    default:
+      throw new Error(`${spec.kind} is not a handler of a typed peer`);
   }
 }
 
 /** Counts the request in and out, and reports a teardown that came before the handler ended. */
-function tracked(request: IncomingRequest, inner: Observable<Data>): Observable<Data> {
+function tracked<T>(request: IncomingRequest, inner: Observable<T>): Observable<T> {
   if (inFlight.has(request.id)) stats.idCollisions += 1;
   inFlight.add(request.id);
   stats.maxInFlight = Math.max(stats.maxInFlight, inFlight.size);
   stats.arrivals.push(request.id);
   stats.texts.push(request.data.length <= 1024 ? request.data.toString('utf8') : undefined);
   request.cancelled$.subscribe(() => emit({ event: 'cancelled', requestId: request.id, text: stats.texts.at(-1) }));
-  return new Observable<Data>((subscriber) => {
+  return new Observable<T>((subscriber) => {
     let ended = false;
     const inner$ = defer(() => inner)
       .pipe(
@@ -131,8 +197,20 @@ function tracked(request: IncomingRequest, inner: Observable<Data>): Observable<
 }
 
 function handle(spec: HandlerSpec): void {
+  // A handler this peer cannot run fails the command, not the requests.
+  if (
+    typed === undefined ? spec.kind === 'unencodable' : !['echo', 'stream', 'ticks', 'unencodable'].includes(spec.kind)
+  ) {
+    throw new Error(`a ${typed === undefined ? 'byte' : 'typed'} peer has no ${spec.kind} handler`);
+  }
   handlerSubscription?.unsubscribe();
   const onError = (err: unknown) => emit({ event: 'stream-error', stream: 'requests$', error: report(err) });
+  if (typed !== undefined) {
+    handlerSubscription = typed.requests$
+      .pipe(handleTypedWith((value, request) => tracked(request.raw, typedAnswer(spec, value))))
+      .subscribe({ error: onError });
+    return;
+  }
   if (spec.kind === 'respond-twice') {
     handlerSubscription = channel.requests$.subscribe({
       next: (request) => {
@@ -153,7 +231,7 @@ function handle(spec: HandlerSpec): void {
     .subscribe({ error: onError });
 }
 
-function collect(count: number): Promise<Summary[]> {
+function collect(count: number): Promise<unknown[]> {
   if (notifications.length >= count) return Promise.resolve(notifications);
   return new Promise((resolve) => notificationWaiters.push({ count, resolve: () => resolve(notifications) }));
 }
@@ -213,43 +291,53 @@ async function flood(count: number, size: number, requests: number): Promise<Flo
   return result;
 }
 
+function notify(command: Extract<PeerCommand, { cmd: 'notify' }>): { sent: unknown[] } {
+  if (typed !== undefined) {
+    typed.notify(command.value);
+    return { sent: [command.value] };
+  }
+  const sent: unknown[] = [];
+  if (command.sizes !== undefined) {
+    command.sizes.forEach((size, i) => {
+      const data = patternBuffer(size, i);
+      channel.notify(data);
+      sent.push(summarize(data));
+    });
+    return { sent };
+  }
+  const data = payload(command);
+  if (command.count === undefined) {
+    channel.notify(data);
+    return { sent: [summarize(data)] };
+  }
+  for (let i = 0; i < command.count; i++) {
+    const numbered = Buffer.from(`${data.toString('utf8')}#${i}`, 'utf8');
+    channel.notify(numbered);
+    sent.push(summarize(numbered));
+  }
+  return { sent };
+}
+
+async function request(command: Extract<PeerCommand, { cmd: 'request' }>): Promise<unknown> {
+  // Values are kept as they arrive: a response may send some, then fail.
+  const values: unknown[] = [];
+  const options = command.timeout === undefined ? {} : { timeout: command.timeout };
+  const response$: Observable<unknown> =
+    typed === undefined ? channel.request(payload(command), options) : typed.request(command.value, options);
+  try {
+    await lastValueFrom(response$.pipe(tap((v) => values.push(described(v)))), { defaultValue: undefined });
+    return { values };
+  } catch (err) {
+    return { values, error: report(err) };
+  }
+}
+
 async function run(command: PeerCommand): Promise<unknown> {
   switch (command.cmd) {
-    case 'notify': {
-      const sent: Summary[] = [];
-      if (command.sizes !== undefined) {
-        command.sizes.forEach((size, i) => {
-          const data = patternBuffer(size, i);
-          channel.notify(data);
-          sent.push(summarize(data));
-        });
-        return { sent };
-      }
-      const data = payload(command);
-      if (command.count === undefined) {
-        channel.notify(data);
-        return { sent: [summarize(data)] };
-      }
-      for (let i = 0; i < command.count; i++) {
-        const numbered = Buffer.from(`${data.toString('utf8')}#${i}`, 'utf8');
-        channel.notify(numbered);
-        sent.push(summarize(numbered));
-      }
-      return { sent };
-    }
-    case 'request': {
-      // Values are kept as they arrive: a response may send some, then fail.
-      const values: Summary[] = [];
-      const options = command.timeout === undefined ? {} : { timeout: command.timeout };
-      try {
-        await lastValueFrom(channel.request(payload(command), options).pipe(tap((v) => values.push(summarize(v)))), {
-          defaultValue: undefined,
-        });
-        return { values };
-      } catch (err) {
-        return { values, error: report(err) };
-      }
-    }
+    case 'notify':
+      return notify(command);
+    case 'request':
+      return request(command);
     case 'handle':
       handle(command.handler);
       return {};
@@ -278,17 +366,19 @@ async function main(): Promise<void> {
     emit({ event: 'fatal', error: report(err) });
     process.exit(1);
   });
-  // The test process went away: close properly so no segment is left behind.
-  process.on('disconnect', () => {
-    void channel?.close().finally(() => process.exit(0));
-  });
 
   if (config.startDelayMs !== undefined) await new Promise((r) => setTimeout(r, config.startDelayMs));
   channel = new Channel(config.name, config.mode, config.options);
+  if (config.codec !== undefined) {
+    const codec = codecs[config.codec] as Codec<unknown>;
+    typed = new TypedChannel(channel, { notification: codec, request: codec, response: codec });
+    typed.codecErrors$.subscribe((err) => emit({ event: 'codec-error', error: report(err) }));
+  }
   channel.state$.subscribe((state) => emit({ event: 'state', state }));
-  channel.notifications$.subscribe({
-    next: (data) => {
-      notifications.push(summarize(data));
+  const notifications$: Observable<unknown> = typed?.notifications$ ?? channel.notifications$;
+  notifications$.subscribe({
+    next: (message) => {
+      notifications.push(described(message));
       for (const waiter of notificationWaiters.filter((w) => notifications.length >= w.count)) {
         notificationWaiters.splice(notificationWaiters.indexOf(waiter), 1);
         waiter.resolve();
@@ -300,16 +390,16 @@ async function main(): Promise<void> {
     await channel.open();
   } catch (err) {
     emit({ event: 'open-failed', error: report(err) });
-    process.disconnect();
+    link.leave();
     return;
   }
-  process.on('message', (message: ParentMessage) => {
+  link.onCommand((message) => {
     run(message.command).then(
-      (result) => send({ type: 'reply', seq: message.seq, result }),
-      (err: unknown) => send({ type: 'reply', seq: message.seq, error: report(err) }),
+      (result) => link.send({ type: 'reply', seq: message.seq, result }),
+      (err: unknown) => link.send({ type: 'reply', seq: message.seq, error: report(err) }),
     );
   });
-  emit({ event: 'ready', pid: process.pid });
+  emit({ event: 'ready', pid: process.pid, threadId });
 }
 
 void main();

@@ -1,42 +1,62 @@
-// What the test process (Peer) and a spawned peer (peer-process) say to each other over the
-// child_process IPC channel. JSON only: payloads are generated from (size, seed) on each
-// side instead of being shipped.
+// What the test (Peer, peer.ts) and a peer (peer-body.ts) say to each other, over the
+// child_process IPC channel or a worker's message port. Both carry structured clones (the IPC
+// channel uses 'advanced' serialization), so a typed peer's values keep their Maps and Dates.
+// Byte payloads are generated from (size, seed) on each side instead of being shipped.
 import type { ChannelOptions, ChannelState } from '../../lib/index';
 import type { Summary } from './payload';
+
+/** The codecs a typed peer can use: one for its notifications, requests and responses alike. */
+export type CodecName = 'raw' | 'utf8' | 'json' | 'structuredClone';
 
 export interface PeerConfig {
   name: string;
   mode: 'server' | 'client';
   options?: ChannelOptions;
+  /** Run in a worker thread of the test process instead of a child process of its own. */
+  thread?: boolean;
+  /**
+   * Send and receive values through a TypedChannel with this codec: payloads are `{ value }`,
+   * and what the peer received comes back as the decoded values instead of Summaries.
+   */
+  codec?: CodecName;
   /** Wait this long before open(), e.g. to be a server that appears late. */
   startDelayMs?: number;
-  /** Run the peer as this user and group (through setpriv), e.g. to test permissions. */
+  /** Run the peer process as this user and group (through setpriv), e.g. to test permissions. */
   runAs?: { uid: number; gid: number };
-  /** Extra environment of the peer process, e.g. LD_PRELOAD of a fault injector. */
+  /** Extra environment of the peer, e.g. LD_PRELOAD of a fault injector. */
   env?: Record<string, string>;
 }
 
-/** A message to send: `text`, or `size` pattern bytes of `seed` (see patternBuffer). */
+/**
+ * A message to send: `text`, or `size` pattern bytes of `seed` (see patternBuffer); for a typed
+ * peer, `value`.
+ */
 export interface PayloadSpec {
   text?: string;
   size?: number;
   seed?: number;
+  value?: unknown;
 }
 
-/** How the peer answers requests. */
+/**
+ * How the peer answers requests (through handleWith, or handleTypedWith for a typed peer).
+ * `stream` and `ticks` number their values: `${text}#${i}` for bytes, `{ index: i, value }`
+ * (stream) or the value itself (ticks) for a typed peer, which takes only the kinds marked so.
+ */
 export type HandlerSpec =
-  | { kind: 'echo' }
+  | { kind: 'echo' } // also typed
   | { kind: 'upper' }
-  | { kind: 'stream'; count: number } // `${text}#${i}` for i < count, then complete
+  | { kind: 'stream'; count: number } // also typed; count values, then complete
   | { kind: 'error'; message: string; code?: string }
   | { kind: 'fail-on'; match: string; message: string } // error for `match`, echo otherwise
   | { kind: 'slow'; ms: number } // echo after ms
   | { kind: 'random-delay'; maxMs: number } // echo after 0..maxMs
   | { kind: 'never' }
-  | { kind: 'ticks'; ms: number } // `${text}#${i}` every ms, forever
+  | { kind: 'ticks'; ms: number } // also typed; a value every ms, forever
   | { kind: 'sha256' } // `${length}:${sha256}` of the request data
   | { kind: 'generate' } // request text is JSON {size, seed}: answer with that pattern
-  | { kind: 'respond-twice' }; // respond(), then respond() again and report what it threw
+  | { kind: 'respond-twice' } // respond(), then respond() again and report what it threw
+  | { kind: 'unencodable' }; // typed only: a value its codec refuses
 
 export type PeerCommand =
   | ({ cmd: 'notify'; count?: number; sizes?: number[] } & PayloadSpec)
@@ -56,13 +76,17 @@ export interface ErrorReport {
   ownerPid?: number;
 }
 
-export interface NotifyResult {
-  /** Summaries of what was sent, in order. */
-  sent: Summary[];
+/**
+ * What the peer sent or received: a Summary of the bytes, or for a typed peer the value itself
+ * (Peer's type parameter).
+ */
+export interface NotifyResult<R = Summary> {
+  /** What was sent, in order. */
+  sent: R[];
 }
 
-export interface RequestResult {
-  values: Summary[];
+export interface RequestResult<R = Summary> {
+  values: R[];
   error?: ErrorReport;
 }
 
@@ -75,10 +99,6 @@ export interface FloodResult {
   maxRssBytes: number;
   requestsAnswered: number;
   requestErrors: ErrorReport[];
-}
-
-export interface CollectResult {
-  notifications: Summary[];
 }
 
 export interface HandlerStats {
@@ -94,13 +114,14 @@ export interface HandlerStats {
 }
 
 export type PeerEvent =
-  | { event: 'ready'; pid: number }
+  | { event: 'ready'; pid: number; threadId: number }
   | { event: 'open-failed'; error: ErrorReport }
   | { event: 'state'; state: ChannelState }
   | { event: 'cancelled'; requestId: number; text?: string } // request.cancelled$ emitted
   | { event: 'unsubscribed'; requestId: number } // the handler's Observable was torn down before it ended
   | { event: 'respond-twice'; requestId: number; code?: string }
   | { event: 'stream-error'; stream: string; error: ErrorReport }
+  | { event: 'codec-error'; error: ErrorReport } // a typed peer's codecErrors$
   | { event: 'fatal'; error: ErrorReport };
 
 export type PeerMessage =

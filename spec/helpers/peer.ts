@@ -1,13 +1,14 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 
 import type {
-  CollectResult,
   ErrorReport,
   FloodResult,
   HandlerSpec,
   HandlerStats,
   NotifyResult,
+  ParentMessage,
   PayloadSpec,
   PeerCommand,
   PeerConfig,
@@ -15,8 +16,9 @@ import type {
   PeerMessage,
   RequestResult,
 } from './peer-messages';
+import type { Summary } from './payload';
 
-export type { PeerConfig, HandlerSpec } from './peer-messages';
+export type { CodecName, HandlerSpec, PeerConfig } from './peer-messages';
 
 /** An error the peer reported (its `code`, `ownerPid`, ... are copied over). */
 export class PeerError extends Error {
@@ -42,22 +44,82 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
-const PEER_SCRIPT = path.join(__dirname, 'peer-process.js');
+const PEER_SCRIPT = path.join(__dirname, 'peer-body.js');
 const GRACEFUL_STOP_MS = 3000;
 
+/** The way to a peer: a child process, or a worker thread of this process. */
+interface PeerLink {
+  readonly pid: number;
+  readonly threadId: number;
+  send(message: ParentMessage): void;
+  /** A process gets `signal`; a worker thread, which has none, is terminated. */
+  kill(signal: NodeJS.Signals): void;
+}
+
+interface LinkEvents {
+  message: (message: PeerMessage) => void;
+  /** How it ended, for the errors of what was still waiting. */
+  exit: (how: string) => void;
+}
+
+function childProcess(config: PeerConfig, on: LinkEvents): PeerLink {
+  // runAs: setpriv drops to that user, then execs node with the IPC channel fork() set up.
+  const asUser =
+    config.runAs === undefined
+      ? {}
+      : {
+          execPath: 'setpriv',
+          execArgv: [`--reuid=${config.runAs.uid}`, `--regid=${config.runAs.gid}`, '--clear-groups', process.execPath],
+        };
+  const child = fork(PEER_SCRIPT, [JSON.stringify(config)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    serialization: 'advanced',
+    env: { ...process.env, ...config.env },
+    ...asUser,
+  });
+  child.on('message', on.message);
+  child.on('exit', (code, signal) => on.exit(`peer exited (code ${code}, signal ${signal})`));
+  return {
+    pid: child.pid ?? -1,
+    threadId: 0,
+    send: (message) => child.send(message),
+    kill: (signal) => child.kill(signal),
+  };
+}
+
+function workerThread(config: PeerConfig, on: LinkEvents): PeerLink {
+  if (config.runAs !== undefined) throw new Error('a peer in a worker thread runs as this process does: no runAs');
+  const worker = new Worker(PEER_SCRIPT, { workerData: config, env: { ...process.env, ...config.env } });
+  const failures: Error[] = [];
+  worker.on('message', on.message);
+  worker.on('error', (err) => failures.push(err));
+  worker.on('exit', (code) =>
+    on.exit(`worker exited (code ${code})${failures.length > 0 ? `: ${failures[0].message}` : ''}`),
+  );
+  return {
+    pid: process.pid,
+    threadId: worker.threadId,
+    send: (message) => worker.postMessage(message),
+    kill: () => void worker.terminate(),
+  };
+}
+
 /**
- * A Channel in another Node process (spec/helpers/peer-process.ts), driven from the test:
+ * A Channel in another Node process (spec/helpers/peer-body.ts), or in a worker thread of this
+ * one (`thread: true`), driven from the test:
  * `const peer = await Peer.spawn({ name, mode: 'server' }); await peer.handle({ kind: 'echo' });`
+ * With `codec`, a TypedChannel over it: payloads are `{ value }`, and what it received comes
+ * back as values (`R`) instead of Summaries of bytes.
  */
-export class Peer {
-  private static readonly live = new Set<Peer>();
+export class Peer<R = Summary> {
+  private static readonly live = new Set<Peer<unknown>>();
 
   /** Resolves once the peer's channel is open; rejects with its open() error. */
   readonly ready: Promise<void>;
-  /** Resolves when the process has exited. */
+  /** Resolves when the process or thread has ended. */
   readonly exited: Promise<void>;
 
-  private readonly child: ChildProcess;
+  private readonly link: PeerLink;
   private nextSeq = 1;
   private readonly replies = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private readonly received: PeerEvent[] = [];
@@ -65,39 +127,24 @@ export class Peer {
   private exitReason: string | undefined;
 
   private constructor(readonly config: PeerConfig) {
-    // runAs: setpriv drops to that user, then execs node with the IPC channel fork() set up.
-    const asUser =
-      config.runAs === undefined
-        ? {}
-        : {
-            execPath: 'setpriv',
-            execArgv: [
-              `--reuid=${config.runAs.uid}`,
-              `--regid=${config.runAs.gid}`,
-              '--clear-groups',
-              process.execPath,
-            ],
-          };
-    this.child = fork(PEER_SCRIPT, [JSON.stringify(config)], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, ...config.env },
-      ...asUser,
-    });
-    Peer.live.add(this);
-    this.child.on('message', (message: PeerMessage) => this.onMessage(message));
-    this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => {
+    let ended: () => void = () => undefined;
+    this.exited = new Promise((resolve) => (ended = resolve));
+    const on: LinkEvents = {
+      message: (message) => this.onMessage(message),
+      exit: (how) => {
         Peer.live.delete(this);
         const fatal = this.received.find((e): e is EventOf<'fatal'> => e.event === 'fatal');
-        this.exitReason = `peer exited (code ${code}, signal ${signal})${fatal ? `: ${fatal.error.message}` : ''}`;
+        this.exitReason = `${how}${fatal ? `: ${fatal.error.message}` : ''}`;
         const gone = new Error(this.exitReason);
         for (const reply of this.replies.values()) reply.reject(gone);
         this.replies.clear();
         for (const waiter of this.waiters) waiter.reject(gone);
         this.waiters = [];
-        resolve();
-      });
-    });
+        ended();
+      },
+    };
+    this.link = config.thread === true ? workerThread(config, on) : childProcess(config, on);
+    Peer.live.add(this);
     this.ready = Promise.race([
       this.waitFor('ready').then(() => undefined),
       this.waitFor('open-failed').then((e) => Promise.reject(new PeerError(e.error))),
@@ -106,14 +153,14 @@ export class Peer {
     this.ready.catch(() => undefined);
   }
 
-  /** Forks a peer; await `ready` before using it. */
-  static start(config: PeerConfig): Peer {
-    return new Peer(config);
+  /** Starts a peer; await `ready` before using it. */
+  static start<R = Summary>(config: PeerConfig): Peer<R> {
+    return new Peer<R>(config);
   }
 
-  /** Forks a peer and waits until its channel is open. */
-  static async spawn(config: PeerConfig): Promise<Peer> {
-    const peer = new Peer(config);
+  /** Starts a peer and waits until its channel is open. */
+  static async spawn<R = Summary>(config: PeerConfig): Promise<Peer<R>> {
+    const peer = new Peer<R>(config);
     await peer.ready;
     return peer;
   }
@@ -123,8 +170,14 @@ export class Peer {
     await Promise.all([...Peer.live].map((peer) => peer.stop()));
   }
 
+  /** The peer's process (this one, for a thread). */
   get pid(): number {
-    return this.child.pid ?? -1;
+    return this.link.pid;
+  }
+
+  /** The peer's worker thread (0, the main thread, for a process). */
+  get threadId(): number {
+    return this.link.threadId;
   }
 
   get isRunning(): boolean {
@@ -132,12 +185,12 @@ export class Peer {
   }
 
   /** Sends a command; resolves with the peer's result, rejects with a PeerError it reported. */
-  command<R>(command: PeerCommand): Promise<R> {
+  command<T>(command: PeerCommand): Promise<T> {
     if (this.exitReason !== undefined) return Promise.reject(new Error(this.exitReason));
     const seq = this.nextSeq++;
-    return new Promise<R>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       this.replies.set(seq, { resolve: resolve as (v: unknown) => void, reject });
-      this.child.send({ seq, command });
+      this.link.send({ seq, command });
     });
   }
 
@@ -145,12 +198,19 @@ export class Peer {
     return this.command({ cmd: 'flood', count, size, requests });
   }
 
-  notify(spec: PayloadSpec & { count?: number; sizes?: number[] }): Promise<NotifyResult> {
+  notify(spec: PayloadSpec & { count?: number; sizes?: number[] }): Promise<NotifyResult<R>> {
     return this.command({ cmd: 'notify', ...spec });
   }
 
-  request(spec: PayloadSpec & { timeout?: number }): Promise<RequestResult> {
+  request(spec: PayloadSpec & { timeout?: number }): Promise<RequestResult<R>> {
     return this.command({ cmd: 'request', ...spec });
+  }
+
+  /** The text of the one value `text` is answered with; rejects with the error it is answered with. */
+  async ask(text: string): Promise<string> {
+    const { values, error } = await this.command<RequestResult>({ cmd: 'request', text });
+    if (error !== undefined) throw new PeerError(error);
+    return values[0]?.text ?? '';
   }
 
   handle(handler: HandlerSpec): Promise<void> {
@@ -162,8 +222,8 @@ export class Peer {
   }
 
   /** Waits until the peer has received `count` notifications; returns all it received. */
-  async collect(count: number): Promise<CollectResult['notifications']> {
-    return (await this.command<CollectResult>({ cmd: 'collect', count })).notifications;
+  async collect(count: number): Promise<R[]> {
+    return (await this.command<{ notifications: R[] }>({ cmd: 'collect', count })).notifications;
   }
 
   stats(): Promise<HandlerStats> {
@@ -190,12 +250,13 @@ export class Peer {
     return this.received.filter((e): e is EventOf<E> => e.event === event);
   }
 
+  /** Ends the peer as it is, open channel and all: a process by `signal`, a thread by terminate(). */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.isRunning) this.child.kill(signal);
+    if (this.isRunning) this.link.kill(signal);
     await this.exited;
   }
 
-  /** Closes the peer's channel (so a server unlinks its segment), then ends the process. */
+  /** Closes the peer's channel (so a server unlinks its segment), then ends the peer. */
   async stop(): Promise<void> {
     if (!this.isRunning) return;
     const closed = this.ready.then(() => this.close()).catch(() => undefined);
