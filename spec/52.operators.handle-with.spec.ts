@@ -15,44 +15,16 @@ import {
   type Subscription,
 } from 'rxjs';
 
+import { TestScheduler } from 'rxjs/testing';
+
 import { handleWith, IncomingRequest, type Data } from '../lib/index';
 import { FrameKind } from '../lib/protocol';
-import type { ResponseSink } from '../lib/incoming-request';
 import { serverOfPeer } from './helpers/pairs';
+import { errorPayloadOf, kindName, RecordingSink } from './helpers/recording-sink';
 import { releaseAll } from './helpers/resources';
-
-interface SentFrame {
-  kind: number;
-  id: number;
-  text: string;
-}
-
-class RecordingSink implements ResponseSink {
-  readonly sent: SentFrame[] = [];
-  readonly finishedIds: number[] = [];
-  /** sendResponse throws this for RESPONSE frames, as a channel does for a value too large. */
-  refuseValues: Error | undefined;
-
-  sendResponse(kind: number, id: number, data: Buffer): void {
-    if (kind === FrameKind.RESPONSE && this.refuseValues !== undefined) throw this.refuseValues;
-    this.sent.push({ kind, id, text: data.toString() });
-  }
-
-  finished(id: number): void {
-    this.finishedIds.push(id);
-  }
-
-  framesOf(id: number): string[] {
-    return this.sent.filter((f) => f.id === id).map((f) => `${kindName(f.kind)}${f.text === '' ? '' : ` ${f.text}`}`);
-  }
-}
 
 function texts(values: { text?: string }[]): (string | undefined)[] {
   return values.map((v) => v.text);
-}
-
-function kindName(kind: number): string {
-  return Object.entries(FrameKind).find(([, k]) => k === kind)?.[0] ?? String(kind);
 }
 
 /** A handler's Observable that runs `start` for each subscriber, counting subscriptions and teardowns. */
@@ -76,11 +48,6 @@ function synchronousMillion(onValue: (produced: number) => void = () => undefine
     tap(() => onValue(++produced)),
   );
   return { observable, produced: () => produced };
-}
-
-function errorPayloadOf(sink: RecordingSink, id: number): unknown {
-  const frame = sink.sent.find((f) => f.id === id && f.kind === FrameKind.ERROR);
-  return frame === undefined ? undefined : (JSON.parse(frame.text) as { code?: unknown; message?: unknown });
 }
 
 describe('handleWith() in one process', function () {
@@ -264,6 +231,106 @@ describe('handleWith() in one process', function () {
     requests.pipe(handleWith(() => NEVER)).subscribe({ error: (err: unknown) => (failure = err) });
     requests.error(new Error('requests failed'));
     expect((failure as Error).message).to.equal('requests failed');
+  });
+});
+
+// Ordering and cancellation in virtual time: each request arrives at its frame of a hot
+// Observable, each handler answers with a cold one, and the sink stamps every frame it sends
+// with the scheduler's clock. One frame is one unit of virtual time.
+describe('handleWith() in virtual time (marbles)', function () {
+  let scheduler: TestScheduler;
+  let sink: RecordingSink;
+  const request = (id: number, text: string) => new IncomingRequest(id, Buffer.from(text), sink);
+
+  beforeEach(function () {
+    scheduler = new TestScheduler((actual, expected) => {
+      expect(actual).to.deep.equal(expected);
+    });
+    sink = new RecordingSink(() => scheduler.now());
+  });
+
+  it('should answer requests side by side and emit each id at the frame its answer ends', function () {
+    scheduler.run(({ hot, cold, expectObservable }) => {
+      const requests = hot('-a-b-c|', { a: request(1, 'a'), b: request(2, 'b'), c: request(3, 'c') });
+      const answers: Record<string, Observable<string>> = {
+        a: cold('----x|'),
+        b: cold('-y|'),
+        c: cold('z|'),
+      };
+      const ids = requests.pipe(handleWith((data) => answers[data.toString()]));
+      expectObservable(ids).toBe('-----b(ac|)', { a: 1, b: 2, c: 3 });
+    });
+    expect(sink.timeline(1)).to.deep.equal(['5 RESPONSE x', '6 COMPLETE']);
+    expect(sink.timeline(2)).to.deep.equal(['4 RESPONSE y', '5 COMPLETE']);
+    expect(sink.timeline(3)).to.deep.equal(['5 RESPONSE z', '6 COMPLETE']);
+  });
+
+  it("should send each request's values in its own order while the answers interleave", function () {
+    scheduler.run(({ hot, cold, expectObservable }) => {
+      const requests = hot('ab', { a: request(1, 'a'), b: request(2, 'b') });
+      const answers: Record<string, Observable<string>> = { a: cold('-1--2--3|'), b: cold('--x-y-z|') };
+      expectObservable(requests.pipe(handleWith((data) => answers[data.toString()]))).toBe('--------(ab)', {
+        a: 1,
+        b: 2,
+      });
+    });
+    // Where two frames share a time, the one scheduled first (the earlier subscription) goes first.
+    expect(sink.sent.map((f) => `${f.at}:${f.id}:${f.text}`)).to.deep.equal([
+      '1:1:1',
+      '3:2:x',
+      '4:1:2',
+      '5:2:y',
+      '7:1:3',
+      '7:2:z',
+      '8:1:',
+      '8:2:',
+    ]);
+  });
+
+  it('should unsubscribe a handler at the frame its caller cancels, and send nothing after it', function () {
+    const incoming = request(1, 'endless');
+    scheduler.run(({ hot, cold, expectObservable, expectSubscriptions }) => {
+      const answer = cold('-a-b-c-d-e|');
+      const ids = hot('-r', { r: incoming }).pipe(handleWith(() => answer));
+      scheduler.schedule(() => incoming.cancel(), 5);
+      expectObservable(ids).toBe('-----i', { i: 1 });
+      expectSubscriptions(answer.subscriptions).toBe('-^---!');
+    });
+    expect(sink.timeline(1)).to.deep.equal(['2 RESPONSE a', '4 RESPONSE b']);
+    expect(incoming.cancelled).to.equal(true);
+  });
+
+  it('should fail a request at the frame its handler errors, and go on with the others', function () {
+    scheduler.run(({ hot, cold, expectObservable }) => {
+      const requests = hot('-a-b', { a: request(1, 'fails'), b: request(2, 'works') });
+      const failing = cold('-v-#', { v: 'partial' }, Object.assign(new Error('broke'), { code: 'E_BROKE' }));
+      const working = cold('---w|');
+      const ids = requests.pipe(handleWith((data) => (data.toString() === 'fails' ? failing : working)));
+      expectObservable(ids).toBe('----a--b', { a: 1, b: 2 });
+    });
+    expect(sink.timeline(1).slice(0, 1)).to.deep.equal(['2 RESPONSE partial']);
+    expect(sink.sent.filter((f) => f.id === 1).map((f) => [f.at, kindName(f.kind)])).to.deep.equal([
+      [2, 'RESPONSE'],
+      [4, 'ERROR'],
+    ]);
+    expect(errorPayloadOf(sink, 1)).to.include({ message: 'broke', code: 'E_BROKE' });
+    expect(sink.timeline(2)).to.deep.equal(['6 RESPONSE w', '7 COMPLETE']);
+  });
+
+  it('should stop every running handler at the frame its subscriber leaves, and leave their requests open', function () {
+    const first = request(1, 'a');
+    const second = request(2, 'b');
+    scheduler.run(({ hot, cold, expectObservable, expectSubscriptions }) => {
+      const answers = { a: cold('--x---y|'), b: cold('-z----w|') };
+      const ids = hot('-a-b', { a: first, b: second }).pipe(
+        handleWith((data) => answers[data.toString() as keyof typeof answers]),
+      );
+      expectObservable(ids, '^-----!').toBe('------');
+      expectSubscriptions(answers.a.subscriptions).toBe('-^----!');
+      expectSubscriptions(answers.b.subscriptions).toBe('---^--!');
+    });
+    expect(sink.sent.map((f) => `${f.at}:${f.id}:${f.text}`)).to.deep.equal(['3:1:x', '4:2:z']);
+    expect([first.finished, second.finished]).to.deep.equal([false, false]);
   });
 });
 
