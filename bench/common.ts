@@ -6,8 +6,11 @@ import * as fs from 'node:fs';
 export type Control =
   | { op: 'cpuMark' }
   | { op: 'cpuRead' }
-  /** Arm the receiver: `n` one-way messages follow. */
-  | { op: 'expect'; kind: 'notify'; n: number; size: number }
+  /**
+   * Arm the receiver: `n` one-way messages follow. With `batch`, a receiver that has a batch
+   * API (shmchannel's notificationBatches$) takes them through it; the others as without.
+   */
+  | { op: 'expect'; kind: 'notify'; n: number; size: number; batch?: boolean }
   /** Payloads: the i-th message must equal payloadSet(size, seed)[i % PAYLOAD_SET_SIZE], byte for byte. */
   | { op: 'expect'; kind: 'payload'; n: number; size: number; seed: number }
   /** Answered once all expected messages arrived (they were sent before it, in order). */
@@ -105,6 +108,7 @@ export function payloadSet(size: number, seed: number): Buffer[] {
  * The receiving side of the scenarios, shared by every peer: answers control requests and
  * counts / verifies one-way messages. Transports call onMessage(seq, data) for each one;
  * `data` may be a view that is only valid during the call (verification is synchronous).
+ * A notification read in place may come through onNotification(seq, size) instead.
  */
 export class PeerLogic {
   private cpuMark = process.cpuUsage();
@@ -149,6 +153,18 @@ export class PeerLogic {
 
   /** One one-way message arrived; `seq` is its sequence number (ignored for payloads). */
   onMessage(seq: number, data: Uint8Array): void {
+    this.arrived(seq, data.length, data);
+  }
+
+  /**
+   * One notification of `size` bytes arrived, read where it lies (a batch's bytes at an offset)
+   * instead of as a view: the same check as onMessage(), with no object per message.
+   */
+  onNotification(seq: number, size: number): void {
+    this.arrived(seq, size, undefined);
+  }
+
+  private arrived(seq: number, size: number, data: Uint8Array | undefined): void {
     const e = this.expected;
     if (e === undefined) {
       this.bad++;
@@ -156,11 +172,11 @@ export class PeerLogic {
     }
     const i = this.received++;
     if (this.received === e.n) this.lastAt = now();
-    if (data.length !== e.size) {
+    if (size !== e.size) {
       this.bad++;
     } else if (e.kind === 'notify') {
       if (seq !== i) this.bad++;
-    } else if (!this.payloads[i % PAYLOAD_SET_SIZE].equals(data)) {
+    } else if (data === undefined || !this.payloads[i % PAYLOAD_SET_SIZE].equals(data)) {
       this.bad++;
     }
     if (this.received === e.n && this.waiter !== undefined) {

@@ -37,7 +37,10 @@ export const config = {
   idleRuns: envInt('BENCH_IDLE_RUNS', 3, 1),
   /** Comma-separated transport keys (shm, socket, ipc, zmq); default all. */
   transports: (process.env.BENCH_TRANSPORTS ?? '').split(',').filter(Boolean),
-  /** Comma-separated scenario ids (rt, rt1core, notify64, notify4k, payload1m, payload16m, idle); default all. */
+  /**
+   * Comma-separated scenario ids (rt, rt1core, notify64, notify64_batch, notify4k, payload1m,
+   * payload16m, idle); default all.
+   */
   scenarios: (process.env.BENCH_SCENARIOS ?? '').split(',').filter(Boolean),
 };
 

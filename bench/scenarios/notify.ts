@@ -1,5 +1,7 @@
 // One-way notifications of 64 B and 4 KiB, as fast as each transport takes them with its
-// backpressure respected; and the in-process bound of the 64 B row.
+// backpressure respected, and 64 B ones through shmchannel's batch API (notifyMany() and
+// notificationBatches$; the other transports as in the 64 B row); and the in-process bound of
+// the 64 B row.
 import { config } from '../config';
 import { deliveryFloor64 } from '../floor';
 import { fmtRate } from '../format';
@@ -9,10 +11,17 @@ import { oneWay } from './one-way';
 import type { Bench, Scenario } from './scenario';
 import { guarded, rounds } from './steps';
 
-/** Sends n notifications of `size` bytes; records them as `metric` (none: a warm-up) and returns msgs/s. */
-async function notifyRun(bench: Bench, t: Transport, n: number, size: number, metric?: string): Promise<number> {
+/** How a scenario's notifications go: their size, and whether through a batch API where there is one. */
+interface Mode {
+  size: number;
+  batch: boolean;
+}
+
+/** Sends n notifications; records them as `metric` (none: a warm-up) and returns msgs/s. */
+async function notifyRun(bench: Bench, t: Transport, n: number, mode: Mode, metric?: string): Promise<number> {
+  const { size, batch } = mode;
   const payload = Buffer.alloc(size, 0xa5);
-  const r = await oneWay(bench, t, 'notify', n, [payload]);
+  const r = await oneWay(bench, t, { op: 'expect', kind: 'notify', n, size, batch }, [payload]);
   const rate = n / r.seconds;
   if (metric !== undefined) {
     bench.results.record(t.key, metric, rate);
@@ -29,10 +38,10 @@ async function notifyRun(bench: Bench, t: Transport, n: number, size: number, me
  * first, then two of a quarter of a run each: the rate rises as the code warms up, and a
  * count taken from a cold run made a run last a fifth of what it should.
  */
-async function notifyCount(bench: Bench, t: Transport, size: number): Promise<number> {
+async function notifyCount(bench: Bench, t: Transport, mode: Mode): Promise<number> {
   const least = 10_000;
   const warmUp = async (n: number) => {
-    const rate = await notifyRun(bench, t, n, size);
+    const rate = await notifyRun(bench, t, n, mode);
     // A failed warm-up has no arrival time: its "rate" would size the runs wrong, or endlessly.
     if (!(Number.isFinite(rate) && rate > 0)) throw new Error(`warm-up of ${n} notifications gave no rate`);
     return rate;
@@ -42,29 +51,33 @@ async function notifyCount(bench: Bench, t: Transport, size: number): Promise<nu
   return Math.max(least, Math.round((rate * config.notifyMs) / 1000));
 }
 
-function notifications(id: string, size: number): Scenario {
+function notifications(id: string, size: number, batch = false): Scenario {
+  const mode: Mode = { size, batch };
+  const name = `notifications ${size} B${batch ? ', batch API' : ''}`;
   return {
     id,
     stage: 'connected',
     async run(bench) {
       const active = bench.connected;
       progress(
-        `notifications of ${size} B one way: runs of about ${config.notifyMs} ms (count per transport from its warm-up)`,
+        `${name} one way${batch ? ' (shmchannel: notifyMany, notificationBatches$)' : ''}: ` +
+          `runs of about ${config.notifyMs} ms (count per transport from its warm-up)`,
       );
       const counts = new Map<string, number>();
       for (const t of [...active])
         await guarded(bench, active, t, `${id} warm-up`, async () => {
-          counts.set(t.key, await notifyCount(bench, t, size));
+          counts.set(t.key, await notifyCount(bench, t, mode));
         });
       for (const [key, n] of counts) bench.results.recordExtra(key, `${id}_msgs_per_run`, n);
-      await rounds(bench, `notifications ${size} B`, active, config.runs, async (t) => {
-        await notifyRun(bench, t, counts.get(t.key)!, size, id);
+      await rounds(bench, name, active, config.runs, async (t) => {
+        await notifyRun(bench, t, counts.get(t.key)!, mode, id);
       });
     },
   };
 }
 
 export const notify64 = notifications('notify64', 64);
+export const notify64Batch = notifications('notify64_batch', 64, true);
 export const notify4k = notifications('notify4k', 4096);
 
 /** What no transport's 64 B row can beat here (bench/floor.ts); measured whenever that row is. */

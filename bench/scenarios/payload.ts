@@ -18,7 +18,7 @@ async function payloadRun(
   seed: number,
   metric?: string,
 ): Promise<void> {
-  const r = await oneWay(bench, t, 'payload', n, payloads, seed);
+  const r = await oneWay(bench, t, { op: 'expect', kind: 'payload', n, size: payloads[0].length, seed }, payloads);
   const gbps = (n * payloads[0].length) / r.seconds / 1e9;
   if (metric !== undefined) {
     bench.results.record(t.key, metric, gbps);

@@ -2,15 +2,23 @@
 // segment); the bench process attaches as the client.
 //   round trip: request(payload) -> handleWith echo
 //   control:    request(JSON starting with '{') -> JSON response
-//   one-way:    notify(payload); for notifications the sequence number is stamped into
-//               the first 4 bytes of the payload (shmchannel has no user header).
-import { lastValueFrom, of } from 'rxjs';
+//   one-way:    notify(payload) -> notifications$; for notifications the sequence number is
+//               stamped into the first 4 bytes of the payload (shmchannel has no user header).
+//   grouped:    notifyMany(group) -> notificationBatches$ (the batch row), each message read
+//               where it lies in the batch.
+import { lastValueFrom, of, type Subscription } from 'rxjs';
 
-import { Channel, handleWith, SharedMemory } from '../../lib/index';
+import { Channel, handleWith, SharedMemory, type NotificationBatch } from '../../lib/index';
 import { decodeJson, encodeJson, OP_ECHO, PeerLogic, type Control, type ControlReply } from '../common';
 import { forkPeer, peerLifecycle, type Peer, type Transport } from './transport';
 
 let instances = 0;
+
+/**
+ * Messages per notifyMany() call: 64 KiB of 64 B messages, about what the socket row puts in one
+ * write() (its 64 KiB chunk).
+ */
+const GROUP = 1024;
 
 export class ShmTransport implements Transport {
   private readonly name = `/shmch-bench-${process.pid}-${++instances}`;
@@ -35,7 +43,8 @@ export class ShmTransport implements Transport {
     return decodeJson<ControlReply>(await lastValueFrom(this.channel!.request(encodeJson(msg))));
   }
 
-  async sendMessages(n: number, payloads: readonly Buffer[], stampSeq: boolean): Promise<void> {
+  async sendMessages(n: number, payloads: readonly Buffer[], stampSeq: boolean, grouped = false): Promise<void> {
+    if (grouped) return this.sendGroups(n, payloads, stampSeq);
     const ch = this.channel!;
     const count = payloads.length;
     for (let i = 0; i < n; i++) {
@@ -43,6 +52,23 @@ export class ShmTransport implements Transport {
       if (stampSeq) p.writeUInt32LE(i, 0);
       // The ring is full and the rest waits in the queue: let the peer catch up first.
       if (!ch.notify(p)) await ch.drained();
+    }
+  }
+
+  /** sendMessages() with one notifyMany() call per GROUP messages. */
+  private async sendGroups(n: number, payloads: readonly Buffer[], stampSeq: boolean): Promise<void> {
+    const ch = this.channel!;
+    const count = payloads.length;
+    // Slot j carries payloads[j % count] and the length is a multiple of count, so message i
+    // carries payloads[i % count]. Stamped again for every group: notifyMany() has copied them
+    // when it returns.
+    const length = Math.max(1, Math.floor(Math.min(GROUP, n) / count)) * count;
+    const group = Array.from({ length }, (_, j) => Buffer.from(payloads[j % count]));
+    for (let i = 0; i < n; i += length) {
+      const messages = n - i >= length ? group : group.slice(0, n - i);
+      if (stampSeq) for (let j = 0; j < messages.length; j++) messages[j].writeUInt32LE(i + j, 0);
+      // Some wait in the queue: let the peer catch up first, as with notify().
+      if (!ch.notifyMany(messages)) await ch.drained();
     }
   }
 
@@ -80,17 +106,42 @@ export async function runShmPeer(name: string): Promise<void> {
     life.fail(err);
     return;
   }
+  // One of the two streams at a time: a subscriber of notifications$ makes the channel give
+  // every notification a Buffer of its own, which the batch row must not pay for.
+  let receiving: Subscription | undefined;
+  let batches = false;
+  const receive = (batch: boolean) => {
+    if (receiving !== undefined && batch === batches) return;
+    receiving?.unsubscribe();
+    batches = batch;
+    const error = (err: unknown) => console.error('peer-shm notifications:', err);
+    receiving = batch
+      ? server.notificationBatches$.subscribe({ next: (b) => onBatch(logic, b), error })
+      : server.notifications$.subscribe({
+          next: (data) => logic.onMessage(data.length >= 4 ? data.readUInt32LE(0) : -1, data),
+          error,
+        });
+  };
+  receive(false);
   server.requests$
     .pipe(
       handleWith((data: Buffer) => {
         if (data[0] === OP_ECHO) return of(data);
-        return Promise.resolve(logic.control(decodeJson<Control>(data))).then(encodeJson);
+        const msg = decodeJson<Control>(data);
+        // Before the answer, so before the messages it announces.
+        if (msg.op === 'expect') receive(msg.kind === 'notify' && msg.batch === true);
+        return Promise.resolve(logic.control(msg)).then(encodeJson);
       }),
     )
     .subscribe({ error: (err: unknown) => console.error('peer-shm requests:', err) });
-  server.notifications$.subscribe({
-    next: (data) => logic.onMessage(data.length >= 4 ? data.readUInt32LE(0) : -1, data),
-    error: (err: unknown) => console.error('peer-shm notifications:', err),
-  });
   life.ready();
+}
+
+/** Checks every message of the batch as the notifications$ handler does, with no view of each. */
+function onBatch(logic: PeerLogic, batch: NotificationBatch): void {
+  const bytes = batch.bytes;
+  for (let i = 0; i < batch.length; i++) {
+    const size = batch.size(i);
+    logic.onNotification(size >= 4 ? bytes.readUInt32LE(batch.offset(i)) : -1, size);
+  }
 }

@@ -20,9 +20,11 @@ export interface Transport {
    * Sends n one-way messages, message i carrying payloads[i % payloads.length] and sequence
    * number i, as fast as the transport allows while respecting its backpressure. With
    * `stampSeq` the transport may write i into the first 4 bytes of the payload if it has no
-   * header of its own to carry it. Resolves once all are handed to the transport.
+   * header of its own to carry it. With `grouped`, a transport that can send many messages
+   * with one call (shmchannel's notifyMany()) sends them in groups; the others send as they
+   * always do. Resolves once all are handed to the transport.
    */
-  sendMessages(n: number, payloads: readonly Buffer[], stampSeq: boolean): Promise<void>;
+  sendMessages(n: number, payloads: readonly Buffer[], stampSeq: boolean, grouped?: boolean): Promise<void>;
   /** Closes everything and waits for the peer to exit. Idempotent. */
   teardown(): Promise<void>;
   /** Best-effort synchronous cleanup on SIGINT: kill the peer, remove files. */
