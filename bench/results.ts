@@ -14,6 +14,8 @@ export class Results {
   readonly notes: string[] = [];
   /** msgs/s of deliveryFloor64() (bench/floor.ts); NaN if not measured. */
   deliveryFloor64 = NaN;
+  /** msgs/s of each side of batchFloor64() (the batch row's bound); NaN if not measured. */
+  batchFloor64 = { send: NaN, deliver: NaN };
   /** GB/s of deliveryFloor1m(); NaN if not measured. */
   deliveryFloor1m = NaN;
   /**

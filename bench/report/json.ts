@@ -23,6 +23,8 @@ export function jsonReport(report: Report): string {
     baseline: BASELINE,
     /** In-process bound of the 64 B row (bench/floor.ts), msgs/s; null if not measured. */
     deliveryFloor64: Number.isFinite(results.deliveryFloor64) ? results.deliveryFloor64 : null,
+    /** In-process bound of the 64 B batch row, each side (bench/floor.ts), msgs/s; null if not measured. */
+    batchFloor64: Number.isFinite(results.batchFloor64.send) ? results.batchFloor64 : null,
     /** Idle CPU with nothing open (% of a core): the floor of the idle row; null if not measured. */
     idleFloorPct: idleFloor.length > 0 ? { median: median(idleFloor), runs: idleFloor } : null,
     /** In-process bound of the 1 MiB row (bench/floor.ts), GB/s; null if not measured. */

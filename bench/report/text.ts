@@ -114,6 +114,16 @@ function boundLine(metric: string, results: Results, base: number): string | und
       `reaches ${fmtRate(floor64)} msgs/s = ${(floor64 / base).toFixed(2)}x the socket row`
     );
   }
+  const batch = results.batchFloor64;
+  if (metric === 'notify64_batch' && Number.isFinite(batch.send)) {
+    return (
+      `in this process, with no transport at all, the sender's part (framing 64 B messages one ` +
+      `by one into shmchannel's send batch, as notifyMany() does) reaches ${fmtRate(batch.send)} ` +
+      `msgs/s = ${(batch.send / base).toFixed(2)}x the socket row; the receiver's (handing them in ` +
+      `batches to an RxJS subscriber that checks each) ${fmtRate(batch.deliver)} msgs/s = ` +
+      `${(batch.deliver / base).toFixed(2)}x`
+    );
+  }
   if (metric === 'payload1m' && Number.isFinite(floor1m)) {
     return (
       `copying 1 MiB once into an owned Buffer and handing it to an RxJS subscriber in this ` +

@@ -1,7 +1,7 @@
 // Every scenario, in the order they run within their stage (see Stage in ./scenario). A new
 // scenario is a file here, one line below, and its rows in ../metrics.ts.
 import { idle } from './idle';
-import { notify4k, notify64, notify64Batch, notify64Bound } from './notify';
+import { notify4k, notify64, notify64Batch, notify64BatchBound, notify64Bound } from './notify';
 import { payload16m, payload1m, payload1mBound } from './payload';
 import { roundTrip, roundTripOneCore } from './round-trip';
 import type { Scenario } from './scenario';
@@ -18,5 +18,6 @@ export const SCENARIOS: Scenario[] = [
   payload16m,
   roundTripOneCore,
   notify64Bound,
+  notify64BatchBound,
   payload1mBound,
 ];

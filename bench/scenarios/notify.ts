@@ -1,9 +1,9 @@
 // One-way notifications of 64 B and 4 KiB, as fast as each transport takes them with its
 // backpressure respected, and 64 B ones through shmchannel's batch API (notifyMany() and
-// notificationBatches$; the other transports as in the 64 B row); and the in-process bound of
-// the 64 B row.
+// notificationBatches$; the other transports as in the 64 B row); and the in-process bounds of
+// both 64 B rows.
 import { config } from '../config';
-import { deliveryFloor64 } from '../floor';
+import { batchFloor64, deliveryFloor64 } from '../floor';
 import { fmtRate } from '../format';
 import { progress } from '../progress';
 import type { Transport } from '../transports/transport';
@@ -87,5 +87,15 @@ export const notify64Bound: Scenario = {
   async run(bench) {
     progress('in-process floor: 64 B views to an RxJS subscriber, no transport');
     bench.results.deliveryFloor64 = deliveryFloor64();
+  },
+};
+
+/** What the batch row cannot beat here, either side (bench/floor.ts); measured whenever that row is. */
+export const notify64BatchBound: Scenario = {
+  id: 'notify64_batch',
+  stage: 'after',
+  async run(bench) {
+    progress('in-process floor: 64 B messages framed into a send batch, and handed in batches to an RxJS subscriber');
+    bench.results.batchFloor64 = batchFloor64();
   },
 };
