@@ -8,7 +8,7 @@ import type { NativeChannel } from '../lib/native';
 import { NotificationBatch } from '../lib/notification-batch';
 import { OutboundQueue } from '../lib/outbound-queue';
 import { FRAME_HEADER_SIZE, FrameKind, frameSize, viewOf } from '../lib/protocol';
-import { allocateMessage } from '../lib/recycled-memory';
+import { allocateMessage } from '../lib/message-pool';
 
 import { median } from './stats';
 

@@ -24,7 +24,7 @@ import { validateName } from './names';
 import { attachSegment, checkServerLimit, createSegment } from './open-segment';
 import { PollLoop, PUMP_ENDED } from './poll-loop';
 import { RequestTable } from './request-table';
-import { channelIdle } from './recycled-memory';
+import { channelIdle } from './message-pool';
 
 export type { ChannelOptions, RequestOptions } from './channel-options';
 

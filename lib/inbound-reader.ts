@@ -19,7 +19,7 @@ import {
   viewOf,
   type FrameHeader,
 } from './protocol';
-import { allocateMessage } from './recycled-memory';
+import { allocateMessage } from './message-pool';
 
 // Rings drained per event-loop turn before yielding to other work (timers, I/O).
 const DRAIN_BUDGET_RINGS = 4;

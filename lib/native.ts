@@ -119,11 +119,11 @@ export interface NativeBinding {
    * length is not recycled (under 64 KiB, over 32 MiB) or the runtime forbids external buffers.
    * Memory of collected messages is kept for reuse from then on.
    */
-  takeRecycledBuffer(length: number): Buffer | undefined;
+  messagePoolTake(length: number): Buffer | undefined;
   /** Frees the recycled memory that waits for reuse, and what comes back until the next take. */
-  releaseRecycledMemory(): void;
+  messagePoolRelease(): void;
   /** Bytes of recycled memory waiting for reuse (for tests). */
-  recycledIdleBytes(): number;
+  messagePoolIdleBytes(): number;
   /** Which JavaScript side this build serves; see BINDING_REVISION in load-addon.ts. */
   bindingRevision?: number;
   /**

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { createError } from './errors';
 import type { NativeChannel } from './native';
 import { FRAME_HEADER_SIZE, frameLengthAt, frameSize, headerWords, writeFrameHeader } from './protocol';
-import { StagingPool } from './staging-pool';
+import { OutboundPool } from './outbound-pool';
 
 interface OutgoingMessage {
   kind: number;
@@ -15,7 +15,7 @@ interface OutgoingMessage {
   rest: Buffer;
   /** Bytes of `rest` written to the ring so far. */
   written: number;
-  /** `rest` is our copy from the staging pool, to give back once written. */
+  /** `rest` is our copy from the outbound pool, to give back once written. */
   staged?: boolean;
 }
 
@@ -58,7 +58,7 @@ export class OutboundQueue {
   private stalledBytes = 0;
   private stalled = false;
   private batchFlushScheduled = false;
-  private readonly staging = new StagingPool();
+  private readonly pool = new OutboundPool();
 
   constructor(
     private readonly native: NativeChannel,
@@ -112,7 +112,7 @@ export class OutboundQueue {
     // A message partly in the ring must finish; one not started yet may be refused.
     if (m.written === 0 && !control) this.checkRoom(data.length);
     // Own the unsent bytes: the caller may reuse its buffer as soon as we return.
-    m.rest = this.staging.copy(m.rest.subarray(m.written));
+    m.rest = this.pool.copy(m.rest.subarray(m.written));
     m.staged = true;
     m.written = 0;
     this.enqueue(m);
@@ -129,7 +129,7 @@ export class OutboundQueue {
       const done = this.writeFragments(m);
       this.queuedBytes -= m.written - before;
       if (!done) return;
-      if (m.staged === true) this.staging.release(m.rest);
+      if (m.staged === true) this.pool.release(m.rest);
       this.head++;
       if (this.head === this.queue.length) {
         this.queue.length = 0;
@@ -162,7 +162,7 @@ export class OutboundQueue {
     this.batched = 0;
     this.stalled = false;
     this.stalledBytes = 0;
-    this.staging.clear();
+    this.pool.clear();
   }
 
   private addToBatch(kind: number, id: number, data: Buffer): void {

@@ -114,7 +114,7 @@ describe('Messages larger than the ring', function () {
       await waitUntil(async () => {
         global.gc?.();
         await new Promise((resolve) => setImmediate(resolve));
-        return binding.recycledIdleBytes() > 0;
+        return binding.messagePoolIdleBytes() > 0;
       });
       const second = await receive();
       expect(second.received.map((r) => [r.length, sha256(r)])).to.deep.equal(
@@ -130,7 +130,7 @@ describe('Messages larger than the ring', function () {
       await waitUntil(async () => {
         global.gc?.();
         await new Promise((resolve) => setImmediate(resolve));
-        return binding.recycledIdleBytes() === 0;
+        return binding.messagePoolIdleBytes() === 0;
       });
     });
 

@@ -25,7 +25,7 @@ namespace {
 // What lib/load-addon.ts checks: bump both whenever the JavaScript side needs another export
 // or call. A build left over from another version then fails to load with a clear message
 // instead of failing at its first call to what it lacks.
-constexpr uint32_t kBindingRevision = 3;
+constexpr uint32_t kBindingRevision = 4;
 
 Napi::Object Group(Napi::Env env, std::initializer_list<std::pair<const char*, uint32_t>> members) {
   Napi::Object group = Napi::Object::New(env);
@@ -96,17 +96,17 @@ Napi::Value Inspect(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// takeRecycledBuffer(length) -> Buffer | undefined (see MessagePool::Take)
-Napi::Value TakeRecycledBuffer(const Napi::CallbackInfo& info) {
+// messagePoolTake(length) -> Buffer | undefined (see MessagePool::Take)
+Napi::Value MessagePoolTake(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return env.GetInstanceData<MessagePool>()->Take(env, ByteCountArg(info, 0, "length"));
 }
 
-void ReleaseRecycledMemory(const Napi::CallbackInfo& info) {
+void MessagePoolRelease(const Napi::CallbackInfo& info) {
   info.Env().GetInstanceData<MessagePool>()->Release();
 }
 
-Napi::Value RecycledIdleBytes(const Napi::CallbackInfo& info) {
+Napi::Value MessagePoolIdleBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(info.Env().GetInstanceData<MessagePool>()->IdleBytes()));
 }
 
@@ -133,9 +133,9 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("unlink", Napi::Function::New<Unlink>(env, "unlink"));
   exports.Set("yieldProcessor", Napi::Function::New<YieldProcessor>(env, "yieldProcessor"));
   exports.Set("inspect", Napi::Function::New<Inspect>(env, "inspect"));
-  exports.Set("takeRecycledBuffer", Napi::Function::New<TakeRecycledBuffer>(env, "takeRecycledBuffer"));
-  exports.Set("releaseRecycledMemory", Napi::Function::New<ReleaseRecycledMemory>(env, "releaseRecycledMemory"));
-  exports.Set("recycledIdleBytes", Napi::Function::New<RecycledIdleBytes>(env, "recycledIdleBytes"));
+  exports.Set("messagePoolTake", Napi::Function::New<MessagePoolTake>(env, "messagePoolTake"));
+  exports.Set("messagePoolRelease", Napi::Function::New<MessagePoolRelease>(env, "messagePoolRelease"));
+  exports.Set("messagePoolIdleBytes", Napi::Function::New<MessagePoolIdleBytes>(env, "messagePoolIdleBytes"));
   exports.Set("bindingRevision", Napi::Number::New(env, kBindingRevision));
   exports.Set("constants", Constants(env));
   return exports;

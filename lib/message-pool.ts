@@ -17,7 +17,7 @@ let releaseTimer: NodeJS.Timeout | undefined;
 /** An uninitialized Buffer for a received message of `length` bytes. */
 export function allocateMessage(length: number): Buffer {
   if (length >= RECYCLE_MIN_BYTES) {
-    const recycled = binding.takeRecycledBuffer(length);
+    const recycled = binding.messagePoolTake(length);
     if (recycled !== undefined) {
       taken++;
       return recycled;
@@ -46,7 +46,7 @@ function scheduleRelease(): void {
       return;
     }
     takenAtRelease = taken;
-    binding.releaseRecycledMemory();
+    binding.messagePoolRelease();
   }, RELEASE_AFTER_IDLE_MS);
   releaseTimer.unref();
 }
