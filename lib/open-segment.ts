@@ -58,9 +58,14 @@ export async function attachSegment(
       if (!retry || timeout === 0) throw fromNativeError(err);
       if (closed()) throw createError('ERR_CHANNEL_CLOSED', `channel ${name} is closed`);
       if (Date.now() >= deadline) {
-        throw createError('ERR_TIMEOUT', `no server on ${name} within ${timeout} ms`, {
-          cause: fromNativeError(err),
-        });
+        // Why it waited says more than "no server" when there was one: still creating its
+        // segment, or still freeing the slot of the client before.
+        const cause = fromNativeError(err);
+        const message =
+          reason === 'NOT_FOUND'
+            ? `no server on ${name} within ${timeout} ms`
+            : `the server on ${name} was not ready within ${timeout} ms (${cause.message})`;
+        throw createError('ERR_TIMEOUT', message, { cause });
       }
       await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS));
     }

@@ -259,11 +259,10 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
     uint32_t holder = __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE);
     uint64_t holder_start = read_u64(b, off::kClientStartTime);
     state = load_acquire(state_word(ch));
-    // The slot's holder said goodbye or died, and the server has not freed the slot yet
-    // (it does at its next wake-up): not busy, just not ready. A holder that is still
-    // between its attach and writing its pid (pid 0) counts as alive.
-    // A holder still without a pid is transient too: it writes its pid within
-    // microseconds (then a retry sees BUSY), or it died and the server frees the slot.
+    // The slot's holder closed or died, and the server has not freed the slot yet (it does
+    // at its next wake-up): not busy, just not ready. A holder still without a pid is
+    // transient too: it writes its pid within microseconds (then a retry sees BUSY), or it
+    // died and the server frees the slot.
     bool leaving = (state & SHMCH_STATE_CLIENT_CLOSED) != 0 ||
                    ((state & SHMCH_STATE_CLIENT_ATTACHED) != 0 &&
                     (holder == 0 || !process_alive(holder, holder_start)));

@@ -37,7 +37,7 @@ typedef enum shmch_status {
   SHMCH_OK = 0,
   SHMCH_E_INVALID_NAME,    /* not a POSIX shm name */
   SHMCH_E_INVALID_SIZE,    /* capacity / message size / segment size out of range */
-  SHMCH_E_INVALID_ARG,     /* bad kind, frame too large for the ring, null pointer */
+  SHMCH_E_INVALID_ARG,     /* bad kind, payload over max_frame_payload, null pointer */
   SHMCH_E_EXISTS,          /* a live server owns the name (owner pid reported) */
   SHMCH_E_NOT_FOUND,       /* no segment of that name (yet) */
   SHMCH_E_NOT_READY,       /* segment exists but its server has not finished creating it */
@@ -71,7 +71,8 @@ typedef struct shmch_options {
 typedef struct shmch_info {
   uint32_t ring_capacity;
   uint32_t max_message_size;
-  uint32_t max_frame_payload; /* largest payload one frame may carry */
+  uint32_t max_frame_payload; /* largest payload this writer puts in one frame (C/4-16; the
+                                 wire allows C-16, and readers accept it: PROTOCOL §2.1) */
   uint32_t peer_pid;          /* 0 if no peer */
   uint32_t client_epoch;
   uint32_t state;             /* SHMCH_STATE_* flags as last read */
@@ -128,7 +129,7 @@ void shmch_close(shmch_channel* ch);
 void shmch_get_info(shmch_channel* ch, shmch_info* info);
 
 /* Append one frame. SHMCH_E_FULL: nothing written, the writer is marked waiting, and the
- * writer's doorbell is posted once the reader frees space. */
+ * writer's doorbell is rung once the reader frees space. */
 shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t total,
                          const uint8_t* payload, uint32_t length);
 
@@ -161,7 +162,7 @@ shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_c
 shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
                                      size_t* written);
 
-/* Block until the inbound ring has data, the own doorbell is posted, shmch_wake() is called,
+/* Block until the inbound ring has data, the own doorbell is rung, shmch_wake() is called,
  * or timeout_ms passes (< 0: no timeout).
  * A segment that lost pages is reported readable once, so that the reader learns of it.
  * Returns SHMCH_WAIT_WOKEN at once while the peer has flagged that it left (a server's client
@@ -194,7 +195,8 @@ int shmch_peer_state(shmch_channel* ch);
  * pidfd_open (Linux < 5.3). The caller owns the descriptor. */
 int shmch_open_peer_fd(shmch_channel* ch);
 
-/* Server: forget the current client (gone or said BYE), reset the rings, accept the next. */
+/* Server: forget the current client, once it closed (CLIENT_CLOSED with CLIENT_ATTACHED) or
+ * died, not on its BYE alone (PROTOCOL §5.3); reset the rings; accept the next. */
 shmch_status shmch_accept_next(shmch_channel* ch);
 
 /* Server: the client broke the protocol (the channel read SHMCH_E_PROTOCOL): flag it dropped
