@@ -1,4 +1,4 @@
-import { config, Observable, Subject, type Subscriber } from 'rxjs';
+import { asyncScheduler, config, Observable, Subject, type Subscriber } from 'rxjs';
 
 /**
  * A hot stream with the contract of an RxJS `Subject`: each value goes to the subscribers of
@@ -87,7 +87,8 @@ function reportingErrors(run: () => void): void {
   try {
     context.next();
   } catch (err) {
-    setTimeout(() => {
+    // On RxJS's own scheduler, as RxJS reports them: a TestScheduler's virtual time applies.
+    asyncScheduler.schedule(() => {
       const onUnhandledError = config.onUnhandledError;
       if (onUnhandledError) onUnhandledError(err);
       else throw err;

@@ -1,5 +1,4 @@
 import type { Buffer } from 'node:buffer';
-import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';
 
 import { BehaviorSubject, Observable } from 'rxjs';
@@ -327,11 +326,11 @@ export class Channel implements ClosableAtExit {
    * writes what is queued while the peer reads, blocking for at most closeTimeout, releases
    * the segment, and warns (SHMCHANNEL_UNSENT) of what is left.
    */
-  closeAtExit(): void {
+  closeAtExit(startedAt: number): void {
     const connection = this.connection;
     if (this.native === undefined || connection === undefined) return;
     this.native = undefined;
-    connection.closeAtExit(performance.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT));
+    connection.closeAtExit(startedAt + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT));
   }
 
   // ---- the wake-up path ----

@@ -2,9 +2,16 @@
 // on 'exit' (normal end, process.exit()) and on SIGINT/SIGTERM/SIGHUP when nobody else
 // handles the signal. The segment of a SIGKILLed server is reclaimed by the next server.
 
+import { performance } from 'node:perf_hooks';
+
 /** What the registry needs of a channel: a synchronous, idempotent close of the native side. */
 export interface ClosableAtExit {
-  closeAtExit(): void;
+  /**
+   * `startedAt` (a performance.now() time) is when the process began closing its channels:
+   * each waits for its peer until its closeTimeout after that, so that many channels with
+   * stalled peers hold the exit for one closeTimeout, not one each.
+   */
+  closeAtExit(startedAt: number): void;
 }
 
 const open = new Set<ClosableAtExit>();
@@ -12,7 +19,8 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 let installed = false;
 
 function closeAll(): void {
-  for (const channel of [...open]) channel.closeAtExit();
+  const startedAt = performance.now();
+  for (const channel of [...open]) channel.closeAtExit(startedAt);
   open.clear();
 }
 

@@ -60,6 +60,9 @@ export class InboundReader {
     private readonly notifications: NotificationSinks,
   ) {
     this.batch = ringCapacity === 0 ? EMPTY : Buffer.allocUnsafeSlow(ringCapacity);
+    // NotificationBatch hands out views of it: a transfer list must copy them, never detach
+    // the memory the channel reads into.
+    if (ringCapacity > 0) markAsUntransferable(this.batch.buffer);
     this.words = headerWords(this.batch);
   }
 
@@ -120,21 +123,18 @@ export class InboundReader {
 
   /** Dispatches the `n` bytes of frames just read into the batch; false once reading stopped. */
   private dispatchBatch(n: number): boolean {
-    const batch = this.batch;
-    const batching = this.notifications.wantsBatches();
-    const each = this.notifications.wantsEach();
-    if (batching) this.pendingBatch.begin(batch);
     try {
-      this.dispatchFrames(n, batching, each);
+      this.dispatchFrames(n);
     } finally {
       // Also when a frame is refused: what came before it was good, and is still in the batch.
-      if (this.pendingBatch.length > 0) this.emitBatch(EMPTY);
-      this.pendingBatch.end();
+      this.emitBatch();
     }
     return this.reading();
   }
 
-  private dispatchFrames(n: number, batching: boolean, each: boolean): void {
+  // Who wants notifications is asked again at every frame: a subscriber may come or go in any
+  // call into user code, and from then on gets (or misses) the next one, as Broadcast promises.
+  private dispatchFrames(n: number): void {
     const batch = this.batch;
     const h = this.header;
     let at = 0;
@@ -152,14 +152,18 @@ export class InboundReader {
       const wholeNotification = h.kind === FrameKind.NOTIFY && h.length === h.total;
       if (wholeNotification) {
         // Views into the read batch itself: the batch is emitted before the next read.
-        if (batching) this.pendingBatch.add(at + FRAME_HEADER_SIZE, h.length);
-        if (!each) {
+        if (this.notifications.wantsBatches()) {
+          if (this.pendingBatch.length === 0) this.pendingBatch.begin(batch);
+          this.pendingBatch.add(at + FRAME_HEADER_SIZE, h.length);
+        }
+        if (!this.notifications.wantsEach()) {
           at += size;
           continue;
         }
-      } else if (batching && this.pendingBatch.length > 0) {
+      } else if (this.pendingBatch.length > 0) {
         // What came before this frame is emitted before it.
-        this.emitBatch(batch);
+        this.emitBatch();
+        if (!this.reading()) return;
       }
       let message: Buffer | undefined;
       if (h.length === h.total && h.length <= SLAB_MAX_MESSAGE && h.length > 0) {
@@ -185,11 +189,10 @@ export class InboundReader {
     }
   }
 
-  /** Hands the batch gathered so far to its subscribers, and goes on gathering over `next`. */
-  private emitBatch(next: Buffer): void {
-    this.notifications.batch(this.pendingBatch);
+  /** Hands the batch gathered so far (if any) to its subscribers; after that it is empty. */
+  private emitBatch(): void {
+    if (this.pendingBatch.length > 0) this.notifications.batch(this.pendingBatch);
     this.pendingBatch.end();
-    this.pendingBatch.begin(next);
   }
 
   /** A message assembled from fragments, or any frame but a whole notification. */
@@ -197,9 +200,11 @@ export class InboundReader {
     if (kind === FrameKind.BYE) this.peerSaidBye = true;
     if (kind === FrameKind.NOTIFY) {
       if (this.notifications.wantsBatches()) {
+        // A batch of its own, over the message (which is the receiver's to keep anyway).
         this.pendingBatch.begin(message);
         this.pendingBatch.add(0, message.length);
-        this.emitBatch(this.batch);
+        this.emitBatch();
+        if (!this.reading()) return;
       }
       if (!this.notifications.wantsEach()) return;
     }

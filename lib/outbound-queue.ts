@@ -222,6 +222,8 @@ export class OutboundQueue {
    * messages that goes out whole or not at all.
    */
   checkRoomFor(length: number): void {
+    // This tick's batch first: what of it the ring cannot take waits, and counts, too.
+    this.writeBatch();
     this.checkRoom(length);
   }
 

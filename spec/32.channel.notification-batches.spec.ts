@@ -82,6 +82,61 @@ describe('Channel#notificationBatches$', function () {
     expect(sha256(big!)).to.equal(sha256(patternBuffer(300_000, 0)));
   });
 
+  it('should give a large notification a batch of its own, empty once emitted', async function () {
+    const { server, peer } = await serverOfPeer('batches-large');
+    let kept: NotificationBatch | undefined;
+    const sizes: number[] = [];
+    server.notificationBatches$.subscribe((batch) => {
+      kept = batch;
+      sizes.push(...Array.from({ length: batch.length }, (_, i) => batch.size(i)));
+    });
+    await peer.notify({ sizes: [300_000] });
+    await waitUntil(() => sizes.length >= 1);
+    expect(sizes).to.deep.equal([300_000]);
+    expect(kept!.length).to.equal(0);
+    expect(kept!.bytes.length).to.equal(0);
+  });
+
+  it('should keep receiving when a subscriber tries to transfer the memory of a batch away', async function () {
+    const { server, peer } = await serverOfPeer('batches-transfer');
+    const { messages } = gatherBatches(server);
+    const tried: string[] = [];
+    const sub = server.notificationBatches$.subscribe((batch) => {
+      try {
+        structuredClone(batch.bytes, { transfer: [batch.bytes.buffer as ArrayBuffer] });
+        tried.push('copied');
+      } catch (err) {
+        tried.push((err as Error).name);
+      }
+    });
+    await peer.notify({ text: 'first' });
+    await waitUntil(() => messages.length >= 1);
+    sub.unsubscribe();
+    await peer.notify({ text: 'second', count: 3 });
+    await waitUntil(() => messages.length >= 4);
+    expect(messages.map(String)).to.deep.equal(['first', 'second#0', 'second#1', 'second#2']);
+    expect(tried.length).to.be.greaterThan(0);
+  });
+
+  it('should give a subscriber that comes during a read the notifications that follow in it', async function () {
+    // Both ends in this process: the client's request and notifications leave in one write,
+    // so the server reads them in one go, and its request handler subscribes in the middle.
+    const name = uniqueName('batches-late');
+    const server = await openChannel(name, 'server');
+    const local = await openChannel(name, 'client');
+    const late: string[] = [];
+    server.requests$.subscribe((req) => {
+      server.notifications$.subscribe((m) => late.push(`each:${String(m)}`));
+      server.notificationBatches$.subscribe((b) => late.push(...[...b].map((m) => `batch:${String(m)}`)));
+      req.respond('ok');
+    });
+    local.request('subscribe now').subscribe();
+    local.notify('n1');
+    local.notify('n2');
+    await waitUntil(() => late.length >= 4);
+    expect(late.sort()).to.deep.equal(['batch:n1', 'batch:n2', 'each:n1', 'each:n2']);
+  });
+
   it('should feed notifications$ and notificationBatches$ alike when both are subscribed', async function () {
     const { server, peer } = await serverOfPeer('batches-both');
     const { messages } = gatherBatches(server);
