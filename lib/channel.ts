@@ -1,9 +1,8 @@
 import type { Buffer } from 'node:buffer';
 import { debuglog } from 'node:util';
 
-import { BehaviorSubject, Observable } from 'rxjs';
+import type { Observable } from 'rxjs';
 
-import { Broadcast } from './broadcast';
 import {
   checkOptions,
   checkRequestTimeout,
@@ -12,6 +11,7 @@ import {
   type ChannelOptions,
   type RequestOptions,
 } from './channel-options';
+import { ChannelStreams, type ChannelState } from './channel-streams';
 import { Connection } from './connection';
 import { toBuffer, type Data } from './data';
 import { createError, fromNativeError, nativeReason, ShmChannelError } from './errors';
@@ -32,12 +32,7 @@ const debug = debuglog('shmchannel');
 export const Mode = { SERVER: 'server', CLIENT: 'client' } as const;
 export type Mode = (typeof Mode)[keyof typeof Mode];
 
-/**
- * 'idle' before open(); a server is 'open' until a client says hello, then 'connected';
- * 'peer-lost' when the peer leaves or dies, or a server drops a client that broke the protocol (a
- * server then returns to 'open' once the client left); 'closed' at the end.
- */
-export type ChannelState = 'idle' | 'open' | 'connected' | 'peer-lost' | 'closed';
+export type { ChannelState } from './channel-streams';
 
 /**
  * One end of a shared-memory channel. Both ends can notify, request and handle requests.
@@ -64,34 +59,22 @@ export class Channel implements ClosableAtExit {
   private failure: ShmChannelError | undefined;
   private referenced = true;
 
-  private readonly stateSubject = new BehaviorSubject<ChannelState>('idle');
-  private readonly notificationsBroadcast = new Broadcast<Buffer>();
-  private readonly batchesBroadcast = new Broadcast<NotificationBatch>();
-  private readonly requestsBroadcast = new Broadcast<IncomingRequest>();
-  private readonly clientErrorsBroadcast = new Broadcast<ShmChannelError>();
+  private readonly streams = new ChannelStreams();
   private readonly requests: RequestTable;
 
   /** Lifecycle of this end: see ChannelState. Replays the current state to new subscribers. */
-  readonly state$: Observable<ChannelState> = new Observable<ChannelState>((subscriber) => {
-    // A completed BehaviorSubject replays nothing; a late subscriber still learns 'closed'.
-    if (this.stateSubject.value === 'closed') {
-      subscriber.next('closed');
-      subscriber.complete();
-      return undefined;
-    }
-    return this.stateSubject.subscribe(subscriber);
-  });
+  readonly state$: Observable<ChannelState> = this.streams.state$;
   /** Every notification the peer sends while subscribed. Completes on close. */
-  readonly notifications$: Observable<Buffer> = this.notificationsBroadcast.observable;
+  readonly notifications$: Observable<Buffer> = this.streams.notifications.observable;
   /**
    * The same notifications, one value per group read from the ring together: for millions of
    * small messages, which cost one emission per batch here instead of one each. A batch's
    * messages are views valid only during its emission (see NotificationBatch). Completes and
    * errors with notifications$.
    */
-  readonly notificationBatches$: Observable<NotificationBatch> = this.batchesBroadcast.observable;
+  readonly notificationBatches$: Observable<NotificationBatch> = this.streams.batches.observable;
   /** Every request the peer sends. With no subscriber, the peer gets ERR_NO_HANDLER. */
-  readonly requests$: Observable<IncomingRequest> = this.requestsBroadcast.observable;
+  readonly requests$: Observable<IncomingRequest> = this.streams.requests.observable;
   /**
    * Server: the ERR_PROTOCOL of each client that broke the protocol. Such a client is dropped
    * (requests to it fail with the same error, its requests are cancelled, it is told to leave)
@@ -99,7 +82,7 @@ export class Channel implements ClosableAtExit {
    * streams do not end.
    * Never emits on a client. Completes on close.
    */
-  readonly clientErrors$: Observable<ShmChannelError> = this.clientErrorsBroadcast.observable;
+  readonly clientErrors$: Observable<ShmChannelError> = this.streams.clientErrors.observable;
 
   constructor(name: string, mode: Mode, options: ChannelOptions = {}) {
     validateName(name);
@@ -131,7 +114,7 @@ export class Channel implements ClosableAtExit {
   }
 
   get state(): ChannelState {
-    return this.stateSubject.value;
+    return this.streams.state;
   }
 
   /** Creates (server) or attaches to (client) the segment. */
@@ -166,14 +149,14 @@ export class Channel implements ClosableAtExit {
     }
     const native = this.native;
     this.connection = new Connection(native, info, this.options, this.mode, this.name, this.requests, {
-      notificationsObserved: () => this.notificationsBroadcast.observed,
-      notification: (data) => this.notificationsBroadcast.next(data),
-      batchesObserved: () => this.batchesBroadcast.observed,
-      notificationBatch: (batch) => this.batchesBroadcast.next(batch),
-      requestsObserved: () => this.requestsBroadcast.observed,
-      request: (request) => this.requestsBroadcast.next(request),
+      notificationsObserved: () => this.streams.notifications.observed,
+      notification: (data) => this.streams.notifications.next(data),
+      batchesObserved: () => this.streams.batches.observed,
+      notificationBatch: (batch) => this.streams.batches.next(batch),
+      requestsObserved: () => this.streams.requests.observed,
+      request: (request) => this.streams.requests.next(request),
       hello: () => {
-        if (this.mode === 'server') this.stateSubject.next('connected');
+        if (this.mode === 'server') this.streams.enter('connected');
       },
       bye: () => this.onPeerBye(),
       failed: (err) => this.fail(err),
@@ -186,9 +169,9 @@ export class Channel implements ClosableAtExit {
     debug('%s %s open: ring %d B, max message %d B', this.mode, this.name, info.ringCapacity, info.maxMessageSize);
     if (this.mode === 'client') {
       this.connection.hello();
-      this.stateSubject.next('connected');
+      this.streams.enter('connected');
     } else {
-      this.stateSubject.next('open');
+      this.streams.enter('open');
     }
     this.native.arm();
   }
@@ -216,12 +199,7 @@ export class Channel implements ClosableAtExit {
     channelIdle();
     forgetAtExit(this);
     this.requests.endAll(() => this.closedError());
-    this.notificationsBroadcast.complete();
-    this.batchesBroadcast.complete();
-    this.requestsBroadcast.complete();
-    this.clientErrorsBroadcast.complete();
-    this.stateSubject.next('closed');
-    this.stateSubject.complete();
+    this.streams.close();
   }
 
   /** Waits until the outgoing queue is empty, the peer is gone, or closeTimeout passes. */
@@ -241,7 +219,7 @@ export class Channel implements ClosableAtExit {
 
   /** Whether anyone may still read what we send (not after the peer left). */
   private peerMayRead(): boolean {
-    const state = this.stateSubject.value;
+    const state = this.streams.state;
     return this.native !== undefined && state !== 'peer-lost' && state !== 'closed';
   }
 
@@ -340,7 +318,7 @@ export class Channel implements ClosableAtExit {
    * come, and a peer's leave flag would end each of its waits at once until the close ends.
    */
   private armWaker(): void {
-    if (!(this.closed && this.stateSubject.value === 'peer-lost')) this.native?.arm();
+    if (!(this.closed && this.streams.state === 'peer-lost')) this.native?.arm();
     channelIdle();
   }
 
@@ -381,7 +359,7 @@ export class Channel implements ClosableAtExit {
     if (this.mode === 'client') {
       if ((native.info().state & SegmentState.CLIENT_DROPPED) !== 0) {
         // The server reads nothing more from us: like a lost peer, what is queued goes nowhere.
-        this.stateSubject.next('peer-lost');
+        this.streams.enter('peer-lost');
         this.fail(
           createError('ERR_PROTOCOL', `server ${this.name} dropped this client: it refused what this client wrote`),
         );
@@ -402,7 +380,7 @@ export class Channel implements ClosableAtExit {
       createError('ERR_PEER_LOST', `the client of ${this.name} left before reading what was queued`),
     );
     native.acceptNext();
-    this.stateSubject.next('open');
+    this.streams.enter('open');
   }
 
   /**
@@ -416,19 +394,19 @@ export class Channel implements ClosableAtExit {
     native.dropClient();
     this.connection.drop(error);
     // Why first, then that the client is gone: state$ watchers (the CLI) tell it in that order.
-    if (this.clientErrorsBroadcast.observed) {
-      this.clientErrorsBroadcast.next(error);
+    if (this.streams.clientErrors.observed) {
+      this.streams.clientErrors.next(error);
     } else {
       // Not silently: a dropped client is worth knowing of.
       process.emitWarning(`shmchannel: server ${this.name} dropped its client: ${error.message}`, {
         code: 'SHMCHANNEL_CLIENT_DROPPED',
       });
     }
-    if (!this.closed && this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
+    if (!this.closed) this.streams.enter('peer-lost');
   }
 
   private loseRequests(): void {
-    if (this.stateSubject.value !== 'peer-lost') this.stateSubject.next('peer-lost');
+    this.streams.enter('peer-lost');
     this.requests.endAll(() => peerLostError(this.name));
   }
 
@@ -450,9 +428,7 @@ export class Channel implements ClosableAtExit {
     this.failure = error;
     debug('%s %s failed: %s', this.mode, this.name, error.message);
     this.requests.failPending(() => error);
-    this.notificationsBroadcast.error(error);
-    this.batchesBroadcast.error(error);
-    this.requestsBroadcast.error(error);
+    this.streams.fail(error);
     this.closeNow();
   }
 
@@ -474,7 +450,7 @@ export class Channel implements ClosableAtExit {
 
   /** A server's request needs a client to answer it; none attached would mean waiting forever. */
   private checkPeerAttached(): void {
-    if (this.mode === 'client' || this.stateSubject.value === 'connected') return;
+    if (this.mode === 'client' || this.streams.state === 'connected') return;
     // Attached but its hello not read yet counts as connected.
     if (this.native !== undefined && (this.native.info().state & SegmentState.CLIENT_ATTACHED) !== 0) return;
     throw createError('ERR_PEER_LOST', `no client is connected to ${this.name}: nobody could answer the request`);

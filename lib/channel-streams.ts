@@ -1,0 +1,62 @@
+// The hot streams a channel offers, fed by its connection: notifications (each, or in
+// batches), requests, a server's dropped clients, and the channel's state.
+import type { Buffer } from 'node:buffer';
+
+import { BehaviorSubject, Observable } from 'rxjs';
+
+import { Broadcast } from './broadcast';
+import type { ShmChannelError } from './errors';
+import type { IncomingRequest } from './incoming-request';
+import type { NotificationBatch } from './notification-batch';
+
+/**
+ * 'idle' before open(); a server is 'open' until a client says hello, then 'connected';
+ * 'peer-lost' when the peer leaves or dies, or a server drops a client that broke the protocol (a
+ * server then returns to 'open' once the client left); 'closed' at the end.
+ */
+export type ChannelState = 'idle' | 'open' | 'connected' | 'peer-lost' | 'closed';
+
+export class ChannelStreams {
+  readonly notifications = new Broadcast<Buffer>();
+  readonly batches = new Broadcast<NotificationBatch>();
+  readonly requests = new Broadcast<IncomingRequest>();
+  readonly clientErrors = new Broadcast<ShmChannelError>();
+  private readonly stateSubject = new BehaviorSubject<ChannelState>('idle');
+
+  /** The current state, replayed to each new subscriber; a late one still learns 'closed'. */
+  readonly state$: Observable<ChannelState> = new Observable<ChannelState>((subscriber) => {
+    // A completed BehaviorSubject replays nothing.
+    if (this.stateSubject.value === 'closed') {
+      subscriber.next('closed');
+      subscriber.complete();
+      return undefined;
+    }
+    return this.stateSubject.subscribe(subscriber);
+  });
+
+  get state(): ChannelState {
+    return this.stateSubject.value;
+  }
+
+  /** Moves to `state` unless it is the state already. */
+  enter(state: ChannelState): void {
+    if (this.stateSubject.value !== state) this.stateSubject.next(state);
+  }
+
+  /** The channel failed: the data streams end with `error` (state$ ends with the close). */
+  fail(error: ShmChannelError): void {
+    this.notifications.error(error);
+    this.batches.error(error);
+    this.requests.error(error);
+  }
+
+  /** The channel closed: every stream completes, state$ after saying 'closed'. */
+  close(): void {
+    this.notifications.complete();
+    this.batches.complete();
+    this.requests.complete();
+    this.clientErrors.complete();
+    this.stateSubject.next('closed');
+    this.stateSubject.complete();
+  }
+}
