@@ -55,6 +55,17 @@ export function queueBound(o: Readonly<ChannelOptions>, maxMessageSize: number, 
   return Math.max(bound, maxMessageSize);
 }
 
+/** Throws the ShmChannelError that names a bad mode, or the first bad option. */
+export function checkModeAndOptions(mode: unknown, options: unknown): asserts options is ChannelOptions {
+  if (mode !== 'server' && mode !== 'client') {
+    throw createError('ERR_INVALID_ARG_VALUE', `mode must be 'server' or 'client', got ${String(mode)}`);
+  }
+  if (options === null || typeof options !== 'object') {
+    throw createError('ERR_INVALID_ARG_TYPE', 'options must be an object');
+  }
+  checkOptions(options as ChannelOptions);
+}
+
 /** Throws the ShmChannelError that names the first bad option. */
 export function checkOptions(o: ChannelOptions): void {
   const wholeNumber = (

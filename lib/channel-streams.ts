@@ -43,6 +43,17 @@ export class ChannelStreams {
     if (this.stateSubject.value !== state) this.stateSubject.next(state);
   }
 
+  /** A server dropped its client for `error`: told on clientErrors$, else as a process warning, never silently. */
+  clientDropped(name: string, error: ShmChannelError): void {
+    if (this.clientErrors.observed) {
+      this.clientErrors.next(error);
+    } else {
+      process.emitWarning(`shmchannel: server ${name} dropped its client: ${error.message}`, {
+        code: 'SHMCHANNEL_CLIENT_DROPPED',
+      });
+    }
+  }
+
   /** The channel failed: the data streams end with `error` (state$ ends with the close). */
   fail(error: ShmChannelError): void {
     this.notifications.error(error);

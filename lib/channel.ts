@@ -4,7 +4,7 @@ import { debuglog } from 'node:util';
 import type { Observable } from 'rxjs';
 
 import {
-  checkOptions,
+  checkModeAndOptions,
   checkRequestTimeout,
   DEFAULT_CLOSE_TIMEOUT,
   DEFAULT_POLL_WINDOW_US,
@@ -86,13 +86,7 @@ export class Channel implements ClosableAtExit {
 
   constructor(name: string, mode: Mode, options: ChannelOptions = {}) {
     validateName(name);
-    if (mode !== 'server' && mode !== 'client') {
-      throw createError('ERR_INVALID_ARG_VALUE', `mode must be 'server' or 'client', got ${String(mode)}`);
-    }
-    if (options === null || typeof options !== 'object') {
-      throw createError('ERR_INVALID_ARG_TYPE', 'options must be an object');
-    }
-    checkOptions(options);
+    checkModeAndOptions(mode, options);
     this.name = name;
     this.mode = mode;
     this.options = { ...options };
@@ -189,7 +183,12 @@ export class Channel implements ClosableAtExit {
   private async shutdown(drain: boolean): Promise<void> {
     // From here on sends fail with ERR_CHANNEL_CLOSED; responses may still arrive.
     this.closed = true;
-    if (drain) await this.drainOutbound();
+    if (drain) {
+      await this.connection?.drainBeforeClose(
+        Date.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT),
+        () => this.failure === undefined && this.peerMayRead(),
+      );
+    }
     const native = this.native;
     const connection = this.connection;
     if (native !== undefined && connection !== undefined) connection.sayGoodbye(this.peerMayRead());
@@ -200,21 +199,6 @@ export class Channel implements ClosableAtExit {
     forgetAtExit(this);
     this.requests.endAll(() => this.closedError());
     this.streams.close();
-  }
-
-  /** Waits until the outgoing queue is empty, the peer is gone, or closeTimeout passes. */
-  private async drainOutbound(): Promise<void> {
-    const deadline = Date.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT);
-    while (
-      this.connection !== undefined &&
-      !this.connection.queueIsEmpty &&
-      this.failure === undefined &&
-      this.peerMayRead() &&
-      Date.now() < deadline
-    ) {
-      // The waker flushes when the peer frees space; this only waits for that to happen.
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
   }
 
   /** Whether anyone may still read what we send (not after the peer left). */
@@ -394,14 +378,7 @@ export class Channel implements ClosableAtExit {
     native.dropClient();
     this.connection.drop(error);
     // Why first, then that the client is gone: state$ watchers (the CLI) tell it in that order.
-    if (this.streams.clientErrors.observed) {
-      this.streams.clientErrors.next(error);
-    } else {
-      // Not silently: a dropped client is worth knowing of.
-      process.emitWarning(`shmchannel: server ${this.name} dropped its client: ${error.message}`, {
-        code: 'SHMCHANNEL_CLIENT_DROPPED',
-      });
-    }
+    this.streams.clientDropped(this.name, error);
     if (!this.closed) this.streams.enter('peer-lost');
   }
 

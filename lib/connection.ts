@@ -185,6 +185,17 @@ export class Connection implements ResponseSink {
   }
 
   /**
+   * close(): waits until nothing is queued, `deadline` (a Date.now() time) passes, or
+   * `peerMayRead` says nobody will read. The waker flushes when the peer frees space; this
+   * only waits for that to happen.
+   */
+  async drainBeforeClose(deadline: number, peerMayRead: () => boolean): Promise<void> {
+    while (!this.outbound.isEmpty && peerMayRead() && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
+  /**
    * Writes what is queued and a goodbye, as far as the ring takes them. What is left is
    * reported with a SHMCHANNEL_UNSENT warning if the peer could still have read it.
    */
