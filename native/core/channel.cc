@@ -184,10 +184,12 @@ shmch_status shmch_validate_name(const char* name, shmch_error* err) {
 
 shmch_status shmch_create(const char* name, const shmch_options* o, shmch_channel** out,
                           shmch_error* err) {
+  if (out == nullptr) return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "out is NULL");
   *out = nullptr;
   shmch_status s = shmch_validate_name(name, err);
   if (s != SHMCH_OK) return s;
-  if (o == nullptr || !is_power_of_two(o->ring_capacity) ||
+  if (o == nullptr) return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "options is NULL");
+  if (!is_power_of_two(o->ring_capacity) ||
       o->ring_capacity < SHMCH_MIN_RING_CAPACITY || o->ring_capacity > SHMCH_MAX_RING_CAPACITY ||
       o->max_message_size == 0 || o->max_message_size > SHMCH_MAX_MESSAGE_SIZE) {
     return fail(err, SHMCH_E_INVALID_SIZE, 0, nullptr, "ring capacity or max message size out of range");
@@ -223,6 +225,7 @@ shmch_status shmch_create(const char* name, const shmch_options* o, shmch_channe
 }
 
 shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* err) {
+  if (out == nullptr) return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "out is NULL");
   *out = nullptr;
   shmch_status s = shmch_validate_name(name, err);
   if (s != SHMCH_OK) return s;
@@ -314,6 +317,11 @@ void shmch_close(shmch_channel* ch) {
 }
 
 void shmch_get_info(shmch_channel* ch, shmch_info* info) {
+  if (info == nullptr) return;
+  if (ch == nullptr) {
+    *info = shmch_info{};
+    return;
+  }
   uint8_t* b = base(ch);
   info->ring_capacity = ch->capacity;
   info->max_message_size = ch->max_message_size;
@@ -337,6 +345,7 @@ static void mark_writer_blocked(shmch_channel* ch) {
 
 shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t total,
                          const uint8_t* payload, uint32_t length) {
+  if (ch == nullptr) return SHMCH_E_INVALID_ARG;
   if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
   if (total > ch->max_message_size) return SHMCH_E_INVALID_SIZE;
@@ -349,7 +358,9 @@ shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t 
 
 shmch_status shmch_write_frames(shmch_channel* ch, const uint8_t* frames, size_t length,
                                 size_t* consumed) {
+  if (consumed == nullptr) return SHMCH_E_INVALID_ARG;
   *consumed = 0;
+  if (ch == nullptr) return SHMCH_E_INVALID_ARG;
   if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
   shmch_status s = unless_lost(ch, ch->writer.write_frames(frames, length, ch->max_message_size,
@@ -367,7 +378,9 @@ shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, si
 
 shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, uint32_t large_from,
                                    size_t* written) {
+  if (written == nullptr) return SHMCH_E_INVALID_ARG;
   *written = 0;
+  if (ch == nullptr || (dst == nullptr && dst_capacity > 0)) return SHMCH_E_INVALID_ARG;
   if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
   shmch_status s = unless_lost(ch, ch->reader.read(dst, dst_capacity, large_from == 0 ? 1 : large_from, written));
@@ -378,7 +391,9 @@ shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_c
 
 shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
                                      size_t* written) {
+  if (written == nullptr) return SHMCH_E_INVALID_ARG;
   *written = 0;
+  if (ch == nullptr) return SHMCH_E_INVALID_ARG;
   if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
   if (dst == nullptr) return SHMCH_E_INVALID_ARG;
@@ -444,16 +459,21 @@ int wait_for_event(shmch_channel* ch, int timeout_ms) {
 }  // namespace
 
 int shmch_wait(shmch_channel* ch, int timeout_ms) {
+  if (ch == nullptr) return SHMCH_WAIT_TIMEOUT;
   if (report_lost(ch)) return SHMCH_WAIT_READABLE;
   int r = wait_for_event(ch, timeout_ms);
   return report_lost(ch) ? SHMCH_WAIT_READABLE : r;
 }
 
 void shmch_wake(shmch_channel* ch) {
+  if (ch == nullptr) return;
+  // A signal handler may call this: the code it interrupted may be about to read errno.
+  int saved_errno = errno;
   ch->wake_requested.store(true);
   private_bell_ring(&ch->private_bell);
   // Without futex_waitv the wait sleeps on the doorbell alone.
   if (!private_bells_work()) doorbell_ring(ch->own_doorbell);
+  errno = saved_errno;
 }
 
 int shmch_wake_is_private(void) {
@@ -461,6 +481,10 @@ int shmch_wake_is_private(void) {
 }
 
 int shmch_watch_segment(shmch_channel* ch, int inotify_fd) {
+  if (ch == nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
   // Through our descriptor, not the name: the name may be gone, or taken by a successor.
   std::string path = "/proc/self/fd/" + std::to_string(ch->segment.fd());
   // IN_MODIFY: ftruncate raises it (as write(2) does); stores through a mapping do not.
@@ -468,10 +492,12 @@ int shmch_watch_segment(shmch_channel* ch, int inotify_fd) {
 }
 
 int shmch_check_segment(shmch_channel* ch) {
+  if (ch == nullptr) return 0;
   return ch->segment.check_shrunk() ? 1 : 0;
 }
 
 int shmch_open_peer_fd(shmch_channel* ch) {
+  if (ch == nullptr) return -1;
   uint32_t pid = ch->peer_pid.load();
   uint64_t start_time = ch->peer_start_time.load();
   if (pid == 0) return -1;
@@ -487,6 +513,7 @@ int shmch_open_peer_fd(shmch_channel* ch) {
 }
 
 int shmch_peer_state(shmch_channel* ch) {
+  if (ch == nullptr) return SHMCH_PEER_NONE;
   uint8_t* b = base(ch);
   uint32_t state = load_acquire(state_word(ch));
   if (ch->role == SHMCH_CLIENT) {
@@ -522,7 +549,7 @@ int shmch_peer_state(shmch_channel* ch) {
 }
 
 shmch_status shmch_accept_next(shmch_channel* ch) {
-  if (ch->role != SHMCH_SERVER) return SHMCH_E_INVALID_ARG;
+  if (ch == nullptr || ch->role != SHMCH_SERVER) return SHMCH_E_INVALID_ARG;
   if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   uint8_t* b = base(ch);
   // Discard what the old client left unread and what it sent that we did not read.
@@ -548,7 +575,7 @@ shmch_status shmch_accept_next(shmch_channel* ch) {
 }
 
 shmch_status shmch_drop_client(shmch_channel* ch) {
-  if (ch->role != SHMCH_SERVER) return SHMCH_E_INVALID_ARG;
+  if (ch == nullptr || ch->role != SHMCH_SERVER) return SHMCH_E_INVALID_ARG;
   if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   // Nothing more is read from this client, whatever it writes until it leaves.
   ch->failed.store(true);
@@ -569,6 +596,7 @@ shmch_status shmch_drop_client(shmch_channel* ch) {
 }
 
 shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_error* err) {
+  if (info == nullptr) return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "info is NULL");
   *info = shmch_segment_info{};
   shmch_status s = shmch_validate_name(name, err);
   if (s != SHMCH_OK) return s;

@@ -20,6 +20,7 @@ namespace {
 // Validates the name, then maps it with `map(segment)`; *out only on success.
 template <typename Map>
 shmch_status map_named(const char* name, shmch_shm** out, shmch_error* err, Map map) {
+  if (out == nullptr) return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "out is NULL");
   *out = nullptr;
   shmch_status s = shmch_validate_name(name, err);
   if (s != SHMCH_OK) return s;
@@ -35,7 +36,7 @@ shmch_status map_named(const char* name, shmch_shm** out, shmch_error* err, Map 
 shmch_status shmch_shm_create(const char* name, size_t size, uint32_t mode, shmch_shm** out,
                               shmch_error* err) {
   if (size == 0) {
-    *out = nullptr;
+    if (out != nullptr) *out = nullptr;
     return fail(err, SHMCH_E_INVALID_SIZE, 0, nullptr, "size must be at least 1 byte");
   }
   return map_named(name, out, err, [&](Segment& segment) {
@@ -47,10 +48,10 @@ shmch_status shmch_shm_open(const char* name, shmch_shm** out, shmch_error* err)
   return map_named(name, out, err, [&](Segment& segment) { return segment.open(name, 1, SIZE_MAX, err); });
 }
 
-uint8_t* shmch_shm_data(const shmch_shm* shm) { return shm->segment.data(); }
+uint8_t* shmch_shm_data(const shmch_shm* shm) { return shm != nullptr ? shm->segment.data() : nullptr; }
 
-size_t shmch_shm_size(const shmch_shm* shm) { return shm->segment.size(); }
+size_t shmch_shm_size(const shmch_shm* shm) { return shm != nullptr ? shm->segment.size() : 0; }
 
-int shmch_shm_truncated(const shmch_shm* shm) { return shm->segment.lost() ? 1 : 0; }
+int shmch_shm_truncated(const shmch_shm* shm) { return shm != nullptr && shm->segment.lost() ? 1 : 0; }
 
 void shmch_shm_close(shmch_shm* shm) { delete shm; }

@@ -6,6 +6,18 @@
  * and one more thread shmch_wait(); everything else is for the owning thread.
  * Every value read from the segment is validated; a violation is SHMCH_E_PROTOCOL and the
  * channel stays failed.
+ *
+ * This is the frame API: a client sends HELLO itself after shmch_attach() and BYE before
+ * shmch_close() (which sends none), and fragments and reassembles messages itself
+ * (docs/PROTOCOL.md §2, §5). examples/c/notify.c is a whole client.
+ *
+ * NULL arguments: a function given NULL for a pointer it needs (a channel, a name, an out-pointer,
+ * an info struct, a non-empty buffer) returns SHMCH_E_INVALID_ARG (SHMCH_E_INVALID_NAME for a
+ * name), or, when it returns no status, does nothing and returns the value its comment names.
+ * `err` may always be NULL. An out-pointer is set to NULL / 0 first whenever it is not NULL.
+ *
+ * Signals: only the functions said to be async-signal-safe may be called from a signal handler
+ * (and, as any call there, on a channel the interrupted code is not using in the same role).
  */
 #pragma once
 
@@ -21,6 +33,9 @@ extern "C" {
 #define SHMCH_MIN_RING_CAPACITY 4096u
 #define SHMCH_MAX_RING_CAPACITY (1u << 30)
 #define SHMCH_MAX_MESSAGE_SIZE (1u << 30)
+/* What the Node package uses when its options leave them out. */
+#define SHMCH_DEFAULT_RING_CAPACITY (1u << 20)
+#define SHMCH_DEFAULT_MAX_MESSAGE_SIZE (64u << 20)
 
 enum shmch_kind {
   SHMCH_HELLO = 1,
@@ -51,6 +66,13 @@ typedef enum shmch_status {
   SHMCH_E_CLOSED,          /* the channel was closed */
   SHMCH_E_TRUNCATED,       /* the segment lost pages (see shmch_guard_truncation) */
 } shmch_status;
+
+/* The enumerator's name ("SHMCH_E_BUSY"); "SHMCH_E_UNKNOWN" for a value not in the enum. A
+ * static string, never NULL. Async-signal-safe. */
+const char* shmch_status_string(shmch_status status);
+/* One line saying what the status means ("another client is attached"); "unknown status" for
+ * a value not in the enum. A static string, never NULL. Async-signal-safe. */
+const char* shmch_status_description(shmch_status status);
 
 typedef enum shmch_role { SHMCH_SERVER = 0, SHMCH_CLIENT = 1 } shmch_role;
 
@@ -111,25 +133,35 @@ shmch_status shmch_guard_truncation(void);
  * signals on to). Mappings still open lose the guard: shrinking one kills the process again.
  * Call it before the code that holds the handler is unloaded (dlclose): a handler left
  * pointing there would run unmapped code. Not counted: one call undoes any number of
- * shmch_guard_truncation() calls, and a later one installs the guard again. */
+ * shmch_guard_truncation() calls, and a later one installs the guard again. Neither is
+ * async-signal-safe. */
 shmch_status shmch_unguard_truncation(void);
 
-/* 0 if name is a valid POSIX shm name: "/x", no other '/', at most 255 bytes. */
+/* 0 if name is a valid POSIX shm name: "/x", no other '/', at most 255 bytes; NULL is
+ * SHMCH_E_INVALID_NAME. Async-signal-safe. */
 shmch_status shmch_validate_name(const char* name, shmch_error* err);
 
 /* Server: create the segment and allocate all of it (SHMCH_E_RESOURCE if /dev/shm lacks the
- * room). A segment left by a dead server is reclaimed. */
+ * room). A segment left by a dead server is reclaimed. options is required (SHMCH_DEFAULT_* are
+ * the Node package's defaults; nothing here fills them in). Not async-signal-safe (allocates),
+ * nor is any function below that takes a name or returns a new object. */
 shmch_status shmch_create(const char* name, const shmch_options* options, shmch_channel** out,
                           shmch_error* err);
-/* Client: open and attach to an existing segment. */
+/* Client: open and attach to an existing segment. Sends no HELLO: the client's first frame must
+ * be one (shmch_write(ch, SHMCH_HELLO, 0, 0, NULL, 0)). */
 shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* err);
-/* Detach and free. The server also unlinks its segment (if it still names this one). */
+/* Detach and free. The server also unlinks its segment (if it still names this one). Sends no
+ * BYE: write one first, as the last frame (PROTOCOL §5.3, §5.5). NULL is ignored. Not
+ * async-signal-safe (frees memory). */
 void shmch_close(shmch_channel* ch);
 
+/* Fills *info; with a NULL ch, zeros it; with a NULL info, does nothing. Async-signal-safe. */
 void shmch_get_info(shmch_channel* ch, shmch_info* info);
 
 /* Append one frame. SHMCH_E_FULL: nothing written, the writer is marked waiting, and the
- * writer's doorbell is rung once the reader frees space. */
+ * writer's doorbell is rung once the reader frees space. A payload longer than max_frame_payload
+ * (shmch_info) is SHMCH_E_INVALID_ARG, and so are a NULL ch and a NULL payload with length > 0.
+ * Not async-signal-safe (nor is any read or write below). */
 shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t total,
                          const uint8_t* payload, uint32_t length);
 
@@ -137,20 +169,22 @@ shmch_status shmch_write(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t 
  * padded to 8 bytes), as many as fit now, in order; *consumed is the byte count taken. Every
  * frame must be a whole message (length == total) within the limits of shmch_write, else
  * SHMCH_E_INVALID_ARG and nothing is written. Taking less than all of them marks the writer
- * waiting, as SHMCH_E_FULL does. One publish and at most one doorbell for the whole batch. */
+ * waiting, as SHMCH_E_FULL does. One publish and at most one doorbell for the whole batch.
+ * NULL ch or consumed: SHMCH_E_INVALID_ARG. */
 shmch_status shmch_write_frames(shmch_channel* ch, const uint8_t* frames, size_t length,
                                 size_t* consumed);
 
 /* Copy whole, validated frames (header + padded payload, as on the wire) into dst. *written
  * is the byte count, 0 if the ring is empty. dst_capacity must be at least the ring capacity
- * for every frame to fit. */
+ * for every frame to fit. NULL ch or written, or a NULL dst with dst_capacity > 0:
+ * SHMCH_E_INVALID_ARG. */
 shmch_status shmch_read(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, size_t* written);
 
 /* shmch_read, except that a message of large_from bytes or more is not copied into dst: when
  * it comes first, dst receives its header alone with length 0 (an announcement: no frame on the
  * wire has length 0 and a nonzero total), and the whole message is then read with
  * shmch_read_continuation; when other frames come before it, the read stops there. Saves a
- * large message the copy through dst. */
+ * large message the copy through dst. NULL arguments as for shmch_read. */
 shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_capacity, uint32_t large_from,
                                    size_t* written);
 
@@ -158,7 +192,8 @@ shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_c
  * shmch_read_announcing announced it), copies the payloads of its next fragments straight into
  * dst, validated as by shmch_read, and stops at the message's end. dst_capacity must be exactly
  * what the message still lacks (else SHMCH_E_INVALID_ARG, as when no message is in progress).
- * *written is the payload byte count, 0 if no fragment is readable yet. */
+ * *written is the payload byte count, 0 if no fragment is readable yet. NULL ch, dst or written:
+ * SHMCH_E_INVALID_ARG. */
 shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
                                      size_t* written);
 
@@ -166,44 +201,54 @@ shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst
  * or timeout_ms passes (< 0: no timeout).
  * A segment that lost pages is reported readable once, so that the reader learns of it.
  * Returns SHMCH_WAIT_WOKEN at once while the peer has flagged that it left (a server's client
- * closed; a client's server closed or dropped it): check shmch_peer_state() after a wake-up. */
+ * closed; a client's server closed or dropped it): check shmch_peer_state() after a wake-up.
+ * NULL ch: returns SHMCH_WAIT_TIMEOUT at once. Not async-signal-safe (it sleeps). */
 int shmch_wait(shmch_channel* ch, int timeout_ms);
 /* Ends a shmch_wait() of another thread early (SHMCH_WAIT_WOKEN), even one that is about to
- * start: the request is remembered until a wait returns. Safe from any thread. */
+ * start: the request is remembered until a wait returns. Safe from any thread, and
+ * async-signal-safe (atomic stores and a futex wake only): a SIGINT or SIGTERM handler may call it
+ * to end a wait; errno is left as it was. NULL is ignored. */
 void shmch_wake(shmch_channel* ch);
 /* 1 if shmch_wake() reaches a wait through a word of this process alone (futex_waitv, Linux
  * 5.16+); 0 if it rings the doorbell in the segment, which wakes nobody once another process
- * cut that page off: a wait must then keep a timeout to notice a shrunk segment. */
+ * cut that page off: a wait must then keep a timeout to notice a shrunk segment.
+ * Async-signal-safe (its first call probes the kernel with one system call). */
 int shmch_wake_is_private(void);
 
 /* Adds an inotify watch of the channel's segment (by its descriptor, so a successor under the
  * same name is not watched) to inotify_fd: another process's ftruncate, or write(2), of the
- * object raises IN_MODIFY. Returns the watch descriptor, -1 with errno on failure. */
+ * object raises IN_MODIFY. Returns the watch descriptor, -1 with errno on failure (EINVAL for a
+ * NULL ch). Not async-signal-safe. */
 int shmch_watch_segment(shmch_channel* ch, int inotify_fd);
 /* Compares the object's size with the mapping: if another process shrank it, the channel is
  * lost from now on (as after a SIGBUS in it) and the next shmch_wait() reports it. Returns 1 if
- * the segment is lost. Safe from any thread while the channel is open. */
+ * the segment is lost. Safe from any thread while the channel is open; 0 for a NULL ch. Not
+ * async-signal-safe. */
 int shmch_check_segment(shmch_channel* ch);
 
 /* Is the peer process still the one that attached (pid + start time)? A client also finds its
- * server gone once the server flagged itself closed or this client dropped. */
+ * server gone once the server flagged itself closed or this client dropped. Opens /proc/PID/stat
+ * on each call. SHMCH_PEER_NONE for a NULL ch. Not async-signal-safe. */
 int shmch_peer_state(shmch_channel* ch);
 
 /* A pidfd of the peer process that shmch_peer_state() last found alive: it polls readable
  * (POLLIN) when that process exits, so a waiter can learn of the death at once instead of at
  * its next timed check. -1 if there is no such peer, it is already gone, or the kernel has no
- * pidfd_open (Linux < 5.3). The caller owns the descriptor. */
+ * pidfd_open (Linux < 5.3), or ch is NULL. The caller owns the descriptor. Not
+ * async-signal-safe. */
 int shmch_open_peer_fd(shmch_channel* ch);
 
 /* Server: forget the current client, once it closed (CLIENT_CLOSED with CLIENT_ATTACHED) or
- * died, not on its BYE alone (PROTOCOL §5.3); reset the rings; accept the next. */
+ * died, not on its BYE alone (PROTOCOL §5.3); reset the rings; accept the next. A client's or
+ * NULL channel: SHMCH_E_INVALID_ARG. Not async-signal-safe. */
 shmch_status shmch_accept_next(shmch_channel* ch);
 
 /* Server: the client broke the protocol (the channel read SHMCH_E_PROTOCOL): flag it dropped
  * and ring its doorbell. The channel stays failed, and reads nothing more, until the client
  * has closed or died and shmch_accept_next() takes the next one. A client that sees the flag
  * closes (shmch_peer_state() reports its server gone). With no client attached, the slot is
- * marked attached and closed instead, so that shmch_peer_state() reports it gone at once. */
+ * marked attached and closed instead, so that shmch_peer_state() reports it gone at once. A
+ * client's or NULL channel: SHMCH_E_INVALID_ARG. Not async-signal-safe. */
 shmch_status shmch_drop_client(shmch_channel* ch);
 
 typedef struct shmch_segment_info {
@@ -218,10 +263,11 @@ typedef struct shmch_segment_info {
 } shmch_segment_info;
 
 /* Reads a segment's header without attaching: SHMCH_E_INCOMPATIBLE if it is not ours,
- * SHMCH_E_TRUNCATED if it shrank while being read. */
+ * SHMCH_E_TRUNCATED if it shrank while being read. NULL info: SHMCH_E_INVALID_ARG. Not
+ * async-signal-safe. */
 shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_error* err);
 
-/* Remove a segment by name. */
+/* Remove a segment by name. Not async-signal-safe. */
 shmch_status shmch_unlink(const char* name, shmch_error* err);
 
 /* Raw shared memory: a named POSIX shm object of any size, mapped read-write, for data that
@@ -239,12 +285,15 @@ shmch_status shmch_shm_create(const char* name, size_t size, uint32_t mode, shmc
 /* Opens an existing object and maps all of it, whatever its size (SHMCH_E_NOT_READY while it
  * has none: its creator has not sized it yet). */
 shmch_status shmch_shm_open(const char* name, shmch_shm** out, shmch_error* err);
+/* The mapping and its size; NULL and 0 for a NULL shm. Async-signal-safe. */
 uint8_t* shmch_shm_data(const shmch_shm* shm);
 size_t shmch_shm_size(const shmch_shm* shm);
 /* 1 once this process touched a page of the mapping that the object lost: from that page to
- * the end the mapping is private zeros, and what another process wrote there is gone. */
+ * the end the mapping is private zeros, and what another process wrote there is gone. 0 for a
+ * NULL shm. Async-signal-safe. */
 int shmch_shm_truncated(const shmch_shm* shm);
-/* Unmaps and frees; the object itself stays until shmch_unlink(). NULL is ignored. */
+/* Unmaps and frees; the object itself stays until shmch_unlink(). NULL is ignored. Not
+ * async-signal-safe. */
 void shmch_shm_close(shmch_shm* shm);
 
 #ifdef __cplusplus
