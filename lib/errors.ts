@@ -37,10 +37,10 @@ export interface ErrorDetails {
 /** The one error class of shmchannel: an `Error` with a Node-style `code`. */
 export class ShmChannelError extends Error {
   readonly code: ErrorCode;
-  readonly errno?: string;
-  readonly syscall?: string;
-  readonly ownerPid?: number;
-  readonly remoteCode?: string;
+  declare readonly errno?: string;
+  declare readonly syscall?: string;
+  declare readonly ownerPid?: number;
+  declare readonly remoteCode?: string;
 
   constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });

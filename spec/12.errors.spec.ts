@@ -41,6 +41,8 @@ describe('createError()', function () {
       undefined,
     ]);
     expect('cause' in err).to.equal(false);
+    // Not even as properties holding undefined: what a logger or an `in` check sees.
+    for (const detail of ['errno', 'syscall', 'ownerPid', 'remoteCode']) expect(detail in err, detail).to.equal(false);
   });
 });
 
