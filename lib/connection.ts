@@ -115,12 +115,17 @@ export class Connection implements ResponseSink {
    * closed channel) none of them. False when some wait in the outgoing queue.
    */
   notifyMany(payloads: readonly Buffer[]): boolean {
-    this.checkSendable();
+    this.checkMaySend(false);
     let total = 0;
     for (const p of payloads) total += this.checkSize(p).length;
-    this.outbound.checkRoomFor(total);
-    let inRing = true;
-    for (const p of payloads) inRing = this.send(FrameKind.NOTIFY, 0, p) && inRing;
+    let inRing: boolean;
+    try {
+      this.outbound.checkRoomFor(total);
+      inRing = this.outbound.sendMany(FrameKind.NOTIFY, payloads);
+    } catch (err) {
+      throw this.writeFailed(err);
+    }
+    this.events.sent();
     return inRing;
   }
 
@@ -287,26 +292,35 @@ export class Connection implements ResponseSink {
    * `duringClose`: allowed while close() still delivers the queue (answers, cancels).
    */
   private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): boolean {
-    const closing = this.events.closing();
-    if (this.dropping && !closing) {
+    this.checkMaySend(duringClose);
+    let inRing: boolean;
+    try {
+      inRing = this.outbound.send(kind, id, data, control);
+    } catch (err) {
+      throw this.writeFailed(err);
+    }
+    this.events.sent();
+    return inRing;
+  }
+
+  /** Throws why nothing may be sent now. `duringClose`: answers and cancels, still allowed while closing. */
+  private checkMaySend(duringClose: boolean): void {
+    if (this.dropping && !this.events.closing()) {
       throw createError(
         'ERR_PEER_LOST',
         `the client of ${this.name} was dropped for breaking the protocol; the next one can connect once it left`,
       );
     }
     if (!(duringClose && !this.detached)) this.checkSendable();
-    let inRing: boolean;
-    try {
-      inRing = this.outbound.send(kind, id, data, control);
-    } catch (err) {
-      if (err instanceof ShmChannelError) throw err;
-      const error = fromNativeError(err);
-      // The native error itself: its reason tells a dropped client from a lost segment.
-      if (error.code === 'ERR_PROTOCOL') this.events.failed(err);
-      throw error;
-    }
-    this.events.sent();
-    return inRing;
+  }
+
+  /** What a write that threw means: a corrupt outbound ring fails the channel. The error to throw. */
+  private writeFailed(err: unknown): ShmChannelError {
+    if (err instanceof ShmChannelError) return err;
+    const error = fromNativeError(err);
+    // The native error itself: its reason tells a dropped client from a lost segment.
+    if (error.code === 'ERR_PROTOCOL') this.events.failed(err);
+    return error;
   }
 
   private label(): string {

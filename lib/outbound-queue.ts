@@ -119,6 +119,26 @@ export class OutboundQueue {
     return false;
   }
 
+  /**
+   * send() for each of `payloads`, in order, with id 0 and none of them control frames: while
+   * they go into the batch (nothing queued, the batch not stalled, small enough), with only the
+   * batch's own per-message work.
+   */
+  sendMany(kind: number, payloads: readonly Buffer[]): boolean {
+    let inRing = true;
+    for (const data of payloads) {
+      if (this.head === this.queue.length && !this.stalled && data.length <= this.batchMaxPayload) {
+        if (this.batched + frameSize(data.length) > this.batch.length) this.writeBatch();
+        if (!this.stalled && this.batched + frameSize(data.length) <= this.batch.length) {
+          this.addToBatch(kind, 0, data);
+          continue;
+        }
+      }
+      inRing = this.send(kind, 0, data) && inRing;
+    }
+    return inRing;
+  }
+
   /** Writes the batch, then queued messages, until the ring is full or nothing is left. */
   flush(): void {
     this.writeBatch();

@@ -256,6 +256,37 @@ describe('OutboundQueue (lib/outbound-queue.ts)', function () {
     });
   });
 
+  describe('#sendMany()', function () {
+    it('should write what send() one by one would, in order, into a full ring and a stalled batch too', async function () {
+      const { queue, reader } = await queueOver();
+      queue.send(FrameKind.NOTIFY, 0, patternBuffer(3000, 0)); // most of the 4 KiB ring
+      const group = [
+        ...numbered('small ', 60).map((t) => Buffer.from(t)),
+        patternBuffer(2000, 1), // over the batch's per-message limit: sent as send() would
+        ...numbered('after ', 60).map((t) => Buffer.from(t)),
+      ];
+      expect(queue.sendMany(FrameKind.NOTIFY, group)).to.equal(false);
+      await endOfTick();
+      const received: Buffer[] = [];
+      while (!queue.isEmpty) {
+        received.push(...reader.drain().map((m) => m.data));
+        queue.flush();
+      }
+      received.push(...reader.drain().map((m) => m.data));
+      expect(received).to.deep.equal([patternBuffer(3000, 0), ...group]);
+    });
+
+    it('should batch a group with one native call when the ring has room', async function () {
+      const { queue, calls, reader } = await queueOver({ ringCapacity: 64 * 1024 });
+      const group = numbered('m', 200).map((t) => Buffer.from(t));
+      expect(queue.sendMany(FrameKind.NOTIFY, group)).to.equal(true);
+      await endOfTick();
+      expect(calls.writeFrames).to.equal(1);
+      expect(calls.write).to.equal(0);
+      expect(reader.drain().map((m) => m.data)).to.deep.equal(group);
+    });
+  });
+
   describe('its bound (maxQueuedBytes)', function () {
     it('should refuse with ERR_QUEUE_FULL a message that would queue past the bound, and send nothing of it', async function () {
       const { queue, reader } = await queueOver({ maxQueuedBytes: 5000 });

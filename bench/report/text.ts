@@ -117,8 +117,8 @@ function boundLine(metric: string, results: Results, base: number): string | und
   const batch = results.batchFloor64;
   if (metric === 'notify64_batch' && Number.isFinite(batch.send)) {
     return (
-      `in this process, with no transport at all, the sender's part (framing 64 B messages one ` +
-      `by one into shmchannel's send batch, as notifyMany() does) reaches ${fmtRate(batch.send)} ` +
+      `in this process, with no transport at all, the sender's part (stamping 64 B messages and ` +
+      `framing them into shmchannel's send batch in groups of 1024, as notifyMany() does) reaches ${fmtRate(batch.send)} ` +
       `msgs/s = ${(batch.send / base).toFixed(2)}x the socket row; the receiver's (handing them in ` +
       `batches to an RxJS subscriber that checks each) ${fmtRate(batch.deliver)} msgs/s = ` +
       `${(batch.deliver / base).toFixed(2)}x`
