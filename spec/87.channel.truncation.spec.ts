@@ -23,6 +23,15 @@ async function shrinkFromAnotherProcess(name: string, size: number): Promise<voi
   expect(result.code, describeResult('truncate', result)).to.equal(0);
 }
 
+/**
+ * Whether a peer process learnt that the segment is gone: from its own look at it (its streams
+ * error), or from the other end's close, seen first when that end noticed first (its streams
+ * then complete: a client whose server closed is just closed).
+ */
+function learntOfIt(peer: Peer): boolean {
+  return peer.events('stream-error').length > 0 || peer.events('state').some((e) => e.state === 'closed');
+}
+
 /** Resolves with the error notifications$ ends with. */
 function streamError(ch: Channel): Promise<{ code?: string; message: string }> {
   return lastValueFrom(ch.notifications$).then(
@@ -61,7 +70,7 @@ describe('A peer that shrinks the segment', function () {
       // Unlinked although its header is gone: the name still named our object.
       expect(shmExists(name)).to.equal(false);
       // The client survives too; it learns of it as a broken or lost peer.
-      await waitUntil(() => client.events('stream-error').length > 0);
+      await waitUntil(() => learntOfIt(client));
       expect(client.isRunning).to.equal(true);
       await client.stats();
       for (const e of client.events('stream-error')) {
@@ -91,7 +100,7 @@ describe('A peer that shrinks the segment', function () {
     expect(err.code, err.message).to.equal('ERR_PROTOCOL');
     expect(err.message).to.match(/segment lost pages: another process shrank it/);
     await reaches(server, 'closed');
-    await waitUntil(() => client.events('stream-error').length > 0);
+    await waitUntil(() => learntOfIt(client));
     expect(client.isRunning).to.equal(true);
     for (const e of client.events('stream-error')) {
       expect(['ERR_PROTOCOL', 'ERR_PEER_LOST']).to.include(e.error.code);
@@ -140,7 +149,7 @@ describe('A peer that shrinks the segment', function () {
         ['server', server],
         ['client', client],
       ] as const) {
-        await waitUntil(() => victim.events('stream-error').length > 0);
+        await waitUntil(() => learntOfIt(victim));
         expect(victim.isRunning, `${role} after shrinking to ${size}`).to.equal(true);
         await victim.stats();
         for (const e of victim.events('stream-error')) {
