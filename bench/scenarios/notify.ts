@@ -80,22 +80,28 @@ export const notify64 = notifications('notify64', 64);
 export const notify64Batch = notifications('notify64_batch', 64, true);
 export const notify4k = notifications('notify4k', 4096);
 
-/** What no transport's 64 B row can beat here (bench/floor.ts); measured whenever that row is. */
-export const notify64Bound: Scenario = {
-  id: 'notify64',
-  stage: 'after',
-  async run(bench) {
-    progress('in-process floor: 64 B views to an RxJS subscriber, no transport');
-    bench.results.deliveryFloor64 = deliveryFloor64();
-  },
-};
+/** A bound measured in the bench process (bench/floor.ts) whenever the row `id` is. */
+function bound(id: string, what: string, measure: (bench: Bench) => void): Scenario {
+  return {
+    id,
+    stage: 'after',
+    async run(bench) {
+      progress(`in-process floor: ${what}`);
+      measure(bench);
+    },
+  };
+}
 
-/** What the batch row cannot beat here, either side (bench/floor.ts); measured whenever that row is. */
-export const notify64BatchBound: Scenario = {
-  id: 'notify64_batch',
-  stage: 'after',
-  async run(bench) {
-    progress('in-process floor: 64 B messages framed into a send batch, and handed in batches to an RxJS subscriber');
+/** What no transport's 64 B row can beat here. */
+export const notify64Bound = bound('notify64', '64 B views to an RxJS subscriber, no transport', (bench) => {
+  bench.results.deliveryFloor64 = deliveryFloor64();
+});
+
+/** What the batch row cannot beat here, either side. */
+export const notify64BatchBound = bound(
+  'notify64_batch',
+  '64 B messages framed into a send batch, and handed in batches to an RxJS subscriber',
+  (bench) => {
     bench.results.batchFloor64 = batchFloor64();
   },
-};
+);
