@@ -13,6 +13,7 @@
         "native/core/liveness.cc",
         "native/core/doorbell.cc",
         "native/core/channel.cc",
+        "native/core/pool.cc",
         "native/core/shared_memory.cc",
         "native/binding/arguments.cc",
         "native/binding/error.cc",
@@ -21,6 +22,7 @@
         "native/binding/peer_watch.cc",
         "native/binding/segment_watch.cc",
         "native/binding/channel_wrap.cc",
+        "native/binding/loan_views.cc",
         "native/binding/shared_memory_wrap.cc",
         "native/binding/message_pool.cc",
         "native/binding/addon.cc"

@@ -1,6 +1,6 @@
 // What a Channel can be told, its defaults, and the checks the constructor runs on it.
 import { createError } from './errors';
-import { MAX_MESSAGE_SIZE, MAX_RING_CAPACITY, MIN_RING_CAPACITY } from './protocol';
+import { MAX_MESSAGE_SIZE, MAX_POOL_CAPACITY, MAX_RING_CAPACITY, MIN_RING_CAPACITY, POOL_BLOCK_SIZE } from './protocol';
 
 export interface ChannelOptions {
   /** Server: bytes per direction, a power of two from 4 KiB to 1 GiB. Default 1 MiB. */
@@ -11,6 +11,18 @@ export interface ChannelOptions {
    * more. Default: the server's, whatever it is.
    */
   maxMessageSize?: number;
+  /**
+   * Server: bytes of shared memory per direction for zero-copy loans (loan(), API.md
+   * "Zero-copy"): 0, or a multiple of 4096 up to 1 GiB, allocated when the server opens. The
+   * largest loan is the smaller of this and maxMessageSize. Default 0: no pool, no cost.
+   */
+  poolSize?: number;
+  /**
+   * Messages the peer sent from a loan arrive as views into its pool, valid until given back
+   * with release() (or `using`), instead of as copies. Only for a peer you trust not to write
+   * into a message after sending it (API.md "Zero-copy"). Default false.
+   */
+  borrow?: boolean;
   /** Server: file mode of the segment. Default 0o600 (only this user). */
   permissions?: number;
   /** Client: how long open() waits for the server to appear, in ms. Default 5000. */
@@ -87,6 +99,16 @@ export function checkOptions(o: ChannelOptions): void {
     throw createError('ERR_INVALID_SIZE', `options.ringCapacity must be a power of two, got ${o.ringCapacity}`);
   }
   wholeNumber('maxMessageSize', 1, MAX_MESSAGE_SIZE, 'ERR_INVALID_SIZE');
+  wholeNumber('poolSize', 0, MAX_POOL_CAPACITY, 'ERR_INVALID_SIZE');
+  if (o.poolSize !== undefined && o.poolSize % POOL_BLOCK_SIZE !== 0) {
+    throw createError(
+      'ERR_INVALID_SIZE',
+      `options.poolSize must be a multiple of ${POOL_BLOCK_SIZE}, got ${o.poolSize}`,
+    );
+  }
+  if (o.borrow !== undefined && typeof o.borrow !== 'boolean') {
+    throw createError('ERR_INVALID_ARG_TYPE', `options.borrow must be a boolean, got ${typeof o.borrow}`);
+  }
   wholeNumber('maxQueuedBytes', 0, Number.MAX_SAFE_INTEGER, 'ERR_INVALID_SIZE');
   wholeNumber('permissions', 0, 0o777, 'ERR_INVALID_ARG_VALUE');
   wholeNumber('connectTimeout', 0, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');

@@ -19,6 +19,7 @@ import { closeAtExit, forgetAtExit, type ClosableAtExit } from './exit-cleanup';
 import type { IncomingRequest } from './incoming-request';
 import type { NotificationBatch } from './notification-batch';
 import { PeerState, SegmentState, WakeEvent, type NativeChannel } from './native';
+import { release } from './loans';
 import { validateName } from './names';
 import { attachSegment, checkServerLimit, createSegment } from './open-segment';
 import { PollLoop, PUMP_ENDED } from './poll-loop';
@@ -253,6 +254,45 @@ export class Channel implements ClosableAtExit {
     return connection.drained();
   }
 
+  /**
+   * Zero-copy: a writable Buffer of `size` bytes in this side's loan pool (shared memory; the
+   * server's `poolSize`). Fill it and pass it (or a subarray of it) to notify(), request(),
+   * respond() or next(): only a 16-byte descriptor crosses the ring, and the Buffer is detached
+   * (length 0) from that moment, so no write can reach a message in flight. A loan never sent
+   * goes back with release(buf) or `using` (it has a `Symbol.dispose`), and at close().
+   * Throws ERR_POOL_EXHAUSTED when the pool has no run of `size` free bytes now (see
+   * waitForLoan()), ERR_MESSAGE_TOO_LARGE when it never can (larger than the pool or
+   * maxMessageSize, or no pool at all), ERR_CHANNEL_CLOSED when not open.
+   */
+  loan(size: number): Buffer {
+    return this.connected().loans.loan(size);
+  }
+
+  /**
+   * loan(), once the pool has the room: resolves when the peer has released enough (loans are
+   * handed out in the order asked for). Rejects as loan() throws, except for
+   * ERR_POOL_EXHAUSTED, and with ERR_CHANNEL_CLOSED or ERR_PEER_LOST if that comes first.
+   */
+  waitForLoan(size: number): Promise<Buffer> {
+    let connection: Connection;
+    try {
+      connection = this.connected();
+    } catch (err) {
+      return Promise.reject(err as ShmChannelError);
+    }
+    return connection.loans.waitForLoan(size);
+  }
+
+  /**
+   * Gives back a loan that was not sent, or a message borrowed with the `borrow` option: its
+   * Buffer is detached, and its memory is the owner's again. Idempotent (a loan already sent,
+   * a view already given back or gone with the peer: nothing happens). Throws
+   * ERR_INVALID_ARG_VALUE for a Buffer that never was a loan or a borrowed message.
+   */
+  release(buffer: Buffer): void {
+    release(buffer);
+  }
+
   /** Bytes waiting in the outgoing queue for room in the ring (0 when the peer keeps up). */
   get queuedBytes(): number {
     return this.connection?.queuedBytes ?? 0;
@@ -364,6 +404,8 @@ export class Channel implements ClosableAtExit {
       createError('ERR_PEER_LOST', `the client of ${this.name} left before reading what was queued`),
     );
     native.acceptNext();
+    // What the client held of our pool is ours again.
+    this.connection?.loans.retryWaiters();
     this.streams.enter('open');
   }
 

@@ -9,6 +9,7 @@ import { DrainWaiters } from './drain-waiters';
 import { createError, fromNativeError, ShmChannelError } from './errors';
 import { warnAtExit } from './exit-cleanup';
 import { InboundReader } from './inbound-reader';
+import { Loans } from './loans';
 import type { NotificationBatch } from './notification-batch';
 import { IncomingRequest, type ResponseSink } from './incoming-request';
 import { PeerState, SegmentState, type NativeChannel, type NativeChannelInfo } from './native';
@@ -45,6 +46,8 @@ export interface ConnectionEvents {
 
 export class Connection implements ResponseSink {
   readonly maxMessageSize: number;
+  /** Zero-copy: loans out of this side's pool, messages borrowed from the peer's. */
+  readonly loans: Loans;
   private readonly outbound: OutboundQueue;
   private readonly inbound: InboundReader;
   private readonly drainWaiters = new DrainWaiters();
@@ -64,6 +67,7 @@ export class Connection implements ResponseSink {
     private readonly events: ConnectionEvents,
   ) {
     this.maxMessageSize = info.maxMessageSize;
+    this.loans = new Loans(native, info.poolCapacity, info.maxMessageSize, options.borrow === true, name);
     this.inbound = new InboundReader(
       info.ringCapacity,
       (kind, id, data) => this.dispatch(kind, id, data),
@@ -73,6 +77,7 @@ export class Connection implements ResponseSink {
         wantsBatches: () => events.batchesObserved(),
         batch: (batch) => events.notificationBatch(batch),
       },
+      this.loans,
     );
     this.outbound = new OutboundQueue(
       native,
@@ -186,6 +191,7 @@ export class Connection implements ResponseSink {
     this.outbound.flush();
     if (this.outbound.isEmpty) this.drainWaiters.settle();
     if (this.outbound.bytesQueued < queuedBefore) result |= PUMP_SENT;
+    this.loans.retryWaiters();
     return result;
   }
 
@@ -259,7 +265,8 @@ export class Connection implements ResponseSink {
 
   /** The peer left: what was queued for it is gone, and drained() says why (`err`). */
   peerLeft(err: ShmChannelError): void {
-    this.outbound.clear();
+    this.outbound.clear(this.unloan);
+    this.loans.peerLeft();
     this.drainWaiters.settle(err);
     this.inbound.reset();
     this.dropping = false;
@@ -271,7 +278,7 @@ export class Connection implements ResponseSink {
    */
   drop(error: ShmChannelError): void {
     this.dropping = true;
-    this.outbound.clear();
+    this.outbound.clear(this.unloan);
     this.drainWaiters.settle(error);
     this.inbound.reset();
     this.requests.endAll(() => error);
@@ -281,7 +288,9 @@ export class Connection implements ResponseSink {
   detach(err: ShmChannelError): void {
     this.detached = true;
     if (this.outbound.isEmpty) this.drainWaiters.settle();
-    this.outbound.clear();
+    // First: loans given back by the clear below must not go to waiters of a closing channel.
+    this.loans.close(err);
+    this.outbound.clear(this.unloan);
     this.drainWaiters.settle(err);
     // A message cut off by the close would otherwise hold its buffer as long as this object.
     this.inbound.reset();
@@ -293,10 +302,16 @@ export class Connection implements ResponseSink {
    */
   private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): boolean {
     this.checkMaySend(duringClose);
+    // A loan of ours goes by reference; any other bytes (a loan of another channel too) by copy.
+    const loan = this.loans.poolCapacity > 0 && !control ? this.loans.take(data) : undefined;
     let inRing: boolean;
     try {
-      inRing = this.outbound.send(kind, id, data, control);
+      inRing =
+        loan === undefined
+          ? this.outbound.send(kind, id, data, control)
+          : this.outbound.sendLoaned(kind, id, loan.offset, loan.start, loan.length);
     } catch (err) {
+      if (loan !== undefined) this.loans.unsent(loan.offset);
       throw this.writeFailed(err);
     }
     this.events.sent();
@@ -322,6 +337,8 @@ export class Connection implements ResponseSink {
     if (error.code === 'ERR_PROTOCOL') this.events.failed(err);
     return error;
   }
+
+  private readonly unloan = (offset: number): void => this.loans.unsent(offset);
 
   private label(): string {
     return `${this.mode} ${this.name}`;
@@ -350,7 +367,7 @@ export class Connection implements ResponseSink {
         this.onRequest(id, data);
         return;
       case FrameKind.RESPONSE:
-        this.requests.response(id, data);
+        if (!this.requests.response(id, data)) this.loans.discard(data);
         return;
       case FrameKind.COMPLETE:
         this.requests.complete(id);
@@ -376,6 +393,7 @@ export class Connection implements ResponseSink {
     this.requests.checkIncomingId(id);
     const request = new IncomingRequest(id, data, this);
     if (!this.events.requestsObserved()) {
+      this.loans.discard(data);
       request.rejectUnhandled(`no handler for requests on ${this.label()}`);
       return;
     }

@@ -31,6 +31,14 @@ const SLAB_MAX_MESSAGE = 4096;
 const SLAB_BYTES = 32 * 1024;
 const NO_SLAB = new ArrayBuffer(0);
 
+/** Messages that arrived by reference (a loan of the peer's): their Buffers, and giving them back. */
+export interface LoanedMessages {
+  /** The message whose descriptor is at `at` in `frames`; `wanted` false: given back unread. */
+  receive(frames: Buffer, at: number, total: number, wanted: boolean): Buffer;
+  /** Gives back a message nobody kept (a borrowed view seen by batch subscribers only). */
+  discard(message: Buffer): void;
+}
+
 /** Who wants notifications, and how: one Buffer each (notifications$), or in batches. */
 export interface NotificationSinks {
   wantsEach(): boolean;
@@ -45,7 +53,7 @@ export class InboundReader {
   private peerSaidBye = false;
   private readonly batch: Buffer;
   private readonly words: Uint32Array;
-  private readonly header: FrameHeader = { length: 0, kind: 0, id: 0, total: 0 };
+  private readonly header: FrameHeader = { length: 0, kind: 0, flags: 0, id: 0, total: 0 };
   private readonly pendingBatch = new NotificationBatch();
 
   /**
@@ -58,6 +66,7 @@ export class InboundReader {
     private readonly dispatch: (kind: number, id: number, data: Buffer) => void,
     private readonly reading: () => boolean,
     private readonly notifications: NotificationSinks,
+    private readonly loaned: LoanedMessages,
   ) {
     this.batch = ringCapacity === 0 ? EMPTY : Buffer.allocUnsafeSlow(ringCapacity);
     // NotificationBatch hands out views of it: a transfer list must copy them, never detach
@@ -149,6 +158,17 @@ export class InboundReader {
       readFrameHeader(batch, this.words, at, h);
       const size = frameSize(h.length);
       if (at + size > n) throw protocolError('frame overruns read batch');
+      // The native reader lets no flag through but LOANED, on whole messages it validated.
+      if (h.flags !== 0) {
+        if (this.pendingBatch.length > 0) {
+          this.emitBatch();
+          if (!this.reading()) return;
+        }
+        this.deliverLoaned(h.kind, h.id, h.total, at + FRAME_HEADER_SIZE);
+        at += size;
+        if (!this.reading()) return;
+        continue;
+      }
       const wholeNotification = h.kind === FrameKind.NOTIFY && h.length === h.total;
       if (wholeNotification) {
         // Views into the read batch itself: the batch is emitted before the next read.
@@ -195,6 +215,25 @@ export class InboundReader {
     this.pendingBatch.end();
   }
 
+  /** A message sent by reference: read in place or copied, and given back once nobody has it. */
+  private deliverLoaned(kind: number, id: number, total: number, descriptorAt: number): void {
+    if (kind !== FrameKind.NOTIFY) {
+      this.dispatch(kind, id, this.loaned.receive(this.batch, descriptorAt, total, true));
+      return;
+    }
+    const batches = this.notifications.wantsBatches();
+    const each = this.notifications.wantsEach();
+    const message = this.loaned.receive(this.batch, descriptorAt, total, batches || each);
+    if (batches) {
+      this.pendingBatch.begin(message);
+      this.pendingBatch.add(0, message.length);
+      this.emitBatch();
+    }
+    // Asked again: a batch subscriber may have subscribed or closed.
+    if (this.reading() && this.notifications.wantsEach()) this.dispatch(kind, id, message);
+    else this.loaned.discard(message);
+  }
+
   /** A message assembled from fragments, or any frame but a whole notification. */
   private deliver(kind: number, id: number, message: Buffer): void {
     if (kind === FrameKind.BYE) this.peerSaidBye = true;
@@ -219,11 +258,11 @@ export class InboundReader {
  * as Node's own Buffer pool does.
  */
 function copySmallFrames(batch: Buffer, words: Uint32Array, at: number, n: number): ArrayBuffer {
-  const h: FrameHeader = { length: 0, kind: 0, id: 0, total: 0 };
+  const h: FrameHeader = { length: 0, kind: 0, flags: 0, id: 0, total: 0 };
   let end = at;
   while (end + FRAME_HEADER_SIZE <= n) {
     readFrameHeader(batch, words, end, h);
-    if (h.length !== h.total || h.length > SLAB_MAX_MESSAGE) break;
+    if (h.flags !== 0 || h.length !== h.total || h.length > SLAB_MAX_MESSAGE) break;
     const next = end + frameSize(h.length);
     if (next - at > SLAB_BYTES || next > n) break;
     end = next;

@@ -4,10 +4,13 @@ import type { NativeConstants } from './native';
 import { PeerState, SegmentState, WakeEvent } from './native';
 import {
   FRAME_HEADER_SIZE,
+  FrameFlag,
   FrameKind,
   MAX_MESSAGE_SIZE,
+  MAX_POOL_CAPACITY,
   MAX_RING_CAPACITY,
   MIN_RING_CAPACITY,
+  POOL_BLOCK_SIZE,
   PROTOCOL_VERSION,
 } from './protocol';
 
@@ -23,6 +26,9 @@ export const SHARED_CONSTANTS: NativeConstants = {
   MIN_RING_CAPACITY,
   MAX_RING_CAPACITY,
   MAX_MESSAGE_SIZE,
+  POOL_BLOCK_SIZE,
+  MAX_POOL_CAPACITY,
+  FrameFlag,
   FrameKind,
   SegmentState,
   PeerState,

@@ -29,6 +29,8 @@ export interface NativeChannelInfo {
   peerPid: number;
   clientEpoch: number;
   state: number;
+  /** Loan pool bytes per direction; 0: none. */
+  poolCapacity: number;
 }
 
 export interface NativeChannel {
@@ -51,6 +53,24 @@ export interface NativeChannel {
    * (0: no fragment readable yet).
    */
   readContinuation(target: Uint8Array): number;
+  /**
+   * Lends `size` bytes of this side's pool: [pool offset, an ArrayBuffer of exactly those
+   * bytes]. null: no free run that long now (a wake follows the peer's next release);
+   * undefined: the runtime refuses external memory, nothing was lent.
+   */
+  loan(size: number): [number, ArrayBuffer] | null | undefined;
+  /** Gives back a loan not sent (its ArrayBuffer is detached). */
+  unloan(offset: number): void;
+  /** Detaches a loan's ArrayBuffer: it is on its way out; the loan stays lent until written. */
+  detachLoan(offset: number): void;
+  /** Sends bytes [start, start + length) of a loan as one message; false when the ring is full. */
+  writeLoan(kind: number, id: number, offset: number, start: number, length: number): boolean;
+  /** An ArrayBuffer over a held loan's message; undefined if the runtime refuses external memory. */
+  borrow(offset: number, start: number, length: number): ArrayBuffer | undefined;
+  /** Copies target.length bytes of a held loan's message from `start` into target. */
+  copyBorrowed(offset: number, start: number, target: Uint8Array): void;
+  /** Gives a held loan back to the peer (its ArrayBuffer, if any, is detached first). */
+  release(offset: number): void;
   /** Lets the waker thread sleep on the doorbell again; call after draining. */
   arm(): void;
   info(): NativeChannelInfo;
@@ -74,6 +94,7 @@ export interface NativeChannelConstructor {
     maxMessageSize: number,
     mode: number,
     onWake: (events: number) => void,
+    poolCapacity: number,
   ): NativeChannel;
 }
 
@@ -95,6 +116,7 @@ export interface NativeSegmentInfo {
   version: number;
   ringCapacity: number;
   maxMessageSize: number;
+  poolCapacity: number;
   state: number;
   serverPid: number;
   clientPid: number;

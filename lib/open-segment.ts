@@ -30,6 +30,7 @@ export function createSegment(
       o.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       o.permissions ?? DEFAULT_PERMISSIONS,
       onWake,
+      o.poolSize ?? 0,
     );
   } catch (err) {
     throw fromNativeError(err);
@@ -50,7 +51,7 @@ export async function attachSegment(
   const deadline = Date.now() + timeout;
   for (;;) {
     try {
-      return new binding.Channel(ROLE_CLIENT, name, 0, 0, 0, onWake);
+      return new binding.Channel(ROLE_CLIENT, name, 0, 0, 0, onWake, 0);
     } catch (err) {
       const reason = nativeReason(err);
       // The server may not exist yet, or be between creating and initialising the segment.

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 
 import { createError } from './errors';
 import type { NativeChannel } from './native';
-import { FRAME_HEADER_SIZE, frameLengthAt, frameSize, headerWords, writeFrameHeader } from './protocol';
+import { EMPTY, FRAME_HEADER_SIZE, frameLengthAt, frameSize, headerWords, writeFrameHeader } from './protocol';
 import { OutboundPool } from './outbound-pool';
 
 interface OutgoingMessage {
@@ -17,6 +17,9 @@ interface OutgoingMessage {
   written: number;
   /** `rest` is our copy from the outbound pool, to give back once written. */
   staged?: boolean;
+  /** Sent by reference: the message is bytes [start, start + total) of the loan at this pool offset. */
+  loan?: number;
+  start?: number;
 }
 
 /** Small messages are batched into one native write per event-loop tick, up to this many bytes. */
@@ -139,6 +142,21 @@ export class OutboundQueue {
     return inRing;
   }
 
+  /**
+   * Sends a message by reference (one descriptor frame) or queues it, in order with the rest.
+   * A queued loan holds pool memory, not queue memory: the pool bounds it, not maxQueuedBytes.
+   * False when it waits for room in the ring.
+   */
+  sendLoaned(kind: number, id: number, offset: number, start: number, length: number): boolean {
+    const m: OutgoingMessage = { kind, id, total: length, rest: EMPTY, written: 0, loan: offset, start };
+    if (this.head === this.queue.length) {
+      this.writeBatch();
+      if (!this.stalled && this.writeFragments(m)) return true;
+    }
+    this.queue.push(m);
+    return false;
+  }
+
   /** Writes the batch, then queued messages, until the ring is full or nothing is left. */
   flush(): void {
     this.writeBatch();
@@ -175,7 +193,12 @@ export class OutboundQueue {
     }
   }
 
-  clear(): void {
+  /** Forgets everything unsent; loans among it go back to the pool through `unloan`. */
+  clear(unloan: (offset: number) => void): void {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const loan = this.queue[i].loan;
+      if (loan !== undefined) unloan(loan);
+    }
     this.queue.length = 0;
     this.head = 0;
     this.queuedBytes = 0;
@@ -265,6 +288,7 @@ export class OutboundQueue {
 
   /** Writes fragments of m until done (true) or the ring is full (false). */
   private writeFragments(m: OutgoingMessage): boolean {
+    if (m.loan !== undefined) return this.native.writeLoan(m.kind, m.id, m.loan, m.start ?? 0, m.total);
     do {
       const n = Math.min(this.maxFramePayload, m.rest.length - m.written);
       const chunk = m.rest.subarray(m.written, m.written + n);

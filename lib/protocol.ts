@@ -5,13 +5,19 @@ import { Buffer } from 'node:buffer';
 import { createError, ShmChannelError } from './errors';
 
 /** The version of docs/PROTOCOL.md this code speaks: the `version` field of the segment header. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** A ring's capacity is a power of two in this range (docs/PROTOCOL.md §1). */
 export const MIN_RING_CAPACITY = 4096;
 export const MAX_RING_CAPACITY = 2 ** 30;
 /** The largest maxMessageSize a segment may state (docs/PROTOCOL.md §1). */
 export const MAX_MESSAGE_SIZE = 2 ** 30;
+/** Loan pools are lent in blocks of this many bytes, and hold at most MAX_POOL_CAPACITY (docs/PROTOCOL.md §6). */
+export const POOL_BLOCK_SIZE = 4096;
+export const MAX_POOL_CAPACITY = 2 ** 30;
+
+/** Frame flags (docs/PROTOCOL.md §2): LOANED, the payload is a 16-byte descriptor of a loan. */
+export const FrameFlag = { LOANED: 1 } as const;
 
 export const FrameKind = {
   HELLO: 1,
@@ -27,7 +33,7 @@ export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 
 /**
  * The frame header of docs/PROTOCOL.md §2, 16 bytes in host byte order: u32 length (of this
- * frame's payload), u8 kind, u8 flags (0), u16 reserved (0), u32 request id, u32 total (length
+ * frame's payload), u8 kind, u8 flags (FrameFlag), u16 reserved (0), u32 request id, u32 total (length
  * of the whole message). Frames start 8-byte aligned, so the u32 fields are words 0, 2 and 3.
  * This file is the one place in TypeScript that knows the layout.
  */
@@ -37,6 +43,7 @@ export const FRAME_HEADER_SIZE = 16;
 export interface FrameHeader {
   length: number;
   kind: number;
+  flags: number;
   id: number;
   total: number;
 }
@@ -46,6 +53,7 @@ export function readFrameHeader(frames: Buffer, words: Uint32Array, at: number, 
   const word = at >>> 2;
   into.length = words[word];
   into.kind = frames[at + 4];
+  into.flags = frames[at + 5];
   into.id = words[word + 2];
   into.total = words[word + 3];
 }

@@ -75,8 +75,11 @@ export class RequestTable {
   }
 
   /** A value of the response to request `id` (ignored if it is no longer pending). */
-  response(id: number, data: Buffer): void {
-    this.outgoing.get(id)?.next(data);
+  /** A response to request `id`; false if nobody waits for it (any more). */
+  response(id: number, data: Buffer): boolean {
+    const request = this.outgoing.get(id);
+    request?.next(data);
+    return request !== undefined;
   }
 
   complete(id: number): void {

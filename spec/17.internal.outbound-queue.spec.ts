@@ -54,7 +54,7 @@ class RingReader {
       const length = this.native.read(this.target, 0xffffffff);
       if (length === 0) return messages;
       for (let at = 0; at < length;) {
-        const header: FrameHeader = { length: 0, kind: 0, id: 0, total: 0 };
+        const header: FrameHeader = { length: 0, kind: 0, flags: 0, id: 0, total: 0 };
         readFrameHeader(this.target, words, at, header);
         this.frames.push(header);
         const payload = this.target.subarray(at + 16, at + 16 + header.length);
@@ -391,7 +391,7 @@ describe('OutboundQueue (lib/outbound-queue.ts)', function () {
       queue.send(FrameKind.NOTIFY, 0, patternBuffer(3000, 1)); // queued behind it
       queue.send(FrameKind.NOTIFY, 0, Buffer.from('queued too'));
       expect(queue.bytesQueued).to.equal('batched'.length + 3000 + 'queued too'.length);
-      queue.clear();
+      queue.clear(() => undefined);
       expect(queue.isEmpty).to.equal(true);
       expect(queue.bytesQueued).to.equal(0);
       expect(reader.drain().map((m) => m.data.length)).to.deep.equal([FILLS_RING]);

@@ -75,7 +75,7 @@ describe('Flow control at the edges', function () {
   it('should still answer requests that arrive while close() delivers its queue', async function () {
     const name = uniqueName('close-answers');
     // A raw server on the native binding: it never reads, so the client's close() has to wait.
-    const rawServer = new binding.Channel(0, name, 4096, 1 << 20, 0o600, () => undefined);
+    const rawServer = new binding.Channel(0, name, 4096, 1 << 20, 0o600, () => undefined, 0);
     try {
       const client = await openChannel(name, 'client', { closeTimeout: 500 });
       const answered: number[] = [];

@@ -25,7 +25,7 @@ namespace {
 // What lib/load-addon.ts checks: bump both whenever the JavaScript side needs another export
 // or call. A build left over from another version then fails to load with a clear message
 // instead of failing at its first call to what it lacks.
-constexpr uint32_t kBindingRevision = 4;
+constexpr uint32_t kBindingRevision = 5;
 
 Napi::Object Group(Napi::Env env, std::initializer_list<std::pair<const char*, uint32_t>> members) {
   Napi::Object group = Napi::Object::New(env);
@@ -43,6 +43,9 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("MIN_RING_CAPACITY", SHMCH_MIN_RING_CAPACITY);
   c.Set("MAX_RING_CAPACITY", SHMCH_MAX_RING_CAPACITY);
   c.Set("MAX_MESSAGE_SIZE", SHMCH_MAX_MESSAGE_SIZE);
+  c.Set("POOL_BLOCK_SIZE", SHMCH_POOL_BLOCK_SIZE);
+  c.Set("MAX_POOL_CAPACITY", SHMCH_MAX_POOL_CAPACITY);
+  c.Set("FrameFlag", Group(env, {{"LOANED", SHMCH_FLAG_LOANED}}));
   c.Set("FrameKind", Group(env, {{"HELLO", SHMCH_HELLO},
                                  {"BYE", SHMCH_BYE},
                                  {"NOTIFY", SHMCH_NOTIFY},
@@ -75,7 +78,7 @@ void Unlink(const Napi::CallbackInfo& info) {
   if (s != SHMCH_OK) ThrowStatus(info.Env(), s, err, ("cannot unlink " + name).c_str());
 }
 
-// inspect(name) -> { version, ringCapacity, maxMessageSize, state, serverPid, clientPid,
+// inspect(name) -> { version, ringCapacity, maxMessageSize, poolCapacity, state, serverPid, clientPid,
 //                    serverAlive, clientAlive }
 Napi::Value Inspect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -87,6 +90,7 @@ Napi::Value Inspect(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("version", si.version);
   o.Set("ringCapacity", si.ring_capacity);
+  o.Set("poolCapacity", si.pool_capacity);
   o.Set("maxMessageSize", si.max_message_size);
   o.Set("state", si.state);
   o.Set("serverPid", si.server_pid);

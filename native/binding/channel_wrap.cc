@@ -1,5 +1,6 @@
 #include "channel_wrap.h"
 
+#include <cstring>
 #include <string>
 
 #include "arguments.h"
@@ -36,6 +37,13 @@ Napi::Function ChannelWrap::Init(Napi::Env env) {
                          InstanceMethod<&ChannelWrap::WriteFrames>("writeFrames"),
                          InstanceMethod<&ChannelWrap::Read>("read"),
                          InstanceMethod<&ChannelWrap::ReadContinuation>("readContinuation"),
+                         InstanceMethod<&ChannelWrap::Loan>("loan"),
+                         InstanceMethod<&ChannelWrap::Unloan>("unloan"),
+                         InstanceMethod<&ChannelWrap::DetachLoan>("detachLoan"),
+                         InstanceMethod<&ChannelWrap::WriteLoan>("writeLoan"),
+                         InstanceMethod<&ChannelWrap::Borrow>("borrow"),
+                         InstanceMethod<&ChannelWrap::CopyBorrowed>("copyBorrowed"),
+                         InstanceMethod<&ChannelWrap::Release>("release"),
                          InstanceMethod<&ChannelWrap::Arm>("arm"),
                          InstanceMethod<&ChannelWrap::Info>("info"),
                          InstanceMethod<&ChannelWrap::AcceptNext>("acceptNext"),
@@ -75,7 +83,7 @@ shmch_channel* ChannelWrap::Open(const Napi::CallbackInfo& info) {
   shmch_status s;
   if (role == SHMCH_SERVER) {
     shmch_options o{U32Arg(info, 2, "ringCapacity"), U32Arg(info, 3, "maxMessageSize"),
-                    U32Arg(info, 4, "mode")};
+                    U32Arg(info, 4, "mode"), U32Arg(info, 6, "poolCapacity")};
     s = shmch_create(name.c_str(), &o, &ch, &err);
   } else {
     s = shmch_attach(name.c_str(), &ch, &err);
@@ -92,6 +100,8 @@ ChannelWrap::~ChannelWrap() {
 void ChannelWrap::OnEnvExit(void* self) {
   auto* wrap = static_cast<ChannelWrap*>(self);
   wrap->env_ = nullptr;
+  // No JavaScript runs from here on: no view can be read again.
+  wrap->views_.Forget();
   wrap->Shutdown();
 }
 
@@ -154,6 +164,102 @@ Napi::Value ChannelWrap::ReadContinuation(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(written));
 }
 
+// loan(size) -> [offset, ArrayBuffer of size bytes in our pool]; null while the pool has no run
+// that long (retry after a wake); undefined if the runtime refuses external memory (nothing
+// is loaned then).
+Napi::Value ChannelWrap::Loan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  uint32_t size = U32Arg(info, 0, "size");
+  uint8_t* data = nullptr;
+  uint32_t offset = 0;
+  uint32_t extent = 0;
+  shmch_status s = shmch_loan(channel_, size, &data, &offset, &extent);
+  if (s == SHMCH_E_FULL) return env.Null();
+  ThrowUnlessOk(env, s, "peer released a loan it did not hold", "loan refused");
+  Napi::Value view = views_.Create(env, Pool::kOwn, offset, data, size);
+  if (view.IsEmpty()) {
+    shmch_unloan(channel_, offset);
+    return env.Undefined();
+  }
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(uint32_t{0}, Napi::Number::New(env, offset));
+  result.Set(uint32_t{1}, view);
+  return result;
+}
+
+// unloan(offset): a loan not sent goes back; its view is detached.
+void ChannelWrap::Unloan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t offset = U32Arg(info, 0, "offset");
+  views_.Detach(Pool::kOwn, offset);
+  if (channel_ == nullptr) return;
+  ThrowUnlessOk(env, shmch_unloan(channel_, offset), "unloan", "not a loan held unsent");
+}
+
+// detachLoan(offset): the loan's view goes dark (it is being sent); the loan stays loaned.
+void ChannelWrap::DetachLoan(const Napi::CallbackInfo& info) {
+  views_.Detach(Pool::kOwn, U32Arg(info, 0, "offset"));
+}
+
+// writeLoan(kind, id, offset, start, length) -> boolean (false: ring full, retry on wake)
+Napi::Value ChannelWrap::WriteLoan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  uint32_t offset = U32Arg(info, 2, "offset");
+  shmch_status s = shmch_write_loan(channel_, U8Arg(info, 0, "kind"), U32Arg(info, 1, "id"), offset,
+                                    U32Arg(info, 3, "start"), U32Arg(info, 4, "length"));
+  if (s == SHMCH_OK) {
+    views_.Detach(Pool::kOwn, offset);
+    return Napi::Boolean::New(env, true);
+  }
+  if (s == SHMCH_E_FULL) return Napi::Boolean::New(env, false);
+  ThrowUnlessOk(env, s, "peer corrupted the outbound ring", "loan not sendable");
+  return env.Undefined();
+}
+
+namespace {
+// The bytes [start, start + length) of the held loan at `offset`, or a throw.
+const uint8_t* BorrowedBytes(Napi::Env env, shmch_channel* ch, uint32_t offset, uint32_t start, size_t length) {
+  const uint8_t* data = nullptr;
+  uint32_t extent = 0;
+  ThrowUnlessOk(env, shmch_borrowed(ch, offset, &data, &extent), "borrow", "not a held loan");
+  if (start > extent || length > extent - start) throw Napi::RangeError::New(env, "outside the held loan");
+  return data + start;
+}
+}  // namespace
+
+// borrow(offset, start, length) -> ArrayBuffer over the held loan's message; undefined if the
+// runtime refuses external memory (copy it with copyBorrowed instead).
+Napi::Value ChannelWrap::Borrow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  uint32_t offset = U32Arg(info, 0, "offset");
+  uint32_t length = U32Arg(info, 2, "length");
+  const uint8_t* bytes = BorrowedBytes(env, channel_, offset, U32Arg(info, 1, "start"), length);
+  Napi::Value view = views_.Create(env, Pool::kPeer, offset, const_cast<uint8_t*>(bytes), length);
+  return view.IsEmpty() ? env.Undefined() : view;
+}
+
+// copyBorrowed(offset, start, target): copies target.length bytes of the held loan's message.
+void ChannelWrap::CopyBorrowed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ThrowIfClosed(env, channel_);
+  auto target = BytesArg(info, 2, "copyBorrowed(offset, start, target: Uint8Array)");
+  const uint8_t* bytes =
+      BorrowedBytes(env, channel_, U32Arg(info, 0, "offset"), U32Arg(info, 1, "start"), target.ByteLength());
+  if (target.ByteLength() > 0) std::memcpy(target.Data(), bytes, target.ByteLength());
+}
+
+// release(offset): the held loan goes back to the peer; its view, if any, is detached first.
+void ChannelWrap::Release(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t offset = U32Arg(info, 0, "offset");
+  views_.Detach(Pool::kPeer, offset);
+  if (channel_ == nullptr) return;
+  ThrowUnlessOk(env, shmch_release(channel_, offset), "peer corrupted its release ring", "not a held loan");
+}
+
 void ChannelWrap::Arm(const Napi::CallbackInfo& info) {
   ThrowIfClosed(info.Env(), channel_);
   waker_->Arm();
@@ -171,6 +277,7 @@ Napi::Value ChannelWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("peerPid", i.peer_pid);
   o.Set("clientEpoch", i.client_epoch);
   o.Set("state", i.state);
+  o.Set("poolCapacity", i.pool_capacity);
   return o;
 }
 
@@ -178,6 +285,8 @@ Napi::Value ChannelWrap::Info(const Napi::CallbackInfo& info) {
 void ChannelWrap::AcceptNext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ThrowIfClosed(env, channel_);
+  // The next client will reuse the pool the old one lent us.
+  views_.DetachAll(Pool::kPeer);
   ThrowUnlessOk(env, shmch_accept_next(channel_), "acceptNext", "acceptNext");
 }
 
@@ -206,6 +315,9 @@ void ChannelWrap::Unref(const Napi::CallbackInfo& info) {
 void ChannelWrap::Close(const Napi::CallbackInfo&) {
   if (env_ != nullptr && channel_ != nullptr) napi_remove_env_cleanup_hook(env_, &ChannelWrap::OnEnvExit, this);
   env_ = nullptr;
+  // Before the mapping goes: a view kept after close reads as empty.
+  views_.DetachAll(Pool::kOwn);
+  views_.DetachAll(Pool::kPeer);
   Shutdown();
 }
 

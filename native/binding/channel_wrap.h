@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "../core/shmchannel.h"
+#include "loan_views.h"
 #include "waker.h"
 
 namespace shmch_binding {
@@ -13,7 +14,7 @@ namespace shmch_binding {
 class ChannelWrap : public Napi::ObjectWrap<ChannelWrap> {
  public:
   static Napi::Function Init(Napi::Env env);
-  // new Channel(role: 0 server | 1 client, name, ringCapacity, maxMessageSize, mode, onWake)
+  // new Channel(role: 0 server | 1 client, name, ringCapacity, maxMessageSize, mode, onWake, poolCapacity)
   explicit ChannelWrap(const Napi::CallbackInfo& info);
   ~ChannelWrap() override;
 
@@ -22,6 +23,13 @@ class ChannelWrap : public Napi::ObjectWrap<ChannelWrap> {
   Napi::Value WriteFrames(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value ReadContinuation(const Napi::CallbackInfo& info);
+  Napi::Value Loan(const Napi::CallbackInfo& info);
+  void Unloan(const Napi::CallbackInfo& info);
+  void DetachLoan(const Napi::CallbackInfo& info);
+  Napi::Value WriteLoan(const Napi::CallbackInfo& info);
+  Napi::Value Borrow(const Napi::CallbackInfo& info);
+  void CopyBorrowed(const Napi::CallbackInfo& info);
+  void Release(const Napi::CallbackInfo& info);
   void Arm(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   void AcceptNext(const Napi::CallbackInfo& info);
@@ -37,6 +45,7 @@ class ChannelWrap : public Napi::ObjectWrap<ChannelWrap> {
 
   shmch_channel* channel_ = nullptr;
   std::unique_ptr<Waker> waker_;
+  LoanViews views_;
   napi_env env_ = nullptr;
 };
 

@@ -14,6 +14,7 @@
 #include "doorbell.h"
 #include "layout.h"
 #include "liveness.h"
+#include "pool.h"
 #include "ring.h"
 #include "segment.h"
 #include "shmchannel.h"
@@ -35,8 +36,12 @@ struct shmch_channel {
   Segment segment;
   uint32_t capacity = 0;
   uint32_t max_message_size = 0;
+  uint32_t pool_capacity = 0;
   RingWriter writer;
   RingReader reader;
+  // Our pool (the writer's role) and what we hold of the peer's (the reader's role).
+  PoolOwner pool;
+  PoolBorrower borrowed;
   uint32_t* own_doorbell = nullptr;
   uint32_t* own_sleeping = nullptr;
   // Latched on the first protocol violation: a corrupt ring is never read again.
@@ -47,6 +52,8 @@ struct shmch_channel {
   std::atomic<uint64_t> peer_start_time{0};
   // A write got FULL: the waker must report when the reader frees space (see shmch_wait).
   std::atomic<bool> writer_blocked{false};
+  // A loan got FULL: the waker must report when the reader releases (see shmch_wait).
+  std::atomic<bool> loan_blocked{false};
   // shmch_wake() was called: the next shmch_wait() returns at once, so no ring is lost.
   std::atomic<bool> wake_requested{false};
   // What shmch_wake() rings: ours alone, so it wakes the wait even once the segment's pages
@@ -71,53 +78,84 @@ shmch_status unless_lost(shmch_channel* ch, shmch_status s) {
 
 bool is_power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
+size_t largest_segment() {
+  return segment_layout(SHMCH_MAX_RING_CAPACITY, SHMCH_MAX_POOL_CAPACITY).size;
+}
+
 uint32_t max_frame_payload(uint32_t capacity) {
   // A quarter of the ring lets the reader drain one fragment while the next is written.
   return capacity / 4 - SHMCH_FRAME_HEADER_SIZE;
 }
 
-RingView ring_at(uint8_t* b, size_t control, size_t data, uint32_t capacity) {
-  return RingView{b + control, b + data, capacity};
+struct Directions {
+  RingView s2c, c2s;
+  PoolView pool_s2c, pool_c2s;
+};
+
+Directions directions(shmch_channel* ch) {
+  uint8_t* b = base(ch);
+  SegmentLayout l = segment_layout(ch->capacity, ch->pool_capacity);
+  uint32_t slots = pool_release_slots(ch->pool_capacity);
+  Directions d;
+  d.s2c = RingView{b + off::kRingS2C, b + l.ring_s2c, ch->capacity};
+  d.c2s = RingView{b + off::kRingC2S, b + l.ring_c2s, ch->capacity};
+  d.pool_s2c = PoolView{b + l.pool_s2c, b + off::kRingS2C, b + l.releases_s2c, ch->pool_capacity, slots};
+  d.pool_c2s = PoolView{b + l.pool_c2s, b + off::kRingC2S, b + l.releases_c2s, ch->pool_capacity, slots};
+  return d;
 }
 
+// Each side starts its private counters where the shared ones are: after a reset they are not
+// zero, and the server may have written to a client before it came (PROTOCOL §1.2).
 void wire_rings(shmch_channel* ch) {
   uint8_t* b = base(ch);
-  uint32_t c = ch->capacity;
-  RingView s2c = ring_at(b, off::kRingS2C, off::kData, c);
-  RingView c2s = ring_at(b, off::kRingC2S, off::kData + c, c);
+  Directions d = directions(ch);
   uint32_t* server_bell = word32(b, off::kServerDoorbell);
   uint32_t* client_bell = word32(b, off::kClientDoorbell);
   uint32_t* server_sleeping = word32(b, off::kServerSleeping);
   uint32_t* client_sleeping = word32(b, off::kClientSleeping);
+  auto shared = [b](size_t control, size_t field) { return load_acquire(word32(b, control + field)); };
   if (ch->role == SHMCH_SERVER) {
-    ch->writer.attach(s2c, 0, client_sleeping, client_bell);
-    ch->reader.attach(c2s, 0, ch->max_message_size, client_bell);
+    ch->writer.attach(d.s2c, 0, client_sleeping, client_bell);
+    ch->reader.attach(d.c2s, 0, ch->max_message_size, client_bell, &ch->borrowed);
+    ch->pool.attach(d.pool_s2c, 0);
+    ch->borrowed.attach(d.pool_c2s, 0, client_bell);
     ch->own_doorbell = server_bell;
     ch->own_sleeping = server_sleeping;
   } else {
+    ch->writer.attach(d.c2s, shared(off::kRingC2S, off::kTail), server_sleeping, server_bell);
+    ch->reader.attach(d.s2c, shared(off::kRingS2C, off::kTail), ch->max_message_size, server_bell, &ch->borrowed);
+    ch->pool.attach(d.pool_c2s, shared(off::kRingC2S, off::kReleaseTail));
+    ch->borrowed.attach(d.pool_s2c, shared(off::kRingS2C, off::kReleaseHead), server_bell);
     ch->own_doorbell = client_bell;
     ch->own_sleeping = client_sleeping;
   }
 }
 
+bool valid_pool_capacity(uint32_t p) {
+  return p % SHMCH_POOL_BLOCK_SIZE == 0 && p <= SHMCH_MAX_POOL_CAPACITY;
+}
+
 // Validates a header written by someone else; fills capacity and max size on success.
 shmch_status validate_header(const uint8_t* b, size_t mapped_size, uint32_t* capacity,
-                             uint32_t* max_message_size, shmch_error* err) {
+                             uint32_t* max_message_size, uint32_t* pool_capacity, shmch_error* err) {
   if (read_u64(b, off::kMagic) != kMagic)
     return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "not a shmchannel segment (bad magic)");
   if (read_u32(b, off::kVersion) != SHMCH_PROTOCOL_VERSION)
     return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "unsupported protocol version");
   uint32_t cap = read_u32(b, off::kRingCapacity);
   uint32_t max = read_u32(b, off::kMaxMessageSize);
+  uint32_t pool = read_u32(b, off::kPoolCapacity);
   if (read_u32(b, off::kHeaderSize) != kHeaderSize || !is_power_of_two(cap) ||
       cap < SHMCH_MIN_RING_CAPACITY || cap > SHMCH_MAX_RING_CAPACITY || max == 0 ||
-      max > SHMCH_MAX_MESSAGE_SIZE ||
-      read_u64(b, off::kSegmentSize) != uint64_t(kHeaderSize) + 2ull * cap ||
-      mapped_size != uint64_t(kHeaderSize) + 2ull * cap) {
+      max > SHMCH_MAX_MESSAGE_SIZE || !valid_pool_capacity(pool)) {
     return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "inconsistent segment header");
   }
+  uint64_t size = segment_layout(cap, pool).size;
+  if (read_u64(b, off::kSegmentSize) != size || mapped_size != size)
+    return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "inconsistent segment header");
   *capacity = cap;
   *max_message_size = max;
+  *pool_capacity = pool;
   return SHMCH_OK;
 }
 
@@ -194,9 +232,11 @@ shmch_status shmch_create(const char* name, const shmch_options* o, shmch_channe
       o->max_message_size == 0 || o->max_message_size > SHMCH_MAX_MESSAGE_SIZE) {
     return fail(err, SHMCH_E_INVALID_SIZE, 0, nullptr, "ring capacity or max message size out of range");
   }
+  if (!valid_pool_capacity(o->pool_capacity))
+    return fail(err, SHMCH_E_INVALID_SIZE, 0, nullptr, "pool capacity not a multiple of 4096 up to 2^30");
   shmch_channel* ch = new_channel(name, SHMCH_SERVER);
   if (ch == nullptr) return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, nullptr);
-  size_t size = size_t(kHeaderSize) + 2 * size_t(o->ring_capacity);
+  size_t size = segment_layout(o->ring_capacity, o->pool_capacity).size;
   s = ch->segment.create(name, size, o->mode, true, err);
   if (s == SHMCH_E_EXISTS) {
     s = reclaim_if_stale(name, err);
@@ -209,12 +249,14 @@ shmch_status shmch_create(const char* name, const shmch_options* o, shmch_channe
   uint8_t* b = base(ch);
   ch->capacity = o->ring_capacity;
   ch->max_message_size = o->max_message_size;
+  ch->pool_capacity = o->pool_capacity;
   write_u64(b, off::kMagic, kMagic);
   write_u32(b, off::kVersion, SHMCH_PROTOCOL_VERSION);
   write_u32(b, off::kHeaderSize, kHeaderSize);
   write_u64(b, off::kSegmentSize, size);
   write_u32(b, off::kRingCapacity, ch->capacity);
   write_u32(b, off::kMaxMessageSize, ch->max_message_size);
+  write_u32(b, off::kPoolCapacity, ch->pool_capacity);
   uint32_t pid = static_cast<uint32_t>(getpid());
   write_u32(b, off::kServerPid, pid);
   write_u64(b, off::kServerStartTime, process_start_time(pid));
@@ -231,8 +273,7 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
   if (s != SHMCH_OK) return s;
   shmch_channel* ch = new_channel(name, SHMCH_CLIENT);
   if (ch == nullptr) return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, nullptr);
-  s = ch->segment.open(name, kHeaderSize, size_t(kHeaderSize) + 2 * size_t(SHMCH_MAX_RING_CAPACITY),
-                       err);
+  s = ch->segment.open(name, kHeaderSize, largest_segment(), err);
   if (s != SHMCH_OK) {
     delete ch;
     return s;
@@ -250,7 +291,7 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
     delete ch;
     return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "server not ready");
   }
-  s = validate_header(b, ch->segment.size(), &ch->capacity, &ch->max_message_size, err);
+  s = validate_header(b, ch->segment.size(), &ch->capacity, &ch->max_message_size, &ch->pool_capacity, err);
   if (s != SHMCH_OK) {
     delete ch;
     return s;
@@ -283,14 +324,6 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
   write_u64(b, off::kClientStartTime, process_start_time(pid));
   __atomic_store_n(word32(b, off::kClientPid), pid, __ATOMIC_RELEASE);
   wire_rings(ch);
-  uint32_t c = ch->capacity;
-  RingView s2c = ring_at(b, off::kRingS2C, off::kData, c);
-  RingView c2s = ring_at(b, off::kRingC2S, off::kData + c, c);
-  // Start where the server's counters are: it may have written to us before we came.
-  uint32_t c2s_tail = load_acquire(word32(b, off::kRingC2S + off::kTail));
-  uint32_t s2c_tail = load_acquire(word32(b, off::kRingS2C + off::kTail));
-  ch->writer.attach(c2s, c2s_tail, word32(b, off::kServerSleeping), word32(b, off::kServerDoorbell));
-  ch->reader.attach(s2c, s2c_tail, ch->max_message_size, word32(b, off::kServerDoorbell));
   // Announce the attach: from now on the server watches this pid, even if we die before a
   // word (it learns of the attach, and the pid, at its next look).
   doorbell_ring(word32(b, off::kServerDoorbell));
@@ -330,6 +363,7 @@ void shmch_get_info(shmch_channel* ch, shmch_info* info) {
                                             : ch->peer_pid.load();
   info->client_epoch = read_u32(b, off::kClientEpoch);
   info->state = load_acquire(state_word(ch));
+  info->pool_capacity = ch->pool_capacity;
 }
 
 // After a write that found the ring full (space_for() flagged the wait in the ring first).
@@ -403,12 +437,78 @@ shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst
   return s;
 }
 
+static void mark_loan_blocked(shmch_channel* ch) {
+  ch->loan_blocked.store(true);
+  fence_seq_cst();
+  if (ch->pool.waiting_cleared()) shmch_wake(ch);
+}
+
+shmch_status shmch_loan(shmch_channel* ch, uint32_t size, uint8_t** data, uint32_t* offset, uint32_t* extent) {
+  if (data != nullptr) *data = nullptr;
+  if (offset != nullptr) *offset = 0;
+  if (extent != nullptr) *extent = 0;
+  if (ch == nullptr || data == nullptr || offset == nullptr || extent == nullptr) return SHMCH_E_INVALID_ARG;
+  if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
+  if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
+  if (size > ch->max_message_size && ch->pool.enabled()) return SHMCH_E_INVALID_SIZE;
+  shmch_status s = unless_lost(ch, ch->pool.loan(size, offset, data, extent));
+  if (s != SHMCH_OK) {
+    *data = nullptr;
+    *offset = 0;
+    *extent = 0;
+  }
+  if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
+  if (s == SHMCH_E_FULL) mark_loan_blocked(ch);
+  return s;
+}
+
+shmch_status shmch_unloan(shmch_channel* ch, uint32_t offset) {
+  if (ch == nullptr) return SHMCH_E_INVALID_ARG;
+  return ch->pool.unloan(offset);
+}
+
+shmch_status shmch_write_loan(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t offset, uint32_t start,
+                              uint32_t length) {
+  if (ch == nullptr) return SHMCH_E_INVALID_ARG;
+  if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
+  if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
+  if (length > ch->max_message_size) return SHMCH_E_INVALID_SIZE;
+  shmch_descriptor d;
+  shmch_status s = ch->pool.describe(offset, start, length, &d);
+  if (s != SHMCH_OK) return s;
+  s = unless_lost(ch, ch->writer.write_loaned(kind, id, length, d));
+  if (s == SHMCH_OK) ch->pool.mark_sent(offset);
+  if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
+  if (s == SHMCH_E_FULL) mark_writer_blocked(ch);
+  return s;
+}
+
+shmch_status shmch_borrowed(shmch_channel* ch, uint32_t offset, const uint8_t** data, uint32_t* extent) {
+  if (data != nullptr) *data = nullptr;
+  if (extent != nullptr) *extent = 0;
+  if (ch == nullptr || data == nullptr || extent == nullptr) return SHMCH_E_INVALID_ARG;
+  uint8_t* p = nullptr;
+  shmch_status s = ch->borrowed.find(offset, &p, extent);
+  *data = p;
+  return s;
+}
+
+shmch_status shmch_release(shmch_channel* ch, uint32_t offset) {
+  if (ch == nullptr) return SHMCH_E_INVALID_ARG;
+  if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
+  if (ch->failed.load(std::memory_order_relaxed)) return SHMCH_E_PROTOCOL;
+  shmch_status s = unless_lost(ch, ch->borrowed.release(offset));
+  if (s == SHMCH_E_PROTOCOL) ch->failed.store(true);
+  return s;
+}
+
 namespace {
 // A blocked writer whose reader has since freed space. Checked, like readable(), before and
 // after announcing sleep: the reader's doorbell ring may have come while the waker was
 // disarmed, before it looked at the bell, and would otherwise be lost.
 bool space_freed(shmch_channel* ch) {
-  return ch->writer_blocked.load() && ch->writer.waiting_cleared() && ch->writer_blocked.exchange(false);
+  return (ch->writer_blocked.load() && ch->writer.waiting_cleared() && ch->writer_blocked.exchange(false)) ||
+         (ch->loan_blocked.load() && ch->pool.waiting_cleared() && ch->loan_blocked.exchange(false));
 }
 
 // A shrunk segment is reported once as readable, so that the reader calls shmch_read and
@@ -559,6 +659,16 @@ shmch_status shmch_accept_next(shmch_channel* ch) {
   ch->reader.reset_to(ch->reader.tail());
   store_seq_cst(word32(b, off::kRingS2C + off::kWriterWaiting), 0);
   store_seq_cst(word32(b, off::kRingC2S + off::kWriterWaiting), 0);
+  // The pools: what the client held of ours comes back, what we held of its is forgotten, and
+  // both release rings start empty where their counters are.
+  uint32_t s2c_released = ch->pool.forget_sent();
+  store_release(word32(b, off::kRingS2C + off::kReleaseTail), s2c_released);
+  store_release(word32(b, off::kRingS2C + off::kReleaseHead), s2c_released);
+  uint32_t c2s_released = ch->borrowed.forget_held();
+  store_release(word32(b, off::kRingC2S + off::kReleaseHead), c2s_released);
+  store_release(word32(b, off::kRingC2S + off::kReleaseTail), c2s_released);
+  store_seq_cst(word32(b, off::kRingS2C + off::kPoolWaiting), 0);
+  store_seq_cst(word32(b, off::kRingC2S + off::kPoolWaiting), 0);
   store_seq_cst(word32(b, off::kClientSleeping), 0);
   __atomic_store_n(word32(b, off::kClientPid), 0, __ATOMIC_RELEASE);
   write_u64(b, off::kClientStartTime, 0);
@@ -567,6 +677,7 @@ shmch_status shmch_accept_next(shmch_channel* ch) {
   ch->peer_start_time = 0;
   ch->pidless_since_ms.store(0);
   ch->writer_blocked.store(false);
+  ch->loan_blocked.store(false);
   ch->failed.store(false);
   __atomic_fetch_and(state_word(ch),
                      ~(SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED | SHMCH_STATE_CLIENT_DROPPED),
@@ -601,16 +712,18 @@ shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_err
   shmch_status s = shmch_validate_name(name, err);
   if (s != SHMCH_OK) return s;
   Segment seg;
-  s = seg.open(name, kHeaderSize, size_t(kHeaderSize) + 2 * size_t(SHMCH_MAX_RING_CAPACITY), err);
+  s = seg.open(name, kHeaderSize, largest_segment(), err);
   if (s != SHMCH_OK) return s;
   const uint8_t* b = seg.data();
   uint32_t capacity = 0;
   uint32_t max_message_size = 0;
-  s = validate_header(b, seg.size(), &capacity, &max_message_size, err);
+  uint32_t pool_capacity = 0;
+  s = validate_header(b, seg.size(), &capacity, &max_message_size, &pool_capacity, err);
   if (s != SHMCH_OK) return s;
   info->version = read_u32(b, off::kVersion);
   info->ring_capacity = capacity;
   info->max_message_size = max_message_size;
+  info->pool_capacity = pool_capacity;
   info->state = load_acquire(reinterpret_cast<const uint32_t*>(b + off::kState));
   info->server_pid = read_u32(b, off::kServerPid);
   info->client_pid = read_u32(b, off::kClientPid);

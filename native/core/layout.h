@@ -8,6 +8,7 @@ namespace shmch {
 
 constexpr uint64_t kMagic = 0x314E414843484D53ull;  // "SHMCHAN1"
 constexpr uint32_t kHeaderSize = 512;               // header + both ring controls
+constexpr uint32_t kReleaseEntrySize = 8;
 
 namespace off {
 constexpr size_t kMagic = 0;
@@ -26,12 +27,18 @@ constexpr size_t kServerDoorbell = 64;
 constexpr size_t kClientDoorbell = 128;
 constexpr size_t kServerSleeping = 192;
 constexpr size_t kClientSleeping = 196;
+constexpr size_t kPoolCapacity = 200;
 constexpr size_t kRingS2C = 256;
 constexpr size_t kRingC2S = 384;
 // Within a ring control block.
+// The producer's cache line: its ring head, and how far it took back its pool's releases.
 constexpr size_t kHead = 0;
+constexpr size_t kReleaseTail = 4;
+// The consumer's: its ring tail, and how many of the producer's loans it released.
 constexpr size_t kTail = 64;
 constexpr size_t kWriterWaiting = 68;
+constexpr size_t kReleaseHead = 72;
+constexpr size_t kPoolWaiting = 76;
 constexpr size_t kData = 512;
 }  // namespace off
 

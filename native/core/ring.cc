@@ -11,6 +11,8 @@ namespace shmch {
 namespace {
 
 bool known_kind(uint8_t kind) { return kind >= SHMCH_HELLO && kind <= SHMCH_CANCEL; }
+// The kinds whose message may be a loan.
+bool loanable_kind(uint8_t kind) { return kind == SHMCH_NOTIFY || kind == SHMCH_REQUEST || kind == SHMCH_RESPONSE; }
 
 // Called after a seq_cst fence that follows our publish. A plain load first: the flag is
 // almost always 0 while the peer is busy, and an exchange would take the peer's cache line
@@ -92,16 +94,24 @@ shmch_status RingWriter::write(uint8_t kind, uint32_t id, uint32_t total, const 
       length > ring_.capacity - SHMCH_FRAME_HEADER_SIZE) {
     return SHMCH_E_INVALID_ARG;
   }
-  uint32_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(length);
+  return append(FrameHeader{length, kind, 0, 0, id, total}, payload);
+}
+
+shmch_status RingWriter::write_loaned(uint8_t kind, uint32_t id, uint32_t total, const shmch_descriptor& d) {
+  if (!loanable_kind(kind)) return SHMCH_E_INVALID_ARG;
+  return append(FrameHeader{static_cast<uint32_t>(sizeof d), kind, SHMCH_FLAG_LOANED, 0, id, total}, reinterpret_cast<const uint8_t*>(&d));
+}
+
+shmch_status RingWriter::append(const FrameHeader& h, const uint8_t* payload) {
+  uint32_t frame_size = SHMCH_FRAME_HEADER_SIZE + align8(h.length);
   uint32_t free = 0;
   shmch_status s = space_for(frame_size, &free);
   if (s != SHMCH_OK) return s;
   if (free < frame_size) return SHMCH_E_FULL;
-  FrameHeader h{length, kind, 0, 0, id, total};
   copy_in(head_, &h, sizeof h);
-  copy_in(head_ + SHMCH_FRAME_HEADER_SIZE, payload, length);
+  copy_in(head_ + SHMCH_FRAME_HEADER_SIZE, payload, h.length);
   static const uint8_t zeros[8] = {0};
-  copy_in(head_ + SHMCH_FRAME_HEADER_SIZE + length, zeros, align8(length) - length);
+  copy_in(head_ + SHMCH_FRAME_HEADER_SIZE + h.length, zeros, align8(h.length) - h.length);
   publish(frame_size);
   return SHMCH_OK;
 }
@@ -150,8 +160,9 @@ shmch_status RingWriter::write_frames(const uint8_t* frames, size_t length, uint
 // ---- reader ----
 
 void RingReader::attach(RingView ring, uint32_t start_tail, uint32_t max_message_size,
-                        uint32_t* writer_doorbell) {
+                        uint32_t* writer_doorbell, PoolBorrower* pool) {
   ring_ = ring;
+  pool_ = pool;
   max_message_size_ = max_message_size;
   writer_doorbell_ = writer_doorbell;
   reset_to(start_tail);
@@ -179,14 +190,20 @@ void RingReader::copy_out(uint32_t pos, void* dst, uint32_t n) const {
 // ring under us): a frame of `used - consumed` readable bytes that may follow what was read.
 shmch_status RingReader::next_frame(uint32_t tail, uint32_t used, uint32_t consumed, FrameHeader* h) const {
   copy_out(tail + consumed, h, sizeof *h);
-  if (!known_kind(h->kind) || h->flags != 0 || h->reserved != 0 || h->length > h->total ||
+  bool loaned = h->flags == SHMCH_FLAG_LOANED;
+  if (!known_kind(h->kind) || (h->flags != 0 && !loaned) || h->reserved != 0 ||
       h->total > max_message_size_ || h->length > ring_.capacity - SHMCH_FRAME_HEADER_SIZE) {
+    return SHMCH_E_PROTOCOL;
+  }
+  // A loan is a whole message: one frame holding its descriptor, never inside another message.
+  if (loaned ? !loanable_kind(h->kind) || h->length != sizeof(shmch_descriptor) || msg_remaining_ != 0
+             : h->length > h->total) {
     return SHMCH_E_PROTOCOL;
   }
   // The writer publishes whole frames only.
   if (SHMCH_FRAME_HEADER_SIZE + align8(h->length) > used - consumed) return SHMCH_E_PROTOCOL;
   if (msg_remaining_ == 0) {
-    if (h->total > 0 && h->length == 0) return SHMCH_E_PROTOCOL;
+    if (!loaned && h->total > 0 && h->length == 0) return SHMCH_E_PROTOCOL;
   } else if (h->kind != msg_kind_ || h->id != msg_id_ || h->total != msg_total_ || h->length == 0 ||
              h->length > msg_remaining_) {
     return SHMCH_E_PROTOCOL;
@@ -202,6 +219,7 @@ void RingReader::start_message(const FrameHeader& h, uint32_t unread) {
 }
 
 void RingReader::account(const FrameHeader& h) {
+  if (h.flags == SHMCH_FLAG_LOANED) return;  // whole in one frame
   if (msg_remaining_ == 0) {
     start_message(h, h.total - h.length);
   } else {
@@ -235,7 +253,8 @@ shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, uint32_t large_
   while (used - consumed >= SHMCH_FRAME_HEADER_SIZE) {
     FrameHeader h;
     if (next_frame(tail, used, consumed, &h) != SHMCH_OK) return SHMCH_E_PROTOCOL;
-    if (msg_remaining_ == 0 && h.total >= large_from) {
+    bool loaned = h.flags == SHMCH_FLAG_LOANED;
+    if (msg_remaining_ == 0 && !loaned && h.total >= large_from) {
       // A large message starts: announce it (its header, length 0) and leave all of it in the
       // ring for read_continuation, which copies it straight into the message.
       if (out > 0) break;
@@ -255,6 +274,13 @@ shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, uint32_t large_
     std::memcpy(dst + out, &h, sizeof h);
     copy_out(tail + consumed + SHMCH_FRAME_HEADER_SIZE, dst + out + SHMCH_FRAME_HEADER_SIZE,
              align8(h.length));
+    if (loaned) {
+      // Validate our copy, which is what the caller reads, not the ring the peer can still change.
+      shmch_descriptor d;
+      std::memcpy(&d, dst + out + SHMCH_FRAME_HEADER_SIZE, sizeof d);
+      shmch_status s = pool_ == nullptr ? SHMCH_E_PROTOCOL : pool_->accept(d, h.total);
+      if (s != SHMCH_OK) return s;
+    }
     account(h);
     consumed += frame_size;
     out += frame_size;

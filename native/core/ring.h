@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "pool.h"
 #include "shmchannel.h"
 
 namespace shmch {
@@ -34,6 +35,8 @@ class RingWriter {
   // Appends one frame and publishes it; SHMCH_E_FULL leaves the ring untouched.
   shmch_status write(uint8_t kind, uint32_t id, uint32_t total, const uint8_t* payload,
                      uint32_t length);
+  // Appends one frame flagged SHMCH_FLAG_LOANED: a message of `total` bytes described by `d`.
+  shmch_status write_loaned(uint8_t kind, uint32_t id, uint32_t total, const shmch_descriptor& d);
   // Appends the longest prefix of whole frames of `frames` that fits (see shmch_write_frames).
   shmch_status write_frames(const uint8_t* frames, size_t length, uint32_t max_total,
                             uint32_t max_payload, size_t* consumed);
@@ -49,6 +52,7 @@ class RingWriter {
   // if it still does not fit, announces the writer waiting (see write()).
   shmch_status space_for(uint32_t need, uint32_t* free);
   void publish(uint32_t bytes);
+  shmch_status append(const FrameHeader& h, const uint8_t* payload);
   void copy_in(uint32_t pos, const void* src, uint32_t n);
 
   RingView ring_;
@@ -60,8 +64,10 @@ class RingWriter {
 
 class RingReader {
  public:
+  // `pool` validates and holds the loans that LOANED frames describe (its owner is this ring's
+  // writer); without a pool such a frame is a violation.
   void attach(RingView ring, uint32_t start_tail, uint32_t max_message_size,
-              uint32_t* writer_doorbell);
+              uint32_t* writer_doorbell, PoolBorrower* pool);
   // Copies whole validated frames into dst, announcing messages of large_from bytes or more
   // (see shmch_read_announcing; shmch_read passes UINT32_MAX).
   shmch_status read(uint8_t* dst, size_t dst_capacity, uint32_t large_from, size_t* written);
@@ -89,6 +95,7 @@ class RingReader {
   std::atomic<uint32_t> tail_{0};  // read by the waiting thread
   uint32_t max_message_size_ = 0;
   uint32_t* writer_doorbell_ = nullptr;
+  PoolBorrower* pool_ = nullptr;
   // The message being reassembled: continuation frames must match it.
   uint32_t msg_remaining_ = 0;
   uint8_t msg_kind_ = 0;

@@ -1,6 +1,6 @@
 /*
  * shmchannel core: the C API a peer links against. No Node, no N-API.
- * The byte layout it implements is docs/PROTOCOL.md (version 1).
+ * The byte layout it implements is docs/PROTOCOL.md (version 2).
  *
  * Threading: one thread may call shmch_write(), one (possibly other) thread shmch_read(),
  * and one more thread shmch_wait(); everything else is for the owning thread.
@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define SHMCH_PROTOCOL_VERSION 1u
+#define SHMCH_PROTOCOL_VERSION 2u
 #define SHMCH_FRAME_HEADER_SIZE 16u
 #define SHMCH_MIN_RING_CAPACITY 4096u
 #define SHMCH_MAX_RING_CAPACITY (1u << 30)
@@ -36,6 +36,11 @@ extern "C" {
 /* What the Node package uses when its options leave them out. */
 #define SHMCH_DEFAULT_RING_CAPACITY (1u << 20)
 #define SHMCH_DEFAULT_MAX_MESSAGE_SIZE (64u << 20)
+/* Loan pools (PROTOCOL §6): allocated in blocks of this size; at most this many bytes each. */
+#define SHMCH_POOL_BLOCK_SIZE 4096u
+#define SHMCH_MAX_POOL_CAPACITY (1u << 30)
+/* A frame's flags: its payload is a shmch_descriptor of a message in the writer's pool. */
+#define SHMCH_FLAG_LOANED 1u
 
 enum shmch_kind {
   SHMCH_HELLO = 1,
@@ -88,7 +93,18 @@ typedef struct shmch_options {
   uint32_t ring_capacity;    /* bytes per direction, power of two */
   uint32_t max_message_size; /* bytes */
   uint32_t mode;             /* permission bits for shm_open, e.g. 0600 */
+  uint32_t pool_capacity;    /* loan pool bytes per direction: 0 (no loans) or a multiple of
+                                SHMCH_POOL_BLOCK_SIZE up to SHMCH_MAX_POOL_CAPACITY */
 } shmch_options;
+
+/* The payload of a frame flagged SHMCH_FLAG_LOANED (PROTOCOL §6.2): the message is `total`
+ * bytes (the frame header's) at pool offset + start of the writer's pool. */
+typedef struct shmch_descriptor {
+  uint32_t offset;     /* the loan's first byte in the pool, a multiple of SHMCH_POOL_BLOCK_SIZE */
+  uint32_t extent;     /* the bytes the loan occupies, a nonzero multiple of SHMCH_POOL_BLOCK_SIZE */
+  uint32_t generation; /* the owner's tag of this lending, echoed in the release */
+  uint32_t start;      /* where the message starts within the loan */
+} shmch_descriptor;
 
 typedef struct shmch_info {
   uint32_t ring_capacity;
@@ -98,6 +114,7 @@ typedef struct shmch_info {
   uint32_t peer_pid;          /* 0 if no peer */
   uint32_t client_epoch;
   uint32_t state;             /* SHMCH_STATE_* flags as last read */
+  uint32_t pool_capacity;     /* loan pool bytes per direction, 0 if the channel has none */
 } shmch_info;
 
 #define SHMCH_STATE_SERVER_READY 1u
@@ -197,6 +214,40 @@ shmch_status shmch_read_announcing(shmch_channel* ch, uint8_t* dst, size_t dst_c
 shmch_status shmch_read_continuation(shmch_channel* ch, uint8_t* dst, size_t dst_capacity,
                                      size_t* written);
 
+/* Loans (PROTOCOL §6): a message written in place in this side's pool, sent as a descriptor.
+ * The writer's role owns the loan functions, the reader's role the borrow functions (the
+ * threading rule above). */
+
+/* Lends `size` bytes (at least one block) of this side's pool: *data is where to write, *offset
+ * names the loan, *extent is what it occupies (size rounded up to blocks). SHMCH_E_FULL: no run
+ * of free blocks that long now; the writer is marked waiting, and shmch_wait() returns
+ * SHMCH_WAIT_WOKEN once the peer released something.
+ * SHMCH_E_INVALID_SIZE: larger than the pool or max_message_size, never possible.
+ * SHMCH_E_INVALID_ARG: the channel has no pool, or NULL arguments. */
+shmch_status shmch_loan(shmch_channel* ch, uint32_t size, uint8_t** data, uint32_t* offset,
+                        uint32_t* extent);
+/* Gives back a loan that was not sent. SHMCH_E_INVALID_ARG if `offset` names none. */
+shmch_status shmch_unloan(shmch_channel* ch, uint32_t offset);
+/* Sends bytes [start, start + length) of the loan at `offset` as one message of `kind`
+ * (SHMCH_NOTIFY, SHMCH_REQUEST or SHMCH_RESPONSE) with request id `id`: one 16-byte frame
+ * crosses the ring. On SHMCH_OK the loan belongs to the peer until it releases it: do not
+ * touch its bytes again. SHMCH_E_FULL (ring full): nothing sent, the loan is still yours, try
+ * again after a wake. SHMCH_E_INVALID_ARG: not a loan held unsent, a range outside it, another
+ * kind. SHMCH_E_INVALID_SIZE: length over max_message_size. */
+shmch_status shmch_write_loan(shmch_channel* ch, uint8_t kind, uint32_t id, uint32_t offset,
+                              uint32_t start, uint32_t length);
+/* A frame read by shmch_read() with SHMCH_FLAG_LOANED carries a shmch_descriptor, already
+ * validated (in the pool's bounds, overlapping nothing held) and held by this channel. This
+ * gives the bytes of the held loan at `offset` (*data: the loan's first byte; the message is
+ * at descriptor.start). They stay valid and unchanged (by an honest peer) until
+ * shmch_release(). SHMCH_E_INVALID_ARG if `offset` is not held. */
+shmch_status shmch_borrowed(shmch_channel* ch, uint32_t offset, const uint8_t** data,
+                            uint32_t* extent);
+/* Gives a held loan back to the peer (through its release ring; never blocks, never full with
+ * an honest peer). SHMCH_E_INVALID_ARG if not held; SHMCH_E_PROTOCOL if the peer's counters
+ * are impossible (the channel fails). */
+shmch_status shmch_release(shmch_channel* ch, uint32_t offset);
+
 /* Block until the inbound ring has data, the own doorbell is rung, shmch_wake() is called,
  * or timeout_ms passes (< 0: no timeout).
  * A segment that lost pages is reported readable once, so that the reader learns of it.
@@ -239,8 +290,11 @@ int shmch_peer_state(shmch_channel* ch);
 int shmch_open_peer_fd(shmch_channel* ch);
 
 /* Server: forget the current client, once it closed (CLIENT_CLOSED with CLIENT_ATTACHED) or
- * died, not on its BYE alone (PROTOCOL §5.3); reset the rings; accept the next. A client's or
- * NULL channel: SHMCH_E_INVALID_ARG. Not async-signal-safe. */
+ * died, not on its BYE alone (PROTOCOL §5.3); reset the rings; accept the next. What the
+ * client borrowed from our pool is ours again; what we held of its pool is no longer held (the
+ * bytes stay mapped, but the next client reuses them: drop every pointer into them first).
+ * Loans of ours not sent stay loaned. A client's or NULL channel: SHMCH_E_INVALID_ARG. Not
+ * async-signal-safe. */
 shmch_status shmch_accept_next(shmch_channel* ch);
 
 /* Server: the client broke the protocol (the channel read SHMCH_E_PROTOCOL): flag it dropped
@@ -255,6 +309,7 @@ typedef struct shmch_segment_info {
   uint32_t version;
   uint32_t ring_capacity;
   uint32_t max_message_size;
+  uint32_t pool_capacity;
   uint32_t state;
   uint32_t server_pid;
   uint32_t client_pid;

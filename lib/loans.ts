@@ -1,0 +1,266 @@
+// Zero-copy: the loans a connection hands out of its own pool, and the messages it borrows from
+// the peer's (docs/PROTOCOL.md §6). Each is a Buffer over shared memory, backed by an
+// ArrayBuffer of its own that the binding detaches when the bytes stop being ours to touch: a
+// loan once sent, a borrowed message once released, everything at close or when the peer goes.
+// Giving back is explicit (release(), `using`); a FinalizationRegistry only catches what was
+// forgotten, says so, and gives it back then.
+import { Buffer } from 'node:buffer';
+
+import { createError, ShmChannelError } from './errors';
+import type { NativeChannel } from './native';
+import { viewOf } from './protocol';
+import { allocateMessage } from './message-pool';
+
+/** What a loan or borrowed Buffer stands for. */
+interface Lent {
+  readonly loans: Loans;
+  readonly offset: number;
+  /** A loan of ours (false: a message borrowed from the peer). */
+  readonly own: boolean;
+  /** Released, sent, or gone with the channel: nothing to give back any more. */
+  done: boolean;
+}
+
+/** A send by reference: bytes [start, start + length) of the loan at pool `offset`. */
+export interface LoanReference {
+  offset: number;
+  start: number;
+  length: number;
+}
+
+// Keyed by ArrayBuffer, so each entry lives exactly as long as its memory is reachable; the
+// entry holds its Loans (and through it the native channel), so the mapping outlives every view.
+const lent = new WeakMap<ArrayBufferLike, Lent>();
+
+const forgotten = new FinalizationRegistry<Lent>((entry) => entry.loans.collected(entry));
+
+// Copies handed out where the runtime refuses external memory (Electron's V8 sandbox): release()
+// takes them too, so code written for loans runs unchanged.
+const copies = new WeakSet<ArrayBufferLike>();
+
+function disposer(buffer: Buffer): () => void {
+  return () => release(buffer);
+}
+
+/** Gives back a loan not sent, or a borrowed message. Idempotent; anything else is a TypeError. */
+export function release(data: unknown): void {
+  if (!(data instanceof Uint8Array)) {
+    throw createError('ERR_INVALID_ARG_TYPE', 'release() takes a Buffer from loan() or a borrowed message');
+  }
+  const entry = lent.get(data.buffer);
+  if (entry !== undefined) entry.loans.giveBack(entry);
+  else if (!copies.has(data.buffer)) {
+    throw createError('ERR_INVALID_ARG_VALUE', 'release() takes a Buffer from loan() or a borrowed message');
+  }
+}
+
+export class Loans {
+  /** Offsets lent now, own and borrowed, to what stands for them. */
+  private readonly live = new Map<string, Lent>();
+  private waiters: Array<{ size: number; resolve: (b: Buffer) => void; reject: (e: ShmChannelError) => void }> = [];
+  /** The runtime refuses external memory (Electron's V8 sandbox): loans and borrows are copies. */
+  private externalRefused = false;
+
+  constructor(
+    private readonly native: NativeChannel,
+    /** Bytes of each direction's pool; 0: this channel has none. */
+    readonly poolCapacity: number,
+    private readonly maxMessageSize: number,
+    /** Hand out received loans as views to be released (else copies, released at once). */
+    private readonly borrow: boolean,
+    private readonly name: string,
+  ) {}
+
+  /** A loan of `size` bytes now, or the error that says why not (ERR_POOL_EXHAUSTED: not now). */
+  loan(size: number): Buffer {
+    this.checkSize(size);
+    const got = this.tryLoan(size);
+    if (got !== undefined) return got;
+    throw createError(
+      'ERR_POOL_EXHAUSTED',
+      `no ${size} free bytes in the loan pool of ${this.name} now (${this.poolCapacity} bytes); ` +
+        'waitForLoan() waits for the peer to release some',
+    );
+  }
+
+  /** A loan of `size` bytes once the pool has them; FIFO among waiters. */
+  waitForLoan(size: number): Promise<Buffer> {
+    try {
+      this.checkSize(size);
+      if (this.waiters.length === 0) {
+        const got = this.tryLoan(size);
+        if (got !== undefined) return Promise.resolve(got);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => this.waiters.push({ size, resolve, reject }));
+  }
+
+  /** After a wake: waiters whose loan fits now get it, in order. */
+  retryWaiters(): void {
+    while (this.waiters.length > 0) {
+      const w = this.waiters[0];
+      let got: Buffer | undefined;
+      try {
+        got = this.tryLoan(w.size);
+      } catch (err) {
+        this.waiters.shift();
+        w.reject(err instanceof ShmChannelError ? err : createError('ERR_PROTOCOL', String(err)));
+        continue;
+      }
+      if (got === undefined) return;
+      this.waiters.shift();
+      w.resolve(got);
+    }
+  }
+
+  /**
+   * If `data` views a loan of this connection not yet sent: that loan, now on its way (its
+   * Buffer detached). Anything else (a loan of another channel, a borrowed message) is undefined
+   * and goes by copy.
+   */
+  take(data: Buffer): LoanReference | undefined {
+    const entry = lent.get(data.buffer);
+    if (entry === undefined || entry.loans !== this || !entry.own || entry.done) return undefined;
+    const ref = { offset: entry.offset, start: data.byteOffset, length: data.length };
+    this.settle(entry);
+    this.native.detachLoan(entry.offset);
+    return ref;
+  }
+
+  /** A loan taken for sending that will never go out (the send failed, the peer left): back to the pool. */
+  unsent(offset: number): void {
+    try {
+      this.native.unloan(offset);
+    } catch {
+      // The channel closed meanwhile: the whole pool went with it.
+      return;
+    }
+    this.retryWaiters();
+  }
+
+  /**
+   * A message that arrived by reference (its descriptor at `at` in `frames`, `total` bytes):
+   * with `borrow`, a view to release; else a copy, and the loan goes back at once.
+   * `wanted`: someone will get it (false: released unread).
+   */
+  receive(frames: Buffer, at: number, total: number, wanted: boolean): Buffer {
+    const offset = frames.readUInt32LE(at);
+    const start = frames.readUInt32LE(at + 12);
+    if (!wanted) {
+      this.native.release(offset);
+      return Buffer.alloc(0);
+    }
+    if (this.borrow && !this.externalRefused) {
+      const memory = this.native.borrow(offset, start, total);
+      if (memory !== undefined) return this.hand(memory, offset, false, total);
+      this.externalRefused = true;
+    }
+    const copy = this.borrow ? plainCopy(total) : allocateMessage(total);
+    this.native.copyBorrowed(offset, start, copy);
+    this.native.release(offset);
+    return copy;
+  }
+
+  /** Gives back `message` if it is a borrowed view still held (a copy needs nothing). */
+  discard(message: Buffer): void {
+    const entry = lent.get(message.buffer);
+    if (entry !== undefined && entry.loans === this) this.giveBack(entry);
+  }
+
+  /** @internal release(): gives back what `entry` stands for, once. */
+  giveBack(entry: Lent): void {
+    if (entry.done) return;
+    this.settle(entry);
+    if (!entry.own) {
+      this.native.release(entry.offset);
+      return;
+    }
+    this.native.unloan(entry.offset);
+    this.retryWaiters();
+  }
+
+  /** @internal A loan or borrowed Buffer was collected without being given back. */
+  collected(entry: Lent): void {
+    if (entry.done) return;
+    const what = entry.own ? 'a loan' : 'a borrowed message';
+    process.emitWarning(
+      `${what} of channel ${this.name} was garbage-collected without being released; ` +
+        'it was given back now (call release() or use `using`)',
+      { code: 'SHMCHANNEL_LEAKED_LOAN' },
+    );
+    try {
+      this.giveBack(entry);
+    } catch {
+      // Closed meanwhile: nothing left to give back.
+    }
+  }
+
+  /** The peer left: what we borrowed is gone (the binding detaches the views). */
+  peerLeft(): void {
+    for (const entry of [...this.live.values()]) if (!entry.own) this.settle(entry);
+  }
+
+  /** The channel closed: nothing is lent any more, and waiters learn why. */
+  close(err: ShmChannelError): void {
+    for (const entry of [...this.live.values()]) this.settle(entry);
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  private checkSize(size: number): void {
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) {
+      throw createError('ERR_INVALID_ARG_VALUE', `loan size must be a whole number of bytes, got ${String(size)}`);
+    }
+    const largest = Math.min(this.poolCapacity, this.maxMessageSize);
+    if (size > largest) {
+      const why =
+        this.poolCapacity === 0
+          ? 'the channel has no loan pool (open the server with poolSize)'
+          : `the largest loan is ${largest} bytes (poolSize ${this.poolCapacity}, maxMessageSize ${this.maxMessageSize})`;
+      throw createError('ERR_MESSAGE_TOO_LARGE', `cannot loan ${size} bytes on ${this.name}: ${why}`);
+    }
+  }
+
+  private tryLoan(size: number): Buffer | undefined {
+    if (this.externalRefused) return plainCopy(size);
+    const got = this.native.loan(size);
+    if (got === null) return undefined;
+    if (got === undefined) {
+      this.externalRefused = true;
+      return plainCopy(size);
+    }
+    return this.hand(got[1], got[0], true, size);
+  }
+
+  /** A Buffer over `memory`, lent under `offset` until given back. */
+  private hand(memory: ArrayBuffer, offset: number, own: boolean, length: number): Buffer {
+    const entry: Lent = { loans: this, offset, own, done: false };
+    const buffer = viewOf(memory, 0, length);
+    lent.set(memory, entry);
+    this.live.set(key(own, offset), entry);
+    forgotten.register(memory, entry, entry);
+    Object.defineProperty(buffer, Symbol.dispose, { value: disposer(buffer), configurable: true });
+    return buffer;
+  }
+
+  private settle(entry: Lent): void {
+    entry.done = true;
+    this.live.delete(key(entry.own, entry.offset));
+    forgotten.unregister(entry);
+  }
+}
+
+/** A Buffer with an ArrayBuffer of its own that release() accepts (and ignores). */
+function plainCopy(size: number): Buffer {
+  const buffer = Buffer.alloc(size);
+  copies.add(buffer.buffer);
+  Object.defineProperty(buffer, Symbol.dispose, { value: () => undefined, configurable: true });
+  return buffer;
+}
+
+function key(own: boolean, offset: number): string {
+  return own ? `o${offset}` : `p${offset}`;
+}
