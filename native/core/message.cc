@@ -248,6 +248,27 @@ void on_frame(shmch_endpoint* ep, const FrameHeader& h, const uint8_t* payload) 
   if (ep->assembled == ep->assembly_total) finish_assembly(ep);
 }
 
+#ifdef SHMCH_FLAG_LOANED
+// A frame flagged SHMCH_FLAG_LOANED: its payload is a descriptor the frame API validated and
+// holds for us; the message is `total` bytes of the peer's pool.
+shmch_status on_loaned(shmch_endpoint* ep, const FrameHeader& h, const uint8_t* payload) {
+  shmch_descriptor d;
+  memcpy(&d, payload, sizeof d);
+  const uint8_t* loan = nullptr;
+  uint32_t extent = 0;
+  shmch_status s = shmch_borrowed(ep->ch, d.offset, &loan, &extent);
+  if (s != SHMCH_OK) return s;
+  if (d.start > extent || h.total > extent - d.start) {
+    shmch_release(ep->ch, d.offset);
+    return SHMCH_E_PROTOCOL;
+  }
+  std::vector<uint8_t> data(loan + d.start, loan + d.start + h.total);
+  s = shmch_release(ep->ch, d.offset);
+  on_message(ep, h.kind, h.id, std::move(data));
+  return s;
+}
+#endif
+
 // Reads what the ring holds: while the inbox is empty, or all of it (drain_all: the peer is
 // leaving, or a flush must not wait for a peer that waits for us).
 void read_frames(shmch_endpoint* ep, bool drain_all) {
@@ -275,6 +296,15 @@ void read_frames(shmch_endpoint* ep, bool drain_all) {
         start_assembly(ep, h, true);
         break;
       }
+#ifdef SHMCH_FLAG_LOANED
+      if ((h.flags & SHMCH_FLAG_LOANED) != 0) {
+        // A whole message lent from the peer's pool (protocol 2): copied out, given back at once.
+        shmch_status loan = on_loaned(ep, h, ep->read_buffer.data() + at + SHMCH_FRAME_HEADER_SIZE);
+        if (loan != SHMCH_OK) return channel_failed(ep, loan);
+        at += SHMCH_FRAME_HEADER_SIZE + align8(h.length);
+        continue;
+      }
+#endif
       on_frame(ep, h, ep->read_buffer.data() + at + SHMCH_FRAME_HEADER_SIZE);
       at += SHMCH_FRAME_HEADER_SIZE + align8(h.length);
     }
@@ -433,7 +463,7 @@ shmch_status open_endpoint(const char* name, shmch_role role, const shmch_endpoi
   shmch_endpoint_options o = options != nullptr ? *options : shmch_endpoint_options{};
   shmch_channel* ch = nullptr;
   if (role == SHMCH_SERVER) {
-    shmch_options co;
+    shmch_options co{};  // later fields (a loan pool) stay 0: none
     co.ring_capacity = o.ring_capacity != 0 ? o.ring_capacity : SHMCH_DEFAULT_RING_CAPACITY;
     co.max_message_size = o.max_message_size != 0 ? o.max_message_size : SHMCH_DEFAULT_MAX_MESSAGE_SIZE;
     co.mode = o.mode != 0 ? o.mode : 0600;
