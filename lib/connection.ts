@@ -67,7 +67,9 @@ export class Connection implements ResponseSink {
     private readonly events: ConnectionEvents,
   ) {
     this.maxMessageSize = info.maxMessageSize;
-    this.loans = new Loans(native, info.poolCapacity, info.maxMessageSize, options.borrow === true, name);
+    this.loans = new Loans(native, info.poolCapacity, info.maxMessageSize, options.borrow === true, name, (err) =>
+      events.failed(err),
+    );
     this.inbound = new InboundReader(
       info.ringCapacity,
       (kind, id, data) => this.dispatch(kind, id, data),

@@ -6,7 +6,7 @@
 // forgotten, says so, and gives it back then.
 import { Buffer } from 'node:buffer';
 
-import { createError, ShmChannelError } from './errors';
+import { createError, fromNativeError, ShmChannelError } from './errors';
 import type { NativeChannel } from './native';
 import { viewOf } from './protocol';
 import { allocateMessage } from './message-pool';
@@ -69,6 +69,8 @@ export class Loans {
     /** Hand out received loans as views to be released (else copies, released at once). */
     private readonly borrow: boolean,
     private readonly name: string,
+    /** The peer broke the protocol in its pool or release ring (ERR_PROTOCOL, native reason PROTOCOL). */
+    private readonly failed: (err: unknown) => void,
   ) {}
 
   /** A loan of `size` bytes now, or the error that says why not (ERR_POOL_EXHAUSTED: not now). */
@@ -174,7 +176,7 @@ export class Loans {
     if (entry.done) return;
     this.settle(entry);
     if (!entry.own) {
-      this.native.release(entry.offset);
+      this.guarded(() => this.native.release(entry.offset));
       return;
     }
     this.native.unloan(entry.offset);
@@ -226,7 +228,7 @@ export class Loans {
 
   private tryLoan(size: number): Buffer | undefined {
     if (this.externalRefused) return plainCopy(size);
-    const got = this.native.loan(size);
+    const got = this.guarded(() => this.native.loan(size));
     if (got === null) return undefined;
     if (got === undefined) {
       this.externalRefused = true;
@@ -244,6 +246,17 @@ export class Loans {
     forgotten.register(memory, entry, entry);
     Object.defineProperty(buffer, Symbol.dispose, { value: disposer(buffer), configurable: true });
     return buffer;
+  }
+
+  /** Runs a native call; a violation by the peer it finds fails the connection, and is thrown. */
+  private guarded<T>(call: () => T): T {
+    try {
+      return call();
+    } catch (err) {
+      const error = fromNativeError(err);
+      if (error.code === 'ERR_PROTOCOL') this.failed(err);
+      throw error;
+    }
   }
 
   private settle(entry: Lent): void {
