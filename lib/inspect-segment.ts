@@ -9,6 +9,8 @@ export interface SegmentInfo {
   protocolVersion: number;
   ringCapacity: number;
   maxMessageSize: number;
+  /** Bytes of each direction's loan pool (zero-copy); 0 if it has none. */
+  poolCapacity: number;
   serverPid: number;
   /** The server that created it still runs (pid and start time match). */
   serverAlive: boolean;
@@ -30,6 +32,7 @@ export function inspectSegment(name: string): SegmentInfo {
       protocolVersion: i.version,
       ringCapacity: i.ringCapacity,
       maxMessageSize: i.maxMessageSize,
+      poolCapacity: i.poolCapacity,
       serverPid: i.serverPid,
       serverAlive: i.serverAlive,
       clientPid: i.clientPid,

@@ -16,14 +16,19 @@ import { reaches } from './helpers/wait';
 describe('inspectSegment()', function () {
   afterEach(releaseAll);
 
-  it('should report a live server: its pid, alive, ring capacity, max message size, and no client', async function () {
+  it('should report a live server: its pid, alive, ring capacity, max message size, pool size, and no client', async function () {
     const name = uniqueName('inspect-live');
-    const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: 65536, maxMessageSize: 4096 } });
+    const server = await Peer.spawn({
+      name,
+      mode: 'server',
+      options: { ringCapacity: 65536, maxMessageSize: 4096, poolSize: 3 * 4096 },
+    });
     expect(inspectSegment(name)).to.deep.equal({
       name,
       protocolVersion: PROTOCOL_VERSION,
       ringCapacity: 65536,
       maxMessageSize: 4096,
+      poolCapacity: 3 * 4096,
       serverPid: server.pid,
       serverAlive: true,
       clientPid: 0,

@@ -386,8 +386,8 @@ describe('shmchannel ls / rm', function () {
     const server = await startServe(name);
     const r = await runCli(['ls']);
     expect(r.status).to.equal(0);
-    expect(r.stdout).to.match(/^NAME +SERVER +STATUS +CLIENT +RING\n/);
-    expect(r.stdout).to.match(new RegExp(`^${name} +${server.pid} +alive +- +1 MiB$`, 'm'));
+    expect(r.stdout).to.match(/^NAME +SERVER +STATUS +CLIENT +RING +POOL\n/);
+    expect(r.stdout).to.match(new RegExp(`^${name} +${server.pid} +alive +- +1 MiB +-$`, 'm'));
   });
 
   it('should skip entries that are not shmchannel segments unless --all', async function () {

@@ -21,6 +21,7 @@ export type SegmentEntry =
       clientAlive: boolean;
       ringCapacity: number;
       maxMessageSize: number;
+      poolCapacity: number;
       protocolVersion: number;
       size: number;
     }
@@ -57,6 +58,7 @@ function listSegments(): SegmentEntry[] {
         clientAlive: info.clientAlive,
         ringCapacity: info.ringCapacity,
         maxMessageSize: info.maxMessageSize,
+        poolCapacity: info.poolCapacity,
         protocolVersion: info.protocolVersion,
         size,
       });
@@ -96,14 +98,15 @@ ${COMMON_HELP}
       printJson({ segments });
       return Promise.resolve(ExitCode.OK);
     }
-    const rows = [['NAME', 'SERVER', 'STATUS', 'CLIENT', 'RING']];
+    const rows = [['NAME', 'SERVER', 'STATUS', 'CLIENT', 'RING', 'POOL']];
     for (const s of segments) {
       if (s.shmchannel) {
         const client = s.clientPid === 0 ? '-' : `${s.clientPid}${s.clientAlive ? '' : ' (dead)'}`;
-        rows.push([s.name, String(s.serverPid), s.status, client, formatBytes(s.ringCapacity)]);
+        const pool = s.poolCapacity === 0 ? '-' : formatBytes(s.poolCapacity);
+        rows.push([s.name, String(s.serverPid), s.status, client, formatBytes(s.ringCapacity), pool]);
       } else {
         const what = s.code === 'ERR_INCOMPATIBLE_SEGMENT' ? 'not-shmchannel' : `unreadable (${s.code})`;
-        rows.push([s.name, '-', what, '-', '-']);
+        rows.push([s.name, '-', what, '-', '-', '-']);
       }
     }
     if (rows.length === 1) {
