@@ -124,7 +124,13 @@ export class Loans {
    */
   take(data: Buffer): LoanReference | undefined {
     const entry = lent.get(data.buffer);
-    if (entry === undefined || entry.loans !== this || !entry.own || entry.done) return undefined;
+    if (entry === undefined) return undefined;
+    if (entry.done && data.buffer.byteLength === 0) {
+      // Its bytes are gone: sending the empty view would send an empty message instead.
+      const what = entry.own ? 'a loan that was already sent or released' : 'a borrowed message that was released';
+      throw createError('ERR_INVALID_ARG_VALUE', `cannot send ${what}: its Buffer is detached`);
+    }
+    if (entry.loans !== this || !entry.own || entry.done) return undefined;
     const ref = { offset: entry.offset, start: data.byteOffset, length: data.length };
     this.settle(entry);
     this.native.detachLoan(entry.offset);
