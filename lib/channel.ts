@@ -19,7 +19,7 @@ import { closeAtExit, forgetAtExit, type ClosableAtExit } from './exit-cleanup';
 import type { IncomingRequest } from './incoming-request';
 import type { NotificationBatch } from './notification-batch';
 import { PeerState, SegmentState, WakeEvent, type NativeChannel } from './native';
-import { release } from './loans';
+import { release, type LoanedBuffer } from './loans';
 import { validateName } from './names';
 import { attachSegment, checkServerLimit, createSegment } from './open-segment';
 import { PollLoop, PUMP_ENDED } from './poll-loop';
@@ -264,7 +264,7 @@ export class Channel implements ClosableAtExit {
    * waitForLoan()), ERR_MESSAGE_TOO_LARGE when it never can (larger than the pool or
    * maxMessageSize, or no pool at all), ERR_CHANNEL_CLOSED when not open.
    */
-  loan(size: number): Buffer {
+  loan(size: number): LoanedBuffer {
     return this.connected().loans.loan(size);
   }
 
@@ -273,7 +273,7 @@ export class Channel implements ClosableAtExit {
    * handed out in the order asked for). Rejects as loan() throws, except for
    * ERR_POOL_EXHAUSTED, and with ERR_CHANNEL_CLOSED or ERR_PEER_LOST if that comes first.
    */
-  waitForLoan(size: number): Promise<Buffer> {
+  waitForLoan(size: number): Promise<LoanedBuffer> {
     let connection: Connection;
     try {
       connection = this.connected();

@@ -1,6 +1,7 @@
 export { Channel, Mode } from './channel';
 export type { ChannelOptions, ChannelState, RequestOptions } from './channel';
 export type { Data } from './data';
+export type { LoanedBuffer } from './loans';
 export { createError, isShmChannelError, ShmChannelError } from './errors';
 export type { ErrorCode, ErrorDetails } from './errors';
 export { IncomingRequest } from './incoming-request';

@@ -11,6 +11,9 @@ import type { NativeChannel } from './native';
 import { viewOf } from './protocol';
 import { allocateMessage } from './message-pool';
 
+/** A loan or a borrowed message: a Buffer that `using` gives back at the end of its block. */
+export type LoanedBuffer = Buffer & Disposable;
+
 /** What a loan or borrowed Buffer stands for. */
 interface Lent {
   readonly loans: Loans;
@@ -57,7 +60,8 @@ export function release(data: unknown): void {
 export class Loans {
   /** Offsets lent now, own and borrowed, to what stands for them. */
   private readonly live = new Map<string, Lent>();
-  private waiters: Array<{ size: number; resolve: (b: Buffer) => void; reject: (e: ShmChannelError) => void }> = [];
+  private waiters: Array<{ size: number; resolve: (b: LoanedBuffer) => void; reject: (e: ShmChannelError) => void }> =
+    [];
   /** The runtime refuses external memory (Electron's V8 sandbox): loans and borrows are copies. */
   private externalRefused = false;
 
@@ -74,7 +78,7 @@ export class Loans {
   ) {}
 
   /** A loan of `size` bytes now, or the error that says why not (ERR_POOL_EXHAUSTED: not now). */
-  loan(size: number): Buffer {
+  loan(size: number): LoanedBuffer {
     this.checkSize(size);
     const got = this.tryLoan(size);
     if (got !== undefined) return got;
@@ -86,7 +90,7 @@ export class Loans {
   }
 
   /** A loan of `size` bytes once the pool has them; FIFO among waiters. */
-  waitForLoan(size: number): Promise<Buffer> {
+  waitForLoan(size: number): Promise<LoanedBuffer> {
     try {
       this.checkSize(size);
       if (this.waiters.length === 0) {
@@ -103,7 +107,7 @@ export class Loans {
   retryWaiters(): void {
     while (this.waiters.length > 0) {
       const w = this.waiters[0];
-      let got: Buffer | undefined;
+      let got: LoanedBuffer | undefined;
       try {
         got = this.tryLoan(w.size);
       } catch (err) {
@@ -232,7 +236,7 @@ export class Loans {
     }
   }
 
-  private tryLoan(size: number): Buffer | undefined {
+  private tryLoan(size: number): LoanedBuffer | undefined {
     if (this.externalRefused) return plainCopy(size);
     const got = this.guarded(() => this.native.loan(size));
     if (got === null) return undefined;
@@ -244,14 +248,14 @@ export class Loans {
   }
 
   /** A Buffer over `memory`, lent under `offset` until given back. */
-  private hand(memory: ArrayBuffer, offset: number, own: boolean, length: number): Buffer {
+  private hand(memory: ArrayBuffer, offset: number, own: boolean, length: number): LoanedBuffer {
     const entry: Lent = { loans: this, offset, own, done: false };
     const buffer = viewOf(memory, 0, length);
     lent.set(memory, entry);
     this.live.set(key(own, offset), entry);
     forgotten.register(memory, entry, entry);
     Object.defineProperty(buffer, Symbol.dispose, { value: disposer(buffer), configurable: true });
-    return buffer;
+    return buffer as LoanedBuffer;
   }
 
   /** Runs a native call; a violation by the peer it finds fails the connection, and is thrown. */
@@ -273,11 +277,11 @@ export class Loans {
 }
 
 /** A Buffer with an ArrayBuffer of its own that release() accepts (and ignores). */
-function plainCopy(size: number): Buffer {
+function plainCopy(size: number): LoanedBuffer {
   const buffer = Buffer.alloc(size);
   copies.add(buffer.buffer);
   Object.defineProperty(buffer, Symbol.dispose, { value: () => undefined, configurable: true });
-  return buffer;
+  return buffer as LoanedBuffer;
 }
 
 function key(own: boolean, offset: number): string {
