@@ -84,6 +84,9 @@ const notificationWaiters: { count: number; resolve: () => void }[] = [];
 let handlerSubscription: Subscription | undefined;
 const stats: HandlerStats = { arrivals: [], completions: [], texts: [], idCollisions: 0, maxInFlight: 0 };
 const inFlight = new Set<number>();
+/** Zero-copy: loans kept unsent, and (after hold-views) borrowed messages kept unreleased. */
+const held: Buffer[] = [];
+let holdViews = false;
 
 // What each codec cannot encode.
 const UNENCODABLE: Record<CodecName, unknown> = { raw: 'not a buffer', utf8: 42, json: 10n, structuredClone: () => 1 };
@@ -113,6 +116,32 @@ function described(message: unknown): unknown {
   return typed === undefined ? summarize(message as Buffer) : message;
 }
 
+/** A message received: described, then (with `borrow`) released, or kept after hold-views. */
+function consumed(message: unknown): unknown {
+  const description = described(message);
+  if (holdViews) held.push(message as Buffer);
+  else releaseIfBorrowed(message);
+  return description;
+}
+
+/** With `borrow`, gives a message back if it is a view (one that came by copy is no loan: refused). */
+function releaseIfBorrowed(message: unknown): void {
+  if (config.options?.borrow !== true || !Buffer.isBuffer(message)) return;
+  try {
+    channel.release(message);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_INVALID_ARG_VALUE') throw err;
+  }
+}
+
+/** A loan of this channel holding `parts` one after the other. */
+function loanOf(...parts: Buffer[]): Buffer {
+  const loan = channel.loan(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) at += p.copy(loan, at);
+  return loan;
+}
+
 function answer(spec: HandlerSpec, data: Buffer): Observable<Data> {
   const text = data.toString('utf8');
   switch (spec.kind) {
@@ -140,6 +169,16 @@ function answer(spec: HandlerSpec, data: Buffer): Observable<Data> {
       const { size, seed } = JSON.parse(text) as { size: number; seed: number };
       return of(patternBuffer(size, seed));
     }
+    case 'loan-echo': {
+      const loan = loanOf(data);
+      releaseIfBorrowed(data);
+      return of(loan);
+    }
+    case 'loan-stream':
+      return range(0, spec.count).pipe(
+        map((i) => loanOf(Buffer.from(`${i}:`), data)),
+        finalize(() => releaseIfBorrowed(data)),
+      );
     case 'respond-twice':
     case 'unencodable':
       throw new Error(`${spec.kind} is not a handleWith handler`);
@@ -318,14 +357,17 @@ function notify(command: Extract<PeerCommand, { cmd: 'notify' }>): { sent: unkno
   return { sent };
 }
 
-async function request(command: Extract<PeerCommand, { cmd: 'request' }>): Promise<unknown> {
+async function request(
+  command: Extract<PeerCommand, { cmd: 'request' }>,
+  data: Buffer = payload(command),
+): Promise<unknown> {
   // Values are kept as they arrive: a response may send some, then fail.
   const values: unknown[] = [];
   const options = command.timeout === undefined ? {} : { timeout: command.timeout };
   const response$: Observable<unknown> =
-    typed === undefined ? channel.request(payload(command), options) : typed.request(command.value, options);
+    typed === undefined ? channel.request(data, options) : typed.request(command.value, options);
   try {
-    await lastValueFrom(response$.pipe(tap((v) => values.push(described(v)))), { defaultValue: undefined });
+    await lastValueFrom(response$.pipe(tap((v) => values.push(consumed(v)))), { defaultValue: undefined });
     return { values };
   } catch (err) {
     return { values, error: report(err) };
@@ -354,6 +396,41 @@ async function run(command: PeerCommand): Promise<unknown> {
     case 'close':
       await channel.close();
       return {};
+    case 'loan-notify': {
+      const sent: unknown[] = [];
+      const lengthsAfter: number[] = [];
+      for (let i = 0; i < (command.count ?? 1); i++) {
+        const loan = loanOf(patternBuffer(command.size, (command.seed ?? 0) + i));
+        const message = command.slice === undefined ? loan : loan.subarray(...command.slice);
+        sent.push(summarize(message));
+        channel.notify(message);
+        lengthsAfter.push(loan.length);
+      }
+      return { sent, lengthsAfter };
+    }
+    case 'loan-request':
+      return request({ cmd: 'request' }, loanOf(payload(command)));
+    case 'hold-loans':
+      for (let i = 0; i < command.count; i++) held.push(channel.loan(command.size));
+      return {};
+    case 'hold-views':
+      holdViews = true;
+      return {};
+    case 'release-held': {
+      const count = held.length;
+      for (const buffer of held.splice(0)) {
+        try {
+          channel.release(buffer);
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'ERR_INVALID_ARG_VALUE') throw err;
+        }
+      }
+      holdViews = false;
+      return { count };
+    }
+    case 'loan-once':
+      channel.release(channel.loan(command.size));
+      return {};
   }
 }
 
@@ -378,7 +455,7 @@ async function main(): Promise<void> {
   const notifications$: Observable<unknown> = typed?.notifications$ ?? channel.notifications$;
   notifications$.subscribe({
     next: (message) => {
-      notifications.push(described(message));
+      notifications.push(consumed(message));
       for (const waiter of notificationWaiters.filter((w) => notifications.length >= w.count)) {
         notificationWaiters.splice(notificationWaiters.indexOf(waiter), 1);
         waiter.resolve();

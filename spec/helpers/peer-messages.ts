@@ -56,7 +56,11 @@ export type HandlerSpec =
   | { kind: 'sha256' } // `${length}:${sha256}` of the request data
   | { kind: 'generate' } // request text is JSON {size, seed}: answer with that pattern
   | { kind: 'respond-twice' } // respond(), then respond() again and report what it threw
-  | { kind: 'unencodable' }; // typed only: a value its codec refuses
+  | { kind: 'unencodable' } // typed only: a value its codec refuses
+  // Zero-copy: the request's bytes answered from a loan (`count` values `${i}` + the bytes, or
+  // just the bytes once), the request's own borrowed view released first.
+  | { kind: 'loan-echo' }
+  | { kind: 'loan-stream'; count: number };
 
 export type PeerCommand =
   | ({ cmd: 'notify'; count?: number; sizes?: number[] } & PayloadSpec)
@@ -66,7 +70,18 @@ export type PeerCommand =
   | { cmd: 'collect'; count: number }
   | { cmd: 'stats' }
   | { cmd: 'flood'; count: number; size: number; requests: number }
-  | { cmd: 'close' };
+  | { cmd: 'close' }
+  // Zero-copy. loan-notify: `count` loans (default 1) of `size` bytes, pattern of seed + i, sent
+  // (bytes [from, to) of each with `slice`); reports what was sent and the loans' lengths after.
+  | { cmd: 'loan-notify'; size: number; seed?: number; count?: number; slice?: [number, number] }
+  | ({ cmd: 'loan-request' } & PayloadSpec)
+  // Keep `count` loans of `size` bytes unsent; keep every borrowed message received from now on.
+  | { cmd: 'hold-loans'; count: number; size: number }
+  | { cmd: 'hold-views' }
+  /** Releases every loan and view held; reports how many views were held. */
+  | { cmd: 'release-held' }
+  /** Loans `size` bytes and gives them back at once: that much of the pool is free. */
+  | { cmd: 'loan-once'; size: number };
 
 export interface ErrorReport {
   message: string;
@@ -83,6 +98,8 @@ export interface ErrorReport {
 export interface NotifyResult<R = Summary> {
   /** What was sent, in order. */
   sent: R[];
+  /** loan-notify: each loan's length right after it was sent (0: detached). */
+  lengthsAfter?: number[];
 }
 
 export interface RequestResult<R = Summary> {

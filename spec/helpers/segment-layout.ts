@@ -1,4 +1,4 @@
-// Byte offsets of docs/PROTOCOL.md §1, for tests that play a hostile peer.
+// Byte offsets of docs/PROTOCOL.md §1 (protocol version 2), for tests that play a hostile peer.
 import * as fs from 'node:fs';
 
 export const Layout = {
@@ -11,17 +11,61 @@ export const Layout = {
   state: 56,
   serverDoorbell: 64,
   clientDoorbell: 128,
+  poolCapacity: 200,
   s2c: 256,
   c2s: 384,
+  // Within a ring control block: the producer's words, then (+64) the consumer's.
   head: 0,
+  releaseTail: 4,
   tail: 64,
   writerWaiting: 68,
+  releaseHead: 72,
+  poolWaiting: 76,
   data: 512,
 } as const;
+
+export const POOL_BLOCK = 4096;
+export const RELEASE_ENTRY = 8;
 
 /** Offset of a ring's data area: s2c first, then c2s. */
 export function ringData(ring: 's2c' | 'c2s', capacity: number): number {
   return Layout.data + (ring === 's2c' ? 0 : capacity);
+}
+
+/** Offset of the loan pool of a direction (owned by its producer), after both rings' data. */
+export function poolData(ring: 's2c' | 'c2s', capacity: number, poolCapacity: number): number {
+  return Layout.data + 2 * capacity + (ring === 's2c' ? 0 : poolCapacity);
+}
+
+/** Entries of each release ring: the next power of two of the pool's blocks (0 without a pool). */
+export function releaseSlots(poolCapacity: number): number {
+  if (poolCapacity === 0) return 0;
+  let slots = 1;
+  while (slots < poolCapacity / POOL_BLOCK) slots *= 2;
+  return slots;
+}
+
+/** Offset of a direction's release ring (written by its consumer), after both pools. */
+export function releaseRing(ring: 's2c' | 'c2s', capacity: number, poolCapacity: number): number {
+  const first = Layout.data + 2 * capacity + 2 * poolCapacity;
+  return first + (ring === 's2c' ? 0 : releaseSlots(poolCapacity) * RELEASE_ENTRY);
+}
+
+/** Bytes of a version-2 segment. */
+export function segmentSize(capacity: number, poolCapacity: number): number {
+  return Layout.data + 2 * capacity + 2 * poolCapacity + 2 * releaseSlots(poolCapacity) * RELEASE_ENTRY;
+}
+
+/** Writes `bytes` at stream position `pos` of a ring's data, wrapping like the core. */
+export function writeRingBytes(seg: Buffer, ring: 's2c' | 'c2s', capacity: number, pos: number, bytes: Buffer): void {
+  const base = ringData(ring, capacity);
+  for (let i = 0; i < bytes.length; i++) seg[base + ((pos + i) % capacity)] = bytes[i];
+}
+
+/** Reads `length` bytes at stream position `pos` of a ring's data. */
+export function readRingBytes(seg: Buffer, ring: 's2c' | 'c2s', capacity: number, pos: number, length: number): Buffer {
+  const base = ringData(ring, capacity);
+  return Buffer.from(Array.from({ length }, (_, i) => seg[base + ((pos + i) % capacity)]));
 }
 
 /** Writes a 16-byte frame header at stream position `pos` of a ring (wrapping like the core). */
