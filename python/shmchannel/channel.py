@@ -1,0 +1,576 @@
+"""Channel: one end of a shmchannel, for asyncio. Same semantics as the Node package's Channel."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import inspect
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Set,
+    Union,
+)
+
+from . import _native
+from ._worker import RETRY, EndpointThread, Received
+from .errors import (
+    ShmChannelError,
+    closed_error,
+    open_error,
+    peer_lost_error,
+    remote_error,
+    status_error,
+)
+
+#: What may be sent: bytes-like, or a str (sent as UTF-8).
+Data = Union[bytes, bytearray, memoryview, str]
+#: A request handler: a coroutine function returning the single response (None: no value), or
+#: an async generator function yielding a streamed response.
+Handler = Callable[[bytes], Union[Awaitable[Optional[Data]], AsyncIterator[Data]]]
+
+_STATES = ("idle", "open", "connected", "peer-lost", "closed")
+
+
+def _to_bytes(data: Data) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise ShmChannelError(
+        "ERR_INVALID_ARG_TYPE", f"data must be bytes, bytearray, memoryview or str, not {type(data).__name__}"
+    )
+
+
+class _Pending:
+    """A request of ours: its id once sent, and what arrived for it."""
+
+    __slots__ = ("id", "queue", "finished", "timer")
+
+    def __init__(self) -> None:
+        self.id: Optional[int] = None
+        self.queue: "asyncio.Queue[tuple]" = asyncio.Queue()
+        self.finished = False
+        self.timer: Optional[asyncio.TimerHandle] = None
+
+
+class RequestStream:
+    """The response to one request, value by value: ``async for value in ch.request_stream(data)``.
+
+    The request is sent when the stream is created. Leaving the loop early (``break``, an
+    exception), ``await stream.aclose()`` or dropping the stream cancels the request at the
+    peer's handler. Raises ShmChannelError as Channel.request() does.
+    """
+
+    def __init__(self, channel: "Channel", pending: _Pending) -> None:
+        self._channel = channel
+        self._pending = pending
+
+    def __aiter__(self) -> "RequestStream":
+        return self
+
+    async def __anext__(self) -> bytes:
+        p = self._pending
+        if p.finished and p.queue.empty():
+            raise StopAsyncIteration
+        item = await p.queue.get()
+        if item[0] == "value":
+            return item[1]
+        self._channel._finish(p)
+        if item[0] == "complete":
+            raise StopAsyncIteration
+        raise item[1]
+
+    def cancel(self) -> None:
+        """Gives up the request (sends CANCEL if it is still in flight)."""
+        self._channel._cancel(self._pending)
+
+    async def aclose(self) -> None:
+        """As cancel(), for ``contextlib.aclosing`` and the like."""
+        self.cancel()
+
+    def __del__(self) -> None:
+        try:
+            self.cancel()
+        except Exception:
+            pass
+
+
+class Notifications:
+    """Notifications from the peer as they arrive, from the moment this object was made.
+
+    ``async for note in ch.notifications()``; ends when the channel closes (or, on a client,
+    when its server leaves). Leaving the loop early unsubscribes.
+    """
+
+    def __init__(self, channel: "Channel") -> None:
+        self._channel = channel
+        self._queue: "asyncio.Queue[Optional[bytes]]" = asyncio.Queue()
+        self._ended = False
+        channel._subscribers.add(self._queue)
+        if channel._ended_streams:
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> "Notifications":
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._ended:
+            raise StopAsyncIteration
+        note = await self._queue.get()
+        if note is None:
+            self._ended = True
+            self._channel._subscribers.discard(self._queue)
+            raise StopAsyncIteration
+        return note
+
+    async def aclose(self) -> None:
+        """Stops receiving."""
+        self._ended = True
+        self._channel._subscribers.discard(self._queue)
+
+    def __del__(self) -> None:
+        self._channel._subscribers.discard(self._queue)
+
+
+class Channel:
+    """One end of a channel over POSIX shared memory, driven by the C core.
+
+    ``mode`` 'server' creates the segment (and serves one client after another); 'client'
+    attaches, waiting up to ``connect_timeout`` seconds for the server. Use it as
+    ``async with Channel('/name', 'client') as ch: ...`` (open, then close), or call
+    :meth:`open` and :meth:`close`.
+
+    Options mirror the Node package's (seconds instead of ms): ``ring_capacity`` and
+    ``max_message_size`` and ``permissions`` (server), ``connect_timeout`` (client, 0: one try),
+    ``close_timeout`` (how long close() waits for queued messages), ``request_timeout`` (the
+    default ``timeout`` of requests).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        mode: str,
+        *,
+        ring_capacity: int = 0,
+        max_message_size: int = 0,
+        permissions: int = 0o600,
+        connect_timeout: float = 5.0,
+        close_timeout: float = 2.0,
+        request_timeout: Optional[float] = None,
+    ) -> None:
+        if mode not in ("server", "client"):
+            raise ShmChannelError("ERR_INVALID_ARG_VALUE", f"mode must be 'server' or 'client', not {mode!r}")
+        if not isinstance(name, str):
+            raise ShmChannelError("ERR_INVALID_ARG_TYPE", "name must be a str")
+        self.name = name
+        self.mode = mode
+        self._options = _native.EndpointOptions(
+            ring_capacity=ring_capacity,
+            max_message_size=max_message_size,
+            mode=permissions,
+            queue_limit=0,
+            connect_timeout_ms=int(connect_timeout * 1000) if connect_timeout >= 0 else -1,
+        )
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._request_timeout = request_timeout
+        self._state = "idle"
+        self._state_waiters: List[tuple] = []
+        self._thread: Optional[EndpointThread] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._closing: Optional["asyncio.Future[None]"] = None
+        self._ended_streams = False
+        self._pending: Dict[int, _Pending] = {}
+        self._unsent: Set[_Pending] = set()
+        self._handler: Optional[Handler] = None
+        self._serving: Dict[int, "asyncio.Task[None]"] = {}
+        self._subscribers: Set["asyncio.Queue[Optional[bytes]]"] = set()
+        self.max_message_size = 0
+        self.ring_capacity = 0
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """'idle', 'open' (a server without a client), 'connected', 'peer-lost' or 'closed'."""
+        return self._state
+
+    @property
+    def is_open(self) -> bool:
+        return self._state in ("open", "connected", "peer-lost")
+
+    async def open(self) -> None:
+        """Creates (server) or attaches to (client) the segment. Raises ShmChannelError:
+        ERR_ALREADY_OPEN, ERR_CHANNEL_BUSY, ERR_TIMEOUT (no server within connect_timeout),
+        ERR_SHM_OPEN_FAILED, ERR_INVALID_NAME, ERR_INCOMPATIBLE_SEGMENT, ERR_CHANNEL_CLOSED (after close)."""
+        if self._closing is not None:
+            raise closed_error("a channel is opened once: it was closed")
+        if self._thread is not None:
+            raise ShmChannelError("ERR_ALREADY_OPEN", "the channel is already open")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        opened: "asyncio.Future[None]" = loop.create_future()
+
+        def on_open(status: int, err: _native.Error, info: Optional[_native.Info]) -> None:
+            if status != _native.OK or info is None:
+                waited = self.mode == "client" and self._connect_timeout != 0
+                if not opened.done():
+                    opened.set_exception(open_error(status, err, waited))
+                return
+            self.max_message_size = info.max_message_size
+            self.ring_capacity = info.ring_capacity
+            self._set_state("connected" if self.mode == "client" else "open")
+            if not opened.done():
+                opened.set_result(None)
+
+        self._thread = EndpointThread(
+            loop,
+            self.name,
+            _native.SERVER if self.mode == "server" else _native.CLIENT,
+            self._options,
+            on_open,
+            self._on_messages,
+            self._on_ended,
+        )
+        self._thread.start()
+        try:
+            await opened
+        except ShmChannelError:
+            self._thread.join()
+            self._thread = None
+            raise
+
+    async def close(self) -> None:
+        """Sends what is queued (up to close_timeout), says BYE, ends notification streams,
+        fails pending requests with ERR_CHANNEL_CLOSED, cancels the handlers running, and
+        (server) removes the segment. Idempotent."""
+        if self._closing is None:
+            loop = asyncio.get_running_loop()
+            self._closing = loop.create_future()
+            self._shut(closed_error("the channel was closed while the request was pending"))
+            thread = self._thread
+            if thread is None:
+                self._closing.set_result(None)
+            else:
+                closing = self._closing
+
+                def on_closed(status: int) -> None:
+                    if not closing.done():
+                        closing.set_result(None)
+
+                thread.close(int(self._close_timeout * 1000), on_closed)
+            self._set_state("closed")
+        await asyncio.shield(self._closing)
+        if self._thread is not None:
+            self._thread.join()
+
+    async def __aenter__(self) -> "Channel":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def wait_for_state(self, state: str) -> None:
+        """Resolves the next time the channel reaches `state` (at once if it is there now).
+        Raises ERR_CHANNEL_CLOSED if the channel closes first."""
+        if state not in _STATES:
+            raise ShmChannelError("ERR_INVALID_ARG_VALUE", f"no state {state!r}")
+        if self._state == state:
+            return
+        if self._state == "closed":
+            raise closed_error(f"the channel closed while waiting for {state!r}")
+        future: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
+        self._state_waiters.append((state, future))
+        await future
+
+    def _set_state(self, state: str) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        waiters, self._state_waiters = self._state_waiters, []
+        for wanted, future in waiters:
+            if future.done():
+                continue
+            if wanted == state:
+                future.set_result(None)
+            elif state == "closed":
+                future.set_exception(closed_error(f"the channel closed while waiting for {wanted!r}"))
+            else:
+                self._state_waiters.append((wanted, future))
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _check_send(self, data: Data) -> bytes:
+        if self._state == "idle":
+            raise closed_error("not open: call open() first")
+        if self._state == "closed":
+            raise closed_error()
+        payload = _to_bytes(data)
+        if len(payload) > self.max_message_size:
+            raise ShmChannelError(
+                "ERR_MESSAGE_TOO_LARGE", f"{len(payload)} bytes is more than max_message_size {self.max_message_size}"
+            )
+        return payload
+
+    def _send(self, call: Callable[[int], int], what: str) -> None:
+        """Queues a send on the endpoint's thread; a refusal past E_FULL is retried, others dropped."""
+        assert self._thread is not None
+
+        def run(ep: int) -> Any:
+            status = call(ep)
+            return RETRY if status == _native.E_FULL else status
+
+        self._thread.submit(run)
+
+    def notify(self, data: Data) -> None:
+        """Sends a notification. Raises ERR_CHANNEL_CLOSED (not open, closed, or a client whose
+        server left), ERR_MESSAGE_TOO_LARGE, ERR_INVALID_ARG_TYPE. What does not fit in the
+        ring now is queued and sent in order as the peer reads."""
+        payload = self._check_send(data)
+        lib = _native.load()
+        self._send(lambda ep: lib.shmch_endpoint_notify(ep, payload, len(payload)), "notify")
+
+    async def request(self, data: Data, timeout: Optional[float] = None) -> bytes:
+        """Sends a request and returns its response: the last value the handler sent (b'' if
+        it completed without one). ``timeout`` (seconds; default request_timeout) fails it
+        with ERR_TIMEOUT and cancels it at the peer. Raises ShmChannelError: ERR_REMOTE (with
+        ``remote_code``), ERR_NO_HANDLER, ERR_TIMEOUT, ERR_PEER_LOST, ERR_CHANNEL_CLOSED,
+        ERR_MESSAGE_TOO_LARGE, ERR_PROTOCOL. Cancelling the awaiting task cancels the request."""
+        last = b""
+        stream = self.request_stream(data, timeout=timeout)
+        try:
+            async for value in stream:
+                last = value
+        finally:
+            stream.cancel()
+        return last
+
+    def request_stream(self, data: Data, timeout: Optional[float] = None) -> RequestStream:
+        """Sends a request now and returns its streamed response (see RequestStream).
+        Errors are raised by the iteration, as for request()."""
+        pending = _Pending()
+        stream = RequestStream(self, pending)
+        try:
+            payload = self._check_send(data)
+            if self.mode == "server" and self._state != "connected":
+                raise peer_lost_error("no client is connected")
+        except ShmChannelError as err:
+            if err.code == "ERR_INVALID_ARG_TYPE":
+                raise
+            pending.finished = True
+            pending.queue.put_nowait(("error", err))
+            return stream
+        assert self._thread is not None and self._loop is not None
+        lib = _native.load()
+        self._unsent.add(pending)
+        wait = timeout if timeout is not None else self._request_timeout
+        if wait is not None:
+            if wait <= 0:
+                raise ShmChannelError("ERR_INVALID_ARG_VALUE", "timeout must be a positive number of seconds")
+            pending.timer = self._loop.call_later(wait, self._time_out, pending, wait)
+
+        def run(ep: int) -> Any:
+            rid = ctypes.c_uint32()
+            status = lib.shmch_endpoint_request(ep, payload, len(payload), ctypes.byref(rid))
+            return RETRY if status == _native.E_FULL else (status, rid.value)
+
+        def sent(result: tuple) -> None:
+            status, rid = result
+            self._unsent.discard(pending)
+            if status != _native.OK:
+                self._fail(pending, self._send_error(status, "request"))
+                return
+            pending.id = rid
+            if pending.finished:
+                self._send_cancel(rid)  # given up before it was on the wire
+            else:
+                self._pending[rid] = pending
+
+        self._thread.submit(run, sent)
+        return stream
+
+    def _send_error(self, status: int, what: str) -> ShmChannelError:
+        if status == _native.E_CLOSED:
+            return peer_lost_error(f"{what}: the peer left") if self._state != "closed" else closed_error()
+        return status_error(status, what)
+
+    def _send_cancel(self, rid: int) -> None:
+        if self._thread is None or self._closing is not None:
+            return
+        lib = _native.load()
+        self._thread.submit(lambda ep: lib.shmch_endpoint_cancel(ep, rid))
+
+    def _time_out(self, pending: _Pending, wait: float) -> None:
+        pending.timer = None
+        self._fail(pending, ShmChannelError("ERR_TIMEOUT", f"no response within {wait} s"))
+
+    def _finish(self, pending: _Pending) -> None:
+        """The request ended (its COMPLETE or ERROR was taken): forget it."""
+        pending.finished = True
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
+        if pending.id is not None and self._pending.get(pending.id) is pending:
+            del self._pending[pending.id]
+
+    def _fail(self, pending: _Pending, err: ShmChannelError) -> None:
+        """Ends a request here with `err` (timeout, peer lost, close), cancelling it at the peer."""
+        if pending.finished:
+            return
+        in_flight = pending.id is not None and self._pending.get(pending.id) is pending
+        self._finish(pending)
+        pending.queue.put_nowait(("error", err))
+        if in_flight and err.code in ("ERR_TIMEOUT",):
+            self._send_cancel(pending.id)  # type: ignore[arg-type]
+
+    def _cancel(self, pending: _Pending) -> None:
+        """The caller gave up (left the loop early): CANCEL if it is in flight."""
+        if pending.finished:
+            return
+        in_flight = pending.id is not None and self._pending.get(pending.id) is pending
+        self._finish(pending)
+        if in_flight:
+            self._send_cancel(pending.id)  # type: ignore[arg-type]
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def notifications(self) -> Notifications:
+        """Notifications from now on, as an async iterator (see Notifications)."""
+        return Notifications(self)
+
+    def handle(self, handler: Optional[Handler]) -> None:
+        """Sets the request handler (None: none; the peer's requests then fail with
+        ERR_NO_HANDLER). ``handler(data)`` is a coroutine function (its result is the single
+        response; None completes without a value) or an async generator function (each value
+        yielded is sent as it comes: a streamed response). An exception fails the request at
+        the peer with ERR_REMOTE: its ``code`` attribute, if a str, becomes ``remote_code``,
+        and str(exception) the message. When the peer cancels, the handler's task is cancelled."""
+        self._handler = handler
+
+    def _on_messages(self, batch: List[Received]) -> None:
+        for kind, rid, data, error_message, error_code in batch:
+            if kind == _native.NOTIFY:
+                for queue in list(self._subscribers):
+                    queue.put_nowait(data)
+            elif kind == _native.RESPONSE:
+                pending = self._pending.get(rid)
+                if pending is not None:
+                    pending.queue.put_nowait(("value", data))
+            elif kind == _native.COMPLETE:
+                pending = self._pending.pop(rid, None)
+                if pending is not None:
+                    pending.queue.put_nowait(("complete",))
+            elif kind == _native.ERROR:
+                pending = self._pending.pop(rid, None)
+                if pending is not None:
+                    pending.queue.put_nowait(("error", remote_error(error_message or "", error_code)))
+            elif kind == _native.REQUEST:
+                self._on_request(rid, data)
+            elif kind == _native.CANCEL:
+                task = self._serving.pop(rid, None)
+                if task is not None:
+                    task.cancel()
+            elif kind == _native.HELLO:
+                self._set_state("connected")
+            elif kind == _native.BYE:
+                self._on_peer_left()
+
+    def _on_peer_left(self) -> None:
+        self._shut(peer_lost_error(), end_streams=self.mode == "client")
+        if self._state != "closed":
+            self._set_state("peer-lost")
+            if self.mode == "server":
+                self._set_state("open")
+
+    def _on_ended(self, status: int) -> None:
+        """The endpoint is over (a client whose server left, or a failed channel)."""
+        if status in (_native.E_PROTOCOL, _native.E_TRUNCATED):
+            self._shut(status_error(status, "the channel failed"))
+        else:
+            self._shut(peer_lost_error())
+        if self._state != "closed":
+            self._set_state("closed")
+
+    def _shut(self, err: ShmChannelError, end_streams: bool = True) -> None:
+        """Fails every request in flight both ways; ends notification streams if asked."""
+        for pending in list(self._pending.values()) + list(self._unsent):
+            self._fail(pending, err)
+        self._pending.clear()
+        self._unsent.clear()
+        for task in self._serving.values():
+            task.cancel()
+        self._serving.clear()
+        if end_streams and not self._ended_streams:
+            self._ended_streams = True
+            for queue in self._subscribers:
+                queue.put_nowait(None)
+
+    def _on_request(self, rid: int, data: bytes) -> None:
+        lib = _native.load()
+        handler = self._handler
+        if handler is None:
+            message = b"no handler for requests on this channel"
+            self._send(lambda ep: lib.shmch_endpoint_fail(ep, rid, b"ERR_NO_HANDLER", message), "fail")
+            return
+        assert self._loop is not None
+        task = self._loop.create_task(self._serve_request(handler, rid, data))
+        self._serving[rid] = task
+
+    def _answer(self, rid: int, value: Data, *, last: bool) -> None:
+        payload = _to_bytes(value)
+        lib = _native.load()
+        call = lib.shmch_endpoint_reply if last else lib.shmch_endpoint_respond
+
+        def run(ep: int) -> Any:
+            status = call(ep, rid, payload, len(payload))
+            if status == _native.E_INVALID_SIZE:
+                message = f"the response of {len(payload)} bytes is larger than max_message_size".encode()
+                return lib.shmch_endpoint_fail(ep, rid, b"ERR_MESSAGE_TOO_LARGE", message)
+            return RETRY if status == _native.E_FULL else status
+
+        assert self._thread is not None
+        self._thread.submit(run)
+
+    async def _serve_request(self, handler: Handler, rid: int, data: bytes) -> None:
+        lib = _native.load()
+        try:
+            result = handler(data)
+            if inspect.isasyncgen(result):
+                try:
+                    async for value in result:
+                        if self._serving.get(rid) is None:
+                            return
+                        self._answer(rid, value, last=False)
+                finally:
+                    await result.aclose()
+                if self._serving.get(rid) is not None:
+                    self._send(lambda ep: lib.shmch_endpoint_complete(ep, rid), "complete")
+            else:
+                value = await result  # type: ignore[misc]
+                if self._serving.get(rid) is None:
+                    return
+                if value is None:
+                    self._send(lambda ep: lib.shmch_endpoint_complete(ep, rid), "complete")
+                else:
+                    self._answer(rid, value, last=True)
+        except asyncio.CancelledError:
+            pass  # the peer cancelled, left, or the channel closed: nothing more may be sent
+        except Exception as exc:  # the handler failed: the peer gets ERR_REMOTE
+            if self._serving.get(rid) is None:
+                return
+            code = getattr(exc, "code", None)
+            code_bytes = code.encode("utf-8") if isinstance(code, str) else None
+            message = str(exc.message if isinstance(exc, ShmChannelError) else exc).encode("utf-8")
+            self._send(lambda ep: lib.shmch_endpoint_fail(ep, rid, code_bytes, message), "fail")
+        finally:
+            if self._serving.get(rid) is asyncio.current_task():
+                del self._serving[rid]
