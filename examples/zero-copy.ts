@@ -18,7 +18,7 @@ import { existsSync } from 'node:fs';
 
 import { filter, firstValueFrom, lastValueFrom } from 'rxjs';
 
-import { Channel } from '../lib/index';
+import { Channel, type LoanedBuffer } from '../lib/index';
 
 const FRAME_SIZE = 8 << 20;
 const POOL_FRAMES = 4;
@@ -96,9 +96,9 @@ async function consumer(name: string, frames: number): Promise<void> {
   let seen = 0;
   let bad = 0;
   channel.notifications$.subscribe((message) => {
-    // Released (given back to the producer's pool) when this block ends. The cast: loans and
-    // borrowed views have a [Symbol.dispose] that their declared type, Buffer, does not show.
-    using frame = message as Buffer & Disposable;
+    // Released (given back to the producer's pool) when this block ends. The cast: a borrowed
+    // view has the [Symbol.dispose] of a loan, which the stream's type, Buffer, does not show.
+    using frame = message as LoanedBuffer;
     const whole =
       frame.length === FRAME_SIZE &&
       frame.readUInt32LE(0) === seen &&
