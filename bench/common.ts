@@ -11,8 +11,12 @@ export type Control =
    * API (shmchannel's notificationBatches$) takes them through it; the others as without.
    */
   | { op: 'expect'; kind: 'notify'; n: number; size: number; batch?: boolean }
-  /** Payloads: the i-th message must equal payloadSet(size, seed)[i % PAYLOAD_SET_SIZE], byte for byte. */
-  | { op: 'expect'; kind: 'payload'; n: number; size: number; seed: number }
+  /**
+   * Payloads: the i-th message must equal payloadSet(size, seed)[i % PAYLOAD_SET_SIZE], byte for
+   * byte. With `produced`, the sender copies each one into a buffer of its own (shmchannel: a
+   * loan) before sending it, and a receiver that borrows gives each message back once checked.
+   */
+  | { op: 'expect'; kind: 'payload'; n: number; size: number; seed: number; produced?: boolean }
   /** Answered once all expected messages arrived (they were sent before it, in order). */
   | { op: 'wait' };
 
@@ -36,6 +40,41 @@ export type ControlReply = CpuReply | WaitReply | { ok: true };
 
 /** First byte of a round-trip payload (a control request starts with '{'). */
 export const OP_ECHO = 0x01;
+
+/** First byte of a hand-off request: answered with HANDOFF_ANSWER_SIZE bytes, not an echo. */
+export const OP_HANDOFF = 0x02;
+
+export const HANDOFF_ANSWER_SIZE = 64;
+
+/**
+ * The receiver's part of a hand-off, the same on every transport: it reads the message's length,
+ * first and last byte (it can read the whole message; it does not scan it) and answers with them
+ * in 64 bytes, so the sender knows the bytes it handed over arrived.
+ */
+export function handOffAnswer(data: Uint8Array): Buffer {
+  const answer = Buffer.alloc(HANDOFF_ANSWER_SIZE);
+  answer.writeUInt32LE(data.length, 0);
+  answer[4] = data[0];
+  answer[5] = data[data.length - 1];
+  return answer;
+}
+
+/** `source` copied into `buffer`, or into a new Buffer if `buffer` is missing or of another size. */
+export function ownCopy(buffer: Buffer | undefined, source: Buffer): Buffer {
+  const own = buffer?.length === source.length ? buffer : Buffer.allocUnsafeSlow(source.length);
+  source.copy(own);
+  return own;
+}
+
+/** Does `answer` say that `message` arrived whole? */
+export function handOffConfirms(answer: Uint8Array, message: Uint8Array): boolean {
+  return (
+    answer.length === HANDOFF_ANSWER_SIZE &&
+    Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength).readUInt32LE(0) === message.length &&
+    answer[4] === message[0] &&
+    answer[5] === message[message.length - 1]
+  );
+}
 
 /** hrtime in ns as a bigint. */
 export const now = (): bigint => process.hrtime.bigint();

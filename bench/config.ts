@@ -30,6 +30,8 @@ export const config = {
    */
   payload1m: envInt('BENCH_PAYLOAD_1M_COUNT', 2048, 16),
   payload16m: envInt('BENCH_PAYLOAD_16M_COUNT', 128, 4),
+  /** Timed 16 MiB hand-offs per run (the median is over these), after a few untimed ones. */
+  handoff16m: envInt('BENCH_HANDOFF_COUNT', 200, 20),
   /** Idle measurement: how long a connected pair sits unused, and how many times. */
   idleMs: envInt('BENCH_IDLE_MS', 3_000, 1_000),
   /** How long a fresh idle pair sits before it is measured (see bench/scenarios/idle.ts). */
@@ -39,7 +41,7 @@ export const config = {
   transports: (process.env.BENCH_TRANSPORTS ?? '').split(',').filter(Boolean),
   /**
    * Comma-separated scenario ids (rt, rt1core, notify64, notify64_batch, notify4k, payload1m,
-   * payload16m, idle); default all.
+   * payload1m_copy, payload16m, payload16m_copy, handoff16m, idle); default all.
    */
   scenarios: (process.env.BENCH_SCENARIOS ?? '').split(',').filter(Boolean),
 };

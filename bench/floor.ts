@@ -1,7 +1,8 @@
 // What no transport can beat with shmchannel's API on this machine: the cost of handing each
 // message to an RxJS subscriber in JavaScript, with no transport at all (and for the batch row,
-// of framing each message to send it). Measured in the bench process, in the same run, so the
-// 64 B and 1 MiB goals can be read against it.
+// of framing each message to send it; for the produced payloads, of making each message and
+// checking every byte of it). Measured in the bench process, in the same run, so the
+// 64 B, 1 MiB and produced-payload goals can be read against it.
 import { Broadcast } from '../lib/broadcast';
 import { DEFAULT_RING_CAPACITY } from '../lib/channel-options';
 import type { NativeChannel } from '../lib/native';
@@ -147,4 +148,33 @@ export async function deliveryFloor1m(): Promise<number> {
   }
   if (bad !== 0) throw new Error(`delivery floor: ${bad} messages failed the check`);
   return median(rates);
+}
+
+/**
+ * GB/s of each side of a produced-payload row (payload1m, payload16m), with no transport:
+ * `produce`, the sender's copy of each message from its source into a buffer already in use
+ * (as into a loan of the pool, whose pages are mapped after the first round: four sources into
+ * four buffers in rotation); `check`, the receiver's comparison of every byte of each message
+ * with its original, as the bench's receivers do. The two run at once in two processes: the
+ * row cannot beat the slower of them. Neither is a transport's cost: it is the work the row
+ * asks of every transport.
+ */
+export function produceCheckFloor(size: number): { produce: number; check: number } {
+  const count = 4;
+  const sources = Array.from({ length: count }, (_, k) => Buffer.alloc(size, 0x11 * (k + 1)));
+  const targets = Array.from({ length: count }, () => Buffer.alloc(size));
+  const perRun = Math.max(16, (256 << 20) / size);
+  const produceRates: number[] = [];
+  const checkRates: number[] = [];
+  let bad = 0;
+  for (let run = 0; run < RUNS; run++) {
+    let start = process.hrtime.bigint();
+    for (let i = 0; i < perRun; i++) sources[i % count].copy(targets[i % count]);
+    produceRates.push((perRun * size) / Number(process.hrtime.bigint() - start));
+    start = process.hrtime.bigint();
+    for (let i = 0; i < perRun; i++) if (!targets[i % count].equals(sources[i % count])) bad++;
+    checkRates.push((perRun * size) / Number(process.hrtime.bigint() - start));
+  }
+  if (bad !== 0) throw new Error(`produce/check floor: ${bad} messages failed the check`);
+  return { produce: median(produceRates), check: median(checkRates) };
 }

@@ -18,6 +18,8 @@ export class Results {
   batchFloor64 = { send: NaN, deliver: NaN };
   /** GB/s of deliveryFloor1m(); NaN if not measured. */
   deliveryFloor1m = NaN;
+  /** GB/s of each side of produceCheckFloor(), per produced-payload metric (payload1m, payload16m). */
+  readonly produceCheckFloors: Record<string, { produce: number; check: number }> = {};
   /**
    * The idle measurement with nothing open, % of a core per run: what the bench process itself
    * costs in the window. A transport whose idle row sits at this level does nothing while idle.

@@ -27,8 +27,13 @@ export function jsonReport(report: Report): string {
     batchFloor64: Number.isFinite(results.batchFloor64.send) ? results.batchFloor64 : null,
     /** Idle CPU with nothing open (% of a core): the floor of the idle row; null if not measured. */
     idleFloorPct: idleFloor.length > 0 ? { median: median(idleFloor), runs: idleFloor } : null,
-    /** In-process bound of the 1 MiB row (bench/floor.ts), GB/s; null if not measured. */
+    /** In-process bound of the 1 MiB owned-copy row (payload1m_copy; bench/floor.ts), GB/s; null if not measured. */
     deliveryFloor1m: Number.isFinite(results.deliveryFloor1m) ? results.deliveryFloor1m : null,
+    /**
+     * In-process bounds of the produced-payload rows (payload1m, payload16m; bench/floor.ts),
+     * GB/s of each side: the sender's copy into a buffer, the receiver's check of every byte.
+     */
+    produceCheckFloors: results.produceCheckFloors,
     metrics: metrics.map((m) => ({ id: m.id, label: m.label, unit: m.unit, better: m.better })),
     transports: entries.map((e) => ({
       key: e.key,

@@ -2,7 +2,16 @@
 // scenario is a file here, one line below, and its rows in ../metrics.ts.
 import { idle } from './idle';
 import { notify4k, notify64, notify64Batch, notify64BatchBound, notify64Bound } from './notify';
-import { payload16m, payload1m, payload1mBound } from './payload';
+import { handOff16m } from './handoff';
+import {
+  payload16m,
+  payload16mBound,
+  payload16mCopy,
+  payload1m,
+  payload1mBound,
+  payload1mCopy,
+  payload1mCopyBound,
+} from './payload';
 import { roundTrip, roundTripOneCore } from './round-trip';
 import type { Scenario } from './scenario';
 
@@ -15,9 +24,14 @@ export const SCENARIOS: Scenario[] = [
   notify64Batch,
   notify4k,
   payload1m,
+  payload1mCopy,
   payload16m,
+  payload16mCopy,
+  handOff16m,
   roundTripOneCore,
   notify64Bound,
   notify64BatchBound,
+  payload1mCopyBound,
   payload1mBound,
+  payload16mBound,
 ];

@@ -5,7 +5,8 @@ import { withTimeout, type Transport } from '../transports/transport';
 import type { Bench } from './scenario';
 
 /**
- * Sends the one-way messages that `expect` announces (message i carries payloads[i % length])
+ * Sends the one-way messages that `expect` announces (message i carries payloads[i % length];
+ * produced payloads are copied into a buffer of the sender's first, see Transport.sendProduced)
  * and waits until the receiver has them all (and has checked them). Returns the seconds from
  * the first send to the last arrival, and the CPU per message of both processes.
  */
@@ -21,7 +22,8 @@ export async function oneWay(
   await t.control({ op: 'cpuMark' });
   const cpu0 = process.cpuUsage();
   const t0 = now();
-  await t.sendMessages(n, payloads, kind === 'notify', batch);
+  if (kind === 'payload' && expect.produced === true) await t.sendProduced(n, payloads);
+  else await t.sendMessages(n, payloads, kind === 'notify', batch);
   const reply = (await withTimeout(
     t.control({ op: 'wait' }),
     STEP_TIMEOUT_MS,

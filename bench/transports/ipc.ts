@@ -5,7 +5,16 @@
 // the completion callback of that message.
 import type { ChildProcess } from 'node:child_process';
 
-import { FrameType as Type, PeerLogic, PendingReplies, type Control, type ControlReply } from '../common';
+import {
+  FrameType as Type,
+  handOffAnswer,
+  OP_HANDOFF,
+  ownCopy,
+  PeerLogic,
+  PendingReplies,
+  type Control,
+  type ControlReply,
+} from '../common';
 import { forkPeer, isLifecycle, peerLifecycle, type Peer, type Transport } from './transport';
 
 interface IpcMessage {
@@ -21,6 +30,8 @@ export class IpcTransport implements Transport {
   private peer: Peer | undefined;
   private child: ChildProcess | undefined;
   private readonly replies = new PendingReplies();
+  /** The hand-off's message: reused (send() has serialized the previous one). */
+  private handOffBuffer: Buffer | undefined;
   private sent = 0;
   private completed = 0;
   private waitFor = -1;
@@ -52,13 +63,18 @@ export class IpcTransport implements Transport {
     return this.replies.control((id) => this.child!.send({ t: Type.CONTROL, id, c: msg } satisfies IpcMessage));
   }
 
-  async sendMessages(n: number, payloads: readonly Buffer[]): Promise<void> {
-    const child = this.child!;
+  sendMessages(n: number, payloads: readonly Buffer[]): Promise<void> {
     const count = payloads.length;
+    return this.send(n, (i) => payloads[i % count]);
+  }
+
+  /** Sends n messages, message i carrying payloadOf(i). */
+  private async send(n: number, payloadOf: (i: number) => Buffer): Promise<void> {
+    const child = this.child!;
     const msg: IpcMessage = { t: Type.MESSAGE, id: 0, d: undefined };
     for (let i = 0; i < n; i++) {
       msg.id = i;
-      msg.d = payloads[i % count];
+      msg.d = payloadOf(i);
       // Serialized synchronously, so one message object can be reused.
       const ok = child.send(msg, this.onSent);
       this.sent++;
@@ -67,6 +83,21 @@ export class IpcTransport implements Transport {
         if (this.completed < this.waitFor) await new Promise<void>((resolve) => (this.wake = resolve));
       }
     }
+  }
+
+  async sendProduced(n: number, sources: readonly Buffer[]): Promise<void> {
+    // send() serializes at once: one buffer serves every message.
+    let buffer: Buffer | undefined;
+    const count = sources.length;
+    await this.send(n, (i) => (buffer = ownCopy(buffer, sources[i % count])));
+  }
+
+  async prepareHandOff(source: Buffer): Promise<Buffer> {
+    return (this.handOffBuffer = ownCopy(this.handOffBuffer, source));
+  }
+
+  handOff(message: Buffer): Promise<Buffer> {
+    return this.roundTrip(message);
   }
 
   async teardown(): Promise<void> {
@@ -91,7 +122,7 @@ export function runIpcPeer(): void {
         logic.onMessage(msg.id, msg.d!);
         return;
       case Type.REQUEST:
-        send({ t: Type.RESPONSE, id: msg.id, d: msg.d });
+        send({ t: Type.RESPONSE, id: msg.id, d: msg.d![0] === OP_HANDOFF ? handOffAnswer(msg.d!) : msg.d });
         return;
       case Type.CONTROL:
         void Promise.resolve(logic.control(msg.c as Control)).then((reply) =>

@@ -6,10 +6,26 @@
 //               stamped into the first 4 bytes of the payload (shmchannel has no user header).
 //   grouped:    notifyMany(group) -> notificationBatches$ (the batch row), each message read
 //               where it lies in the batch.
+//   produced:   loan() (waitForLoan() when the pool is exhausted), the source copied in,
+//               notify(loan) -> notifications$ of borrowed views, each released once checked.
+//   hand-off:   request(loan filled before the clock starts) -> handleWith that reads the
+//               borrowed view's length, first and last byte, releases it and answers 64 B.
+// The server opens with a loan pool (POOL_SIZE) and borrow: true (it is the receiving side of
+// every one-way scenario and of the hand-off); messages sent from plain Buffers still arrive
+// as copies, so the other rows measure what they did without a pool.
 import { lastValueFrom, of, type Subscription } from 'rxjs';
 
 import { Channel, handleWith, SharedMemory, type NotificationBatch } from '../../lib/index';
-import { decodeJson, encodeJson, OP_ECHO, PeerLogic, type Control, type ControlReply } from '../common';
+import {
+  decodeJson,
+  encodeJson,
+  handOffAnswer,
+  OP_ECHO,
+  OP_HANDOFF,
+  PeerLogic,
+  type Control,
+  type ControlReply,
+} from '../common';
 import { forkPeer, peerLifecycle, type Peer, type Transport } from './transport';
 
 let instances = 0;
@@ -19,6 +35,9 @@ let instances = 0;
  * write() (its 64 KiB chunk).
  */
 const GROUP = 1024;
+
+/** Bytes of each direction's loan pool: four of the largest payload (16 MiB), a multiple of 4096. */
+const POOL_SIZE = 4 * (16 << 20);
 
 export class ShmTransport implements Transport {
   private readonly name = `/shmch-bench-${process.pid}-${++instances}`;
@@ -52,6 +71,37 @@ export class ShmTransport implements Transport {
       if (stampSeq) p.writeUInt32LE(i, 0);
       // The ring is full and the rest waits in the queue: let the peer catch up first.
       if (!ch.notify(p)) await ch.drained();
+    }
+  }
+
+  async sendProduced(n: number, sources: readonly Buffer[]): Promise<void> {
+    const ch = this.channel!;
+    const count = sources.length;
+    for (let i = 0; i < n; i++) {
+      const source = sources[i % count];
+      const loan = await this.loanOf(source.length);
+      source.copy(loan);
+      if (!ch.notify(loan)) await ch.drained();
+    }
+  }
+
+  async prepareHandOff(source: Buffer): Promise<Buffer> {
+    const loan = await this.loanOf(source.length);
+    source.copy(loan);
+    return loan;
+  }
+
+  handOff(message: Buffer): Promise<Buffer> {
+    return lastValueFrom(this.channel!.request(message));
+  }
+
+  /** A loan now, or once the peer has released enough (backpressure of an exhausted pool). */
+  private loanOf(size: number): Promise<Buffer> | Buffer {
+    try {
+      return this.channel!.loan(size);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ERR_POOL_EXHAUSTED') throw err;
+      return this.channel!.waitForLoan(size);
     }
   }
 
@@ -98,7 +148,7 @@ function removeSegment(name: string): void {
 
 export async function runShmPeer(name: string): Promise<void> {
   const logic = new PeerLogic();
-  const server = new Channel(name, 'server');
+  const server = new Channel(name, 'server', { poolSize: POOL_SIZE, borrow: true });
   const life = peerLifecycle(() => server.close());
   try {
     await server.open();
@@ -110,6 +160,8 @@ export async function runShmPeer(name: string): Promise<void> {
   // every notification a Buffer of its own, which the batch row must not pay for.
   let receiving: Subscription | undefined;
   let batches = false;
+  // Produced payloads come as borrowed views: each goes back once checked.
+  let releasing = false;
   const receive = (batch: boolean) => {
     if (receiving !== undefined && batch === batches) return;
     receiving?.unsubscribe();
@@ -118,7 +170,10 @@ export async function runShmPeer(name: string): Promise<void> {
     receiving = batch
       ? server.notificationBatches$.subscribe({ next: (b) => onBatch(logic, b), error })
       : server.notifications$.subscribe({
-          next: (data) => logic.onMessage(data.length >= 4 ? data.readUInt32LE(0) : -1, data),
+          next: (data) => {
+            logic.onMessage(data.length >= 4 ? data.readUInt32LE(0) : -1, data);
+            if (releasing) server.release(data);
+          },
           error,
         });
   };
@@ -127,9 +182,17 @@ export async function runShmPeer(name: string): Promise<void> {
     .pipe(
       handleWith((data: Buffer) => {
         if (data[0] === OP_ECHO) return of(data);
+        if (data[0] === OP_HANDOFF) {
+          const answer = handOffAnswer(data);
+          server.release(data);
+          return of(answer);
+        }
         const msg = decodeJson<Control>(data);
         // Before the answer, so before the messages it announces.
-        if (msg.op === 'expect') receive(msg.kind === 'notify' && msg.batch === true);
+        if (msg.op === 'expect') {
+          receive(msg.kind === 'notify' && msg.batch === true);
+          releasing = msg.kind === 'payload' && msg.produced === true;
+        }
         return Promise.resolve(logic.control(msg)).then(encodeJson);
       }),
     )

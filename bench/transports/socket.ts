@@ -18,6 +18,9 @@ import {
   decodeJson,
   encodeJson,
   FrameType as Type,
+  handOffAnswer,
+  OP_HANDOFF,
+  ownCopy,
   PeerLogic,
   PendingReplies,
   type Control,
@@ -45,8 +48,11 @@ export class FrameWriter {
 
   constructor(private readonly socket: net.Socket) {}
 
-  /** Queues one frame; false when the socket asks the sender to wait for 'drain'. */
-  send(type: number, id: number, payload: Uint8Array): boolean {
+  /**
+   * Queues one frame; false when the socket asks the sender to wait for 'drain'. `written`: for
+   * a large payload (written by reference), called once the socket is done with it.
+   */
+  send(type: number, id: number, payload: Uint8Array, written?: () => void): boolean {
     const length = payload.length;
     if (length >= LARGE) {
       this.flush(); // keep frames in order
@@ -56,7 +62,7 @@ export class FrameWriter {
       header.writeUInt32LE(id, 8);
       this.socket.cork();
       this.socket.write(header);
-      const ok = this.socket.write(payload);
+      const ok = this.socket.write(payload, written);
       this.socket.uncork();
       return ok;
     }
@@ -171,6 +177,10 @@ export class SocketTransport implements Transport {
   private writer: FrameWriter | undefined;
   private peer: Peer | undefined;
   private readonly replies = new PendingReplies();
+  /** The hand-off's message: reused, as the previous one has arrived whole when it is refilled. */
+  private handOffBuffer: Buffer | undefined;
+  /** Produced payloads' buffers the socket is done with, by size. */
+  private readonly spares = new Map<number, Buffer[]>();
 
   async setup(): Promise<void> {
     removeFile(this.path);
@@ -207,6 +217,30 @@ export class SocketTransport implements Transport {
     w.flush();
   }
 
+  async sendProduced(n: number, sources: readonly Buffer[]): Promise<void> {
+    const w = this.writer!;
+    const count = sources.length;
+    // A buffer goes back to the spares once the socket has written it; they outlive the run,
+    // as a sender's buffers would (a fresh one faults its pages in).
+    let spares = this.spares.get(sources[0].length);
+    if (spares === undefined) this.spares.set(sources[0].length, (spares = []));
+    for (let i = 0; i < n; i++) {
+      const source = sources[i % count];
+      const buffer = spares.pop() ?? Buffer.allocUnsafeSlow(source.length);
+      source.copy(buffer);
+      if (!w.send(Type.MESSAGE, i, buffer, () => spares.push(buffer))) await w.drain();
+    }
+    w.flush();
+  }
+
+  async prepareHandOff(source: Buffer): Promise<Buffer> {
+    return (this.handOffBuffer = ownCopy(this.handOffBuffer, source));
+  }
+
+  handOff(message: Buffer): Promise<Buffer> {
+    return this.roundTrip(message);
+  }
+
   async teardown(): Promise<void> {
     this.socket?.end();
     this.socket = undefined;
@@ -240,6 +274,10 @@ export function runSocketPeer(socketPath: string): void {
         logic.onMessage(id, data);
         return;
       case Type.REQUEST:
+        if (data[0] === OP_HANDOFF) {
+          writer!.send(Type.RESPONSE, id, handOffAnswer(data));
+          return;
+        }
         // `data` views the read buffer: small frames are copied into the chunk right away,
         // a large one must be copied before it is written by reference.
         writer!.send(Type.RESPONSE, id, data.length >= LARGE ? Buffer.from(data) : data);

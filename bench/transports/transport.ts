@@ -25,6 +25,20 @@ export interface Transport {
    * always do. Resolves once all are handed to the transport.
    */
   sendMessages(n: number, payloads: readonly Buffer[], stampSeq: boolean, grouped?: boolean): Promise<void>;
+  /**
+   * Sends n one-way messages as sendMessages() does, except that the sender produces each
+   * message's bytes: it copies sources[i % sources.length] into a buffer it then sends
+   * (shmchannel: a loan out of its pool, waiting for one when the pool is exhausted; the others
+   * a buffer of their own, reused where the transport says when it is done with it).
+   */
+  sendProduced(n: number, sources: readonly Buffer[]): Promise<void>;
+  /**
+   * A message ready to hand off: a copy of `source` in a buffer of the sender's (shmchannel: a
+   * loan), made before the clock starts. handOff() sends it.
+   */
+  prepareHandOff(source: Buffer): Promise<Buffer>;
+  /** One request carrying `message` (from prepareHandOff()); resolves with the peer's 64 B answer. */
+  handOff(message: Buffer): Promise<Buffer>;
   /** Closes everything and waits for the peer to exit. Idempotent. */
   teardown(): Promise<void>;
   /** Best-effort synchronous cleanup on SIGINT: kill the peer, remove files. */

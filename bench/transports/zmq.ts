@@ -14,6 +14,9 @@ import {
   decodeJson,
   encodeJson,
   FrameType as Type,
+  handOffAnswer,
+  OP_HANDOFF,
+  ownCopy,
   PeerLogic,
   PendingReplies,
   type Control,
@@ -50,6 +53,7 @@ export class ZmqTransport implements Transport {
   private peer: Peer | undefined;
   private readonly head = Buffer.alloc(8);
   private readonly replies = new PendingReplies();
+  private handOffBuffer: Buffer | undefined;
 
   constructor(private readonly zmq: Zmq) {}
 
@@ -90,6 +94,26 @@ export class ZmqTransport implements Transport {
     for (let i = 0; i < n; i++) {
       await socket.send([header(head, Type.MESSAGE, i), payloads[i % count]]);
     }
+  }
+
+  async sendProduced(n: number, sources: readonly Buffer[]): Promise<void> {
+    const socket = this.socket!;
+    const head = this.head;
+    const count = sources.length;
+    for (let i = 0; i < n; i++) {
+      // A new buffer each time: zeromq sends large parts by reference and does not say when it
+      // is done with one, so none can be refilled safely.
+      await socket.send([header(head, Type.MESSAGE, i), ownCopy(undefined, sources[i % count])]);
+    }
+  }
+
+  async prepareHandOff(source: Buffer): Promise<Buffer> {
+    // Reused: the previous message has arrived whole when this one is filled.
+    return (this.handOffBuffer = ownCopy(this.handOffBuffer, source));
+  }
+
+  handOff(message: Buffer): Promise<Buffer> {
+    return this.roundTrip(message);
   }
 
   async teardown(): Promise<void> {
@@ -160,7 +184,7 @@ export async function runZmqPeer(file: string): Promise<void> {
           break;
         case Type.REQUEST:
           if (later > 0) await sending;
-          await out.send([header(head, Type.RESPONSE, id), body]);
+          await out.send([header(head, Type.RESPONSE, id), body[0] === OP_HANDOFF ? handOffAnswer(body) : body]);
           break;
         case Type.CONTROL:
           void Promise.resolve(logic.control(decodeJson<Control>(body))).then((reply) =>
