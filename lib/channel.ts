@@ -286,8 +286,9 @@ export class Channel implements ClosableAtExit {
   /**
    * Gives back a loan that was not sent, or a message borrowed with the `borrow` option: its
    * Buffer is detached, and its memory is the owner's again. Idempotent (a loan already sent,
-   * a view already given back or gone with the peer: nothing happens). Throws
-   * ERR_INVALID_ARG_VALUE for a Buffer that never was a loan or a borrowed message.
+   * a view already given back or gone with the peer: nothing happens), and nothing happens for
+   * any other bytes, so a borrowing receiver may release every message it got, whichever way it
+   * came. ERR_INVALID_ARG_TYPE for something that is not a Uint8Array.
    */
   release(buffer: Buffer): void {
     release(buffer);

@@ -37,24 +37,20 @@ const lent = new WeakMap<ArrayBufferLike, Lent>();
 
 const forgotten = new FinalizationRegistry<Lent>((entry) => entry.loans.collected(entry));
 
-// Copies handed out where the runtime refuses external memory (Electron's V8 sandbox): release()
-// takes them too, so code written for loans runs unchanged.
-const copies = new WeakSet<ArrayBufferLike>();
-
 function disposer(buffer: Buffer): () => void {
   return () => release(buffer);
 }
 
-/** Gives back a loan not sent, or a borrowed message. Idempotent; anything else is a TypeError. */
+/**
+ * Gives back a loan not sent, or a borrowed message. Idempotent, and nothing for any other bytes:
+ * a borrowing receiver releases every message it got, whether it came by reference or by copy.
+ */
 export function release(data: unknown): void {
   if (!(data instanceof Uint8Array)) {
-    throw createError('ERR_INVALID_ARG_TYPE', 'release() takes a Buffer from loan() or a borrowed message');
+    throw createError('ERR_INVALID_ARG_TYPE', 'release() takes a Buffer from loan() or a received message');
   }
   const entry = lent.get(data.buffer);
   if (entry !== undefined) entry.loans.giveBack(entry);
-  else if (!copies.has(data.buffer)) {
-    throw createError('ERR_INVALID_ARG_VALUE', 'release() takes a Buffer from loan() or a borrowed message');
-  }
 }
 
 export class Loans {
@@ -276,10 +272,9 @@ export class Loans {
   }
 }
 
-/** A Buffer with an ArrayBuffer of its own that release() accepts (and ignores). */
+/** Where the runtime refuses external memory: a Buffer of its own, disposable as a loan is. */
 function plainCopy(size: number): LoanedBuffer {
   const buffer = Buffer.alloc(size);
-  copies.add(buffer.buffer);
   Object.defineProperty(buffer, Symbol.dispose, { value: () => undefined, configurable: true });
   return buffer as LoanedBuffer;
 }

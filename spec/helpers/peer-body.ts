@@ -124,14 +124,10 @@ function consumed(message: unknown): unknown {
   return description;
 }
 
-/** With `borrow`, gives a message back if it is a view (one that came by copy is no loan: refused). */
+/** With `borrow`, gives a message back (nothing happens for one that came by copy). */
 function releaseIfBorrowed(message: unknown): void {
   if (config.options?.borrow !== true || !Buffer.isBuffer(message)) return;
-  try {
-    channel.release(message);
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ERR_INVALID_ARG_VALUE') throw err;
-  }
+  channel.release(message);
 }
 
 /** A loan of this channel holding `parts` one after the other. */
@@ -418,13 +414,7 @@ async function run(command: PeerCommand): Promise<unknown> {
       return {};
     case 'release-held': {
       const count = held.length;
-      for (const buffer of held.splice(0)) {
-        try {
-          channel.release(buffer);
-        } catch (err) {
-          if ((err as { code?: string }).code !== 'ERR_INVALID_ARG_VALUE') throw err;
-        }
-      }
+      for (const buffer of held.splice(0)) channel.release(buffer);
       holdViews = false;
       return { count };
     }
