@@ -305,7 +305,8 @@ export class Connection implements ResponseSink {
   private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): boolean {
     this.checkMaySend(duringClose);
     // A loan of ours goes by reference; any other bytes (a loan of another channel too) by copy.
-    const loan = this.loans.poolCapacity > 0 && !control ? this.loans.take(data) : undefined;
+    // (An empty Buffer may be a detached loan of any channel: take() refuses to send it.)
+    const loan = (this.loans.poolCapacity > 0 || data.length === 0) && !control ? this.loans.take(data) : undefined;
     let inRing: boolean;
     try {
       inRing =

@@ -279,6 +279,8 @@ shmch_status RingReader::read(uint8_t* dst, size_t dst_capacity, uint32_t large_
       shmch_descriptor d;
       std::memcpy(&d, dst + out + SHMCH_FRAME_HEADER_SIZE, sizeof d);
       shmch_status s = pool_ == nullptr ? SHMCH_E_PROTOCOL : pool_->accept(d, h.total);
+      // Out of memory to record it: hand over what came before, and leave it in the ring.
+      if (s == SHMCH_E_RESOURCE && out > 0) break;
       if (s != SHMCH_OK) return s;
     }
     account(h);
