@@ -46,7 +46,7 @@ interface Seen {
   notificationsExact: number;
   requests: number;
   requestsExact: number;
-  /** channel.release() took every message: each came as a view of the client's pool. */
+  /** release() detached every message: each came as a view of the client's pool. */
   allBorrowed: boolean;
   /** At the client's "done" (after it released every response): the whole pool lent at once. */
   poolBack: boolean | undefined;
@@ -64,13 +64,15 @@ function serve(server: Channel, size: number, poolSize: number): Seen {
     poolBack: undefined,
     errors: [],
   };
+  // A view of the client's pool is detached by its release; a copy would keep its bytes.
   const giveBack = (buffer: Buffer): void => {
+    const length = buffer.length;
     try {
       server.release(buffer);
     } catch (err) {
-      seen.allBorrowed = false;
       seen.errors.push(String(err));
     }
+    if (length > 0 && buffer.length !== 0) seen.allBorrowed = false;
   };
   server.notifications$.subscribe((message) => {
     if (message.length === 4 && message.toString() === 'done') {
