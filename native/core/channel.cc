@@ -296,10 +296,23 @@ shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* er
     delete ch;
     return s;
   }
-  // Attach: exactly one client may set CLIENT_ATTACHED.
-  if ((state & (SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED)) != 0 ||
-      !__atomic_compare_exchange_n(state_word(ch), &state, state | SHMCH_STATE_CLIENT_ATTACHED,
-                                   false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+  // Attach: exactly one client may set CLIENT_ATTACHED. A compare-and-swap that fails gives
+  // the state as it is now: look again, so that another flag changing meanwhile is not taken
+  // for another client.
+  bool attached = false;
+  while ((state & (SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED | SHMCH_STATE_SERVER_CLOSED)) == 0 &&
+         (state & SHMCH_STATE_SERVER_READY) != 0) {
+    if (__atomic_compare_exchange_n(state_word(ch), &state, state | SHMCH_STATE_CLIENT_ATTACHED, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+      attached = true;
+      break;
+    }
+  }
+  if (!attached && (state & SHMCH_STATE_SERVER_CLOSED) != 0) {
+    delete ch;
+    return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "server not ready");
+  }
+  if (!attached) {
     uint32_t holder = __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE);
     uint64_t holder_start = read_u64(b, off::kClientStartTime);
     state = load_acquire(state_word(ch));
