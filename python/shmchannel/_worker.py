@@ -26,6 +26,11 @@ Received = Tuple[int, int, bytes, Optional[str], Optional[str]]
 Command = Tuple[Callable[[int], Any], Optional[Callable[[Any], None]]]
 RETRY = object()
 
+# How often a wait looks at the core's outgoing queue while the loop awaits drained() and bytes
+# are still queued in the core: its wait reports SHMCH_EV_WRITABLE only after a refused send,
+# not when a queue that never refused anything empties (see the package README).
+DRAIN_CHECK_MS = 10
+
 
 def _decode(text: Optional[bytes]) -> Optional[str]:
     return None if text is None else text.decode("utf-8", "replace")
@@ -43,6 +48,7 @@ class EndpointThread(threading.Thread):
         on_open: Callable[[int, _native.Error, Optional[_native.Info]], None],
         on_messages: Callable[[List[Received]], None],
         on_ended: Callable[[int], None],
+        on_queued: Callable[[int], None],
     ) -> None:
         super().__init__(name=f"shmchannel {name}", daemon=True)
         self._lib = _native.load()
@@ -53,6 +59,10 @@ class EndpointThread(threading.Thread):
         self._on_open = on_open
         self._on_messages = on_messages
         self._on_ended = on_ended
+        self._on_queued = on_queued
+        self._core_queued = 0  # shmch_endpoint_queued() as last told to the loop
+        # Set by the loop while drained() is awaited (a bool: written and read whole under the GIL).
+        self.drain_wanted = False
         self._commands: Deque[Command] = collections.deque()
         self._event = threading.Event()  # wakes the thread once its endpoint has ended
         self._ep_lock = threading.Lock()  # guards _ep_for_wake against the free in close
@@ -118,6 +128,9 @@ class EndpointThread(threading.Thread):
             if result is RETRY:
                 return False
             self._commands.popleft()
+            # Before the result: the loop must never see the bytes leave its count before the
+            # core's queue, which may have taken them, is counted (drained() would resolve early).
+            self._report_queued(ep)
             if done is not None:
                 self._post(done, result)
         return True
@@ -159,11 +172,20 @@ class EndpointThread(threading.Thread):
                     ended = True
                     self._post(self._on_ended, status)
                     continue  # the commands queued meanwhile now fail at once
-                lib.shmch_endpoint_wait(ep, -1)
+                self._report_queued(ep)
+                slice_ms = DRAIN_CHECK_MS if self.drain_wanted and self._core_queued else -1
+                lib.shmch_endpoint_wait(ep, slice_ms)
             else:
                 # The client's endpoint is over and its wait would return at once: sleep on our
                 # own event until the loop queues something or closes.
                 self._event.wait()
+
+    def _report_queued(self, ep: int) -> None:
+        """Tells the loop how many bytes the core holds in its queue, when that changed."""
+        queued = self._lib.shmch_endpoint_queued(ep)
+        if queued != self._core_queued:
+            self._core_queued = queued
+            self._post(self._on_queued, queued)
 
     def _flush_pending(self, ep: int) -> None:
         """On close: gives the commands still waiting for room close_timeout to go out."""

@@ -35,6 +35,8 @@ Data = Union[bytes, bytearray, memoryview, str]
 Handler = Callable[[bytes], Union[Awaitable[Optional[Data]], AsyncIterator[Data]]]
 
 _STATES = ("idle", "open", "connected", "peer-lost", "closed")
+# The default bound of the outgoing queue is never below this (Node's MIN_QUEUE_BOUND).
+_MIN_QUEUE_BOUND = 64 << 20
 
 
 def _to_bytes(data: Data) -> bytes:
@@ -64,20 +66,26 @@ class _Pending:
 class RequestStream:
     """The response to one request, value by value: ``async for value in ch.request_stream(data)``.
 
-    The request is sent when the stream is created. Leaving the loop early (``break``, an
+    Cold, like the Node package's request(): nothing is sent until the iteration starts (the
+    first ``__anext__``), and the timeout runs from then. Leaving the loop early (``break``, an
     exception), ``await stream.aclose()`` or dropping the stream cancels the request at the
     peer's handler. Raises ShmChannelError as Channel.request() does.
     """
 
-    def __init__(self, channel: "Channel", pending: _Pending) -> None:
+    def __init__(self, channel: "Channel", pending: _Pending, start: Optional[Callable[[], None]]) -> None:
         self._channel = channel
         self._pending = pending
+        self._start = start
 
     def __aiter__(self) -> "RequestStream":
         return self
 
     async def __anext__(self) -> bytes:
         p = self._pending
+        if self._start is not None:
+            start, self._start = self._start, None
+            if not p.finished:
+                start()
         if p.finished and p.queue.empty():
             raise StopAsyncIteration
         item = await p.queue.get()
@@ -89,7 +97,9 @@ class RequestStream:
         raise item[1]
 
     def cancel(self) -> None:
-        """Gives up the request (sends CANCEL if it is still in flight)."""
+        """Gives up the request (sends CANCEL if it is in flight; before the iteration started,
+        nothing is ever sent)."""
+        self._start = None
         self._channel._cancel(self._pending)
 
     async def aclose(self) -> None:
@@ -151,7 +161,10 @@ class Channel:
     Options mirror the Node package's (seconds instead of ms): ``ring_capacity`` and
     ``max_message_size`` and ``permissions`` (server), ``connect_timeout`` (client, 0: one try),
     ``close_timeout`` (how long close() waits for queued messages), ``request_timeout`` (the
-    default ``timeout`` of requests).
+    default ``timeout`` of requests), ``max_queued_bytes`` (the bound of the outgoing queue used
+    while the ring is full: default ``max_message_size + ring_capacity``, at least 64 MiB, and
+    never less than ``max_message_size``; past it notify() and request() raise ERR_QUEUE_FULL
+    and send nothing; :meth:`drained` waits for the queue to empty).
     """
 
     def __init__(
@@ -165,13 +178,24 @@ class Channel:
         connect_timeout: float = 5.0,
         close_timeout: float = 2.0,
         request_timeout: Optional[float] = None,
+        max_queued_bytes: Optional[int] = None,
     ) -> None:
         if mode not in ("server", "client"):
             raise ShmChannelError("ERR_INVALID_ARG_VALUE", f"mode must be 'server' or 'client', not {mode!r}")
         if not isinstance(name, str):
             raise ShmChannelError("ERR_INVALID_ARG_TYPE", "name must be a str")
+        if max_queued_bytes is not None and (
+            not isinstance(max_queued_bytes, int) or isinstance(max_queued_bytes, bool) or max_queued_bytes < 0
+        ):
+            raise ShmChannelError("ERR_INVALID_SIZE", f"max_queued_bytes must be a whole number >= 0, not {max_queued_bytes!r}")
         self.name = name
         self.mode = mode
+        self._max_queued_option = max_queued_bytes
+        #: The bound of the outgoing queue in force (known once open).
+        self.max_queued_bytes = 0
+        self._waiting_bytes = 0  # handed to the endpoint's thread, not yet taken by the core
+        self._core_queued = 0  # in the core's queue, as its thread last told
+        self._drain_waiters: List["asyncio.Future[None]"] = []
         self._options = _native.EndpointOptions(
             ring_capacity=ring_capacity,
             max_message_size=max_message_size,
@@ -227,6 +251,10 @@ class Channel:
                 return
             self.max_message_size = info.max_message_size
             self.ring_capacity = info.ring_capacity
+            bound = self._max_queued_option
+            if bound is None:
+                bound = max(_MIN_QUEUE_BOUND, info.max_message_size + info.ring_capacity)
+            self.max_queued_bytes = max(bound, info.max_message_size)
             self._set_state("connected" if self.mode == "client" else "open")
             if not opened.done():
                 opened.set_result(None)
@@ -239,6 +267,7 @@ class Channel:
             on_open,
             self._on_messages,
             self._on_ended,
+            self._on_queued,
         )
         self._thread.start()
         try:
@@ -255,6 +284,7 @@ class Channel:
         if self._closing is None:
             loop = asyncio.get_running_loop()
             self._closing = loop.create_future()
+            self._end_drain_waiters(closed_error("the channel was closed before its queue drained"))
             self._shut(closed_error("the channel was closed while the request was pending"))
             thread = self._thread
             if thread is None:
@@ -321,30 +351,97 @@ class Channel:
             )
         return payload
 
-    def _send(self, call: Callable[[int], int], what: str) -> None:
+    def _send(self, call: Callable[[int], int], what: str, size: int = 0) -> None:
         """Queues a send on the endpoint's thread; a refusal past E_FULL is retried, others dropped."""
-        assert self._thread is not None
 
         def run(ep: int) -> Any:
             status = call(ep)
             return RETRY if status == _native.E_FULL else status
 
-        self._thread.submit(run)
+        self._submit(run, size)
+
+    def _submit(self, run: Callable[[int], Any], size: int, done: Optional[Callable[[Any], None]] = None) -> None:
+        """Hands `run` to the endpoint's thread, counting `size` bytes as queued until it ran."""
+        assert self._thread is not None
+        self._waiting_bytes += size
+
+        def ran(result: Any) -> None:
+            self._waiting_bytes -= size
+            if done is not None:
+                done(result)
+            self._check_drained()
+
+        self._thread.submit(run, ran)
+
+    def _reserve(self, size: int) -> None:
+        """Raises ERR_QUEUE_FULL unless `size` more bytes may wait in the outgoing queue."""
+        waiting = self.queued_bytes
+        if waiting + size > self.max_queued_bytes:
+            raise ShmChannelError(
+                "ERR_QUEUE_FULL",
+                f"{waiting} bytes wait in the outgoing queue, and {size} more would pass "
+                f"max_queued_bytes ({self.max_queued_bytes})",
+            )
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes sent but not yet in the ring (the outgoing queue): what max_queued_bytes bounds."""
+        return self._waiting_bytes + self._core_queued
+
+    async def drained(self) -> None:
+        """Resolves once nothing waits in the outgoing queue (at once if nothing does): all sent
+        so far is in the ring. Raises ERR_PEER_LOST if the peer leaves first, ERR_PROTOCOL if
+        the channel fails, ERR_CHANNEL_CLOSED if it closes first (or is not open)."""
+        if self._state == "idle":
+            raise closed_error("not open: call open() first")
+        if self._state == "closed":
+            raise closed_error()
+        if self.queued_bytes == 0:
+            return
+        assert self._loop is not None and self._thread is not None
+        future: "asyncio.Future[None]" = self._loop.create_future()
+        self._drain_waiters.append(future)
+        self._thread.drain_wanted = True
+        self._thread.submit(lambda ep: None)  # wakes the thread to look at its queue again
+        await future
+
+    def _on_queued(self, queued: int) -> None:
+        self._core_queued = queued
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self.queued_bytes == 0 and self._drain_waiters:
+            self._end_drain_waiters(None)
+
+    def _end_drain_waiters(self, err: Optional[ShmChannelError]) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        if self._thread is not None:
+            self._thread.drain_wanted = False
+        for future in waiters:
+            if future.done():
+                continue
+            if err is None:
+                future.set_result(None)
+            else:
+                future.set_exception(err)
 
     def notify(self, data: Data) -> None:
         """Sends a notification. Raises ERR_CHANNEL_CLOSED (not open, closed, or a client whose
-        server left), ERR_MESSAGE_TOO_LARGE, ERR_INVALID_ARG_TYPE. What does not fit in the
-        ring now is queued and sent in order as the peer reads."""
+        server left), ERR_MESSAGE_TOO_LARGE, ERR_INVALID_ARG_TYPE, ERR_QUEUE_FULL (the outgoing
+        queue is at max_queued_bytes: nothing was sent; retry after drained()). What does not
+        fit in the ring now is queued and sent in order as the peer reads."""
         payload = self._check_send(data)
+        self._reserve(len(payload))
         lib = _native.load()
-        self._send(lambda ep: lib.shmch_endpoint_notify(ep, payload, len(payload)), "notify")
+        self._send(lambda ep: lib.shmch_endpoint_notify(ep, payload, len(payload)), "notify", len(payload))
 
     async def request(self, data: Data, timeout: Optional[float] = None) -> bytes:
         """Sends a request and returns its response: the last value the handler sent (b'' if
         it completed without one). ``timeout`` (seconds; default request_timeout) fails it
         with ERR_TIMEOUT and cancels it at the peer. Raises ShmChannelError: ERR_REMOTE (with
         ``remote_code``), ERR_NO_HANDLER, ERR_TIMEOUT, ERR_PEER_LOST, ERR_CHANNEL_CLOSED,
-        ERR_MESSAGE_TOO_LARGE, ERR_PROTOCOL. Cancelling the awaiting task cancels the request."""
+        ERR_MESSAGE_TOO_LARGE, ERR_QUEUE_FULL, ERR_PROTOCOL. Cancelling the awaiting task cancels
+        the request."""
         last = b""
         stream = self.request_stream(data, timeout=timeout)
         try:
@@ -355,27 +452,30 @@ class Channel:
         return last
 
     def request_stream(self, data: Data, timeout: Optional[float] = None) -> RequestStream:
-        """Sends a request now and returns its streamed response (see RequestStream).
-        Errors are raised by the iteration, as for request()."""
+        """A request and its streamed response (see RequestStream): sent when the iteration
+        starts. Errors are raised by the iteration, as for request(); a wrong type of data or
+        timeout at once."""
+        payload = _to_bytes(data)
+        wait = timeout if timeout is not None else self._request_timeout
+        if wait is not None and wait <= 0:
+            raise ShmChannelError("ERR_INVALID_ARG_VALUE", "timeout must be a positive number of seconds")
         pending = _Pending()
-        stream = RequestStream(self, pending)
+        return RequestStream(self, pending, lambda: self._start_request(pending, payload, wait))
+
+    def _start_request(self, pending: _Pending, payload: bytes, wait: Optional[float]) -> None:
         try:
-            payload = self._check_send(data)
+            self._check_send(payload)
             if self.mode == "server" and self._state != "connected":
                 raise peer_lost_error("no client is connected")
+            self._reserve(len(payload))
         except ShmChannelError as err:
-            if err.code == "ERR_INVALID_ARG_TYPE":
-                raise
             pending.finished = True
             pending.queue.put_nowait(("error", err))
-            return stream
+            return
         assert self._thread is not None and self._loop is not None
         lib = _native.load()
         self._unsent.add(pending)
-        wait = timeout if timeout is not None else self._request_timeout
         if wait is not None:
-            if wait <= 0:
-                raise ShmChannelError("ERR_INVALID_ARG_VALUE", "timeout must be a positive number of seconds")
             pending.timer = self._loop.call_later(wait, self._time_out, pending, wait)
 
         def run(ep: int) -> Any:
@@ -395,8 +495,7 @@ class Channel:
             else:
                 self._pending[rid] = pending
 
-        self._thread.submit(run, sent)
-        return stream
+        self._submit(run, len(payload), sent)
 
     def _send_error(self, status: int, what: str) -> ShmChannelError:
         if status == _native.E_CLOSED:
@@ -501,7 +600,9 @@ class Channel:
             self._set_state("closed")
 
     def _shut(self, err: ShmChannelError, end_streams: bool = True) -> None:
-        """Fails every request in flight both ways; ends notification streams if asked."""
+        """Fails every request in flight both ways and drained() waiters; ends notification
+        streams if asked."""
+        self._end_drain_waiters(err)
         for pending in list(self._pending.values()) + list(self._unsent):
             self._fail(pending, err)
         self._pending.clear()
@@ -537,8 +638,7 @@ class Channel:
                 return lib.shmch_endpoint_fail(ep, rid, b"ERR_MESSAGE_TOO_LARGE", message)
             return RETRY if status == _native.E_FULL else status
 
-        assert self._thread is not None
-        self._thread.submit(run)
+        self._submit(run, len(payload))
 
     async def _serve_request(self, handler: Handler, rid: int, data: bytes) -> None:
         lib = _native.load()
