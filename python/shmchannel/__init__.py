@@ -6,6 +6,14 @@ Python, Node or C process on the same machine.
 
     async with Channel('/demo', 'client') as ch:
         print(await ch.request(b'ping', timeout=5))
+
+Installed with ``python3 -m pip install ./python`` from the repository (offline: the package's
+own backend compiles the core into it). Reachable from Python: notifications, requests, cold
+streamed responses, cancellation, timeouts, remote errors with codes, waiting for a server, a
+server's next client, and the bounded outgoing queue (``max_queued_bytes``, ``ERR_QUEUE_FULL``,
+``queued_bytes``, ``drained()``). Messages a peer sends by loan arrive copied. Not yet: sending
+by loan, borrowed views, notify_many, codecs (the C message API has none of these); many clients
+per server is not in the protocol yet.
 """
 
 from .channel import Channel, Data, Handler, Notifications, RequestStream
