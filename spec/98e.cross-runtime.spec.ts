@@ -311,6 +311,8 @@ describe('Node, C and Python peers across processes (cross-runtime)', function (
           expect(result.code, what).to.equal(0);
           expect(result.stdout.split('\n'), what).to.include(`pending error ${lost(clientRuntime)}`);
           expect(result.stdout, what).not.to.include('pending answered');
+          // The message API: after the BYE, a client whose server left is over.
+          if (clientRuntime === 'c') expect(result.stdout.split('\n'), what).to.include('then SHMCH_E_CLOSED');
         });
 
         it(`should end a ${serverRuntime} server's pending request with ${lost(serverRuntime)} when its ${clientRuntime} client is SIGKILLed, then serve a next client`, async function () {
