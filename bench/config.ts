@@ -41,7 +41,7 @@ export const config = {
   transports: (process.env.BENCH_TRANSPORTS ?? '').split(',').filter(Boolean),
   /**
    * Comma-separated scenario ids (rt, rt1core, notify64, notify64_batch, notify4k, payload1m,
-   * payload1m_copy, payload16m, payload16m_copy, handoff16m, idle); default all.
+   * payload1m_copy, payload16m, payload16m_copy, handoff16m, idle, runtimes); default all.
    */
   scenarios: (process.env.BENCH_SCENARIOS ?? '').split(',').filter(Boolean),
 };

@@ -192,3 +192,56 @@ export function ratioOf(metric: Metric, value: number, base: number): number | n
   if (metric.id === 'idle' && base < IDLE_RATIO_FLOOR_PCT) return null;
   return value / base;
 }
+
+/**
+ * The side table of the "runtimes" scenario (bench/scenarios/runtimes.ts): the same 64 B round
+ * trip and 64 B notifications between the Node package and the other runtimes on the C core,
+ * and between two C programs (the floor of every binding). Not columns of the main table: each
+ * row is a pair of runtimes, not a transport, and they are measured against shmchannel's own
+ * Node ↔ Node row (rt_p50, rt_p99, notify64) of the same run.
+ */
+export interface RuntimePair {
+  /** The suffix of its metric ids. */
+  key: 'node_c' | 'node_py' | 'c_c';
+  label: string;
+  /** Who is who: the side that sends the requests / notifications, and the server. */
+  sides: string;
+}
+
+export const RUNTIME_PAIRS: RuntimePair[] = [
+  { key: 'node_c', label: 'Node ↔ C', sides: 'Node client (bench process), C server (bench/peers/bench-peer.c)' },
+  {
+    key: 'node_py',
+    label: 'Node ↔ Python',
+    sides: 'Node client (bench process), Python asyncio server (bench/peers/bench_peer.py)',
+  },
+  { key: 'c_c', label: 'C ↔ C', sides: 'C client, C server: two bench-peer processes' },
+];
+
+export interface RuntimeMetric {
+  id: string;
+  pair: RuntimePair['key'];
+  /** The Node ↔ Node figure of the main table it stands next to (shmchannel's row). */
+  nodeNode: 'rt_p50' | 'rt_p99' | 'notify64';
+  label: string;
+  unit: string;
+  better: Better;
+}
+
+const RUNTIME_KINDS = [
+  { prefix: 'rt_p50', nodeNode: 'rt_p50', label: 'round trip 64 B p50', unit: 'µs', better: 'lower' },
+  { prefix: 'rt_p99', nodeNode: 'rt_p99', label: 'round trip 64 B p99', unit: 'µs', better: 'lower' },
+  { prefix: 'notify64', nodeNode: 'notify64', label: '64 B notifications', unit: 'msgs/s', better: 'higher' },
+] as const;
+
+/** rt_p50_node_c, rt_p99_node_c, notify64_node_c, ... _node_py, ... _c_c. */
+export const RUNTIME_METRICS: RuntimeMetric[] = RUNTIME_KINDS.flatMap((k) =>
+  RUNTIME_PAIRS.map((p) => ({
+    id: `${k.prefix}_${p.key}`,
+    pair: p.key,
+    nodeNode: k.nodeNode,
+    label: `${k.label}, ${p.label}`,
+    unit: k.unit,
+    better: k.better,
+  })),
+);

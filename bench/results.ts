@@ -25,6 +25,10 @@ export class Results {
    * costs in the window. A transport whose idle row sits at this level does nothing while idle.
    */
   readonly idleFloorRuns: number[] = [];
+  /** The runtimes side table (bench/metrics.ts RUNTIME_METRICS): per id, the value of each run. */
+  readonly runtimes = new Map<string, number[]>();
+  /** Per runtime pair (RUNTIME_PAIRS key) that has no figures: why (no compiler, no python3, a failure). */
+  readonly runtimesSkipped: Record<string, string> = {};
 
   record(transport: string, metric: string, value: number): void {
     let m = this.samples.get(transport);
@@ -48,6 +52,12 @@ export class Results {
   /** The median over the runs; NaN if none. */
   median(transport: string, metric: string): number {
     return median(this.runs(transport, metric));
+  }
+
+  recordRuntime(id: string, value: number): void {
+    let list = this.runtimes.get(id);
+    if (list === undefined) this.runtimes.set(id, (list = []));
+    list.push(value);
   }
 
   extrasOf(transport: string): Record<string, unknown[]> {

@@ -2,7 +2,8 @@
 // configuration and the extra figures. Its keys are read by whoever compares runs: keep them.
 import * as os from 'node:os';
 
-import { BASELINE, config } from '../config';
+import { BASELINE, config, wanted } from '../config';
+import { RUNTIME_METRICS, RUNTIME_PAIRS } from '../metrics';
 import { median } from '../stats';
 import { ratioToBaseline, type Report } from './report';
 
@@ -55,6 +56,35 @@ export function jsonReport(report: Report): string {
       ),
       extra: results.extrasOf(e.key),
     })),
+    /**
+     * The runtimes side table (scenario runtimes; bench/metrics.ts RUNTIME_METRICS): medians and
+     * runs per id, next to shmchannel's Node ↔ Node figure of the same run; skipped: why a pair
+     * has no figures. null if the scenario did not run.
+     */
+    runtimes: wanted('runtimes')
+      ? {
+          pairs: RUNTIME_PAIRS,
+          skipped: results.runtimesSkipped,
+          results: Object.fromEntries(
+            RUNTIME_METRICS.map((m) => {
+              const runs = results.runtimes.get(m.id) ?? [];
+              const value = median(runs);
+              const nodeNode = results.median('shm', m.nodeNode);
+              return [
+                m.id,
+                {
+                  label: m.label,
+                  unit: m.unit,
+                  better: m.better,
+                  median: Number.isFinite(value) ? value : null,
+                  runs,
+                  nodeNode: Number.isFinite(nodeNode) ? { id: m.nodeNode, median: nodeNode } : null,
+                },
+              ];
+            }),
+          ),
+        }
+      : null,
     notes: results.notes,
     problems: results.problems,
   };

@@ -2,9 +2,9 @@
 // shmchannel stands against the project's goals.
 import * as os from 'node:os';
 
-import { BASELINE, config } from '../config';
+import { BASELINE, config, wanted } from '../config';
 import { fmtRate, fmtRatio, fmtValue, table } from '../format';
-import { IDLE_RATIO_FLOOR_PCT, METRICS, type Metric } from '../metrics';
+import { IDLE_RATIO_FLOOR_PCT, METRICS, RUNTIME_METRICS, RUNTIME_PAIRS, type Metric } from '../metrics';
 import type { Results } from '../results';
 import { median, relativeSpread } from '../stats';
 import { ratioToBaseline, type Report } from './report';
@@ -56,11 +56,53 @@ export function textReport(report: Report): string {
   }
   for (const n of results.notes) out.push(`note: ${n}`);
   for (const p of results.problems) out.push(`VERIFICATION PROBLEM: ${p}`);
+  if (wanted('runtimes')) out.push('', ...runtimeLines(results));
   out.push('');
   out.push(...goalLines(report));
   out.push('');
   out.push(`total time ${report.seconds.toFixed(0)} s`);
   return out.join('\n') + '\n';
+}
+
+/**
+ * The runtimes side table: each pair's medians, and in brackets their ratio to shmchannel's
+ * Node ↔ Node row of the same run (value ÷ Node ↔ Node).
+ */
+function runtimeLines(results: Results): string[] {
+  const kinds = ['rt_p50', 'rt_p99', 'notify64'] as const;
+  const show = (id: string, v: number) => (id === 'notify64' ? fmtRate(v) : v >= 100 ? v.toFixed(0) : v.toFixed(1));
+  const nodeNode = kinds.map((k) => results.median('shm', k));
+  const rows = [
+    [
+      'Node ↔ Node (shmchannel row above)',
+      ...kinds.map((k, i) => (Number.isFinite(nodeNode[i]) ? show(k, nodeNode[i]) : 'not in this run')),
+    ],
+    ...RUNTIME_PAIRS.map((pair) => {
+      const skipped = results.runtimesSkipped[pair.key];
+      return [
+        pair.label,
+        ...kinds.map((k, i) => {
+          const id = `${k}_${pair.key}`;
+          const v = median(results.runtimes.get(id) ?? []);
+          if (!Number.isFinite(v)) return skipped !== undefined ? 'skipped' : '-';
+          return Number.isFinite(nodeNode[i]) ? `${show(k, v)} (${fmtRatio(v / nodeNode[i])})` : show(k, v);
+        }),
+      ];
+    }),
+  ];
+  const lines = [
+    'Runtimes on the same core (scenario runtimes): Node ↔ X = the bench process as the client, X the server; ' +
+      '(ratio) = value ÷ Node ↔ Node',
+    table(['', 'RT p50 µs', 'RT p99 µs', '64 B msg/s'], rows),
+    `ids in results.json "runtimes": ${RUNTIME_METRICS.map((m) => m.id).join(', ')}`,
+  ];
+  for (const pair of RUNTIME_PAIRS) {
+    const skipped = results.runtimesSkipped[pair.key];
+    if (skipped !== undefined) lines.push(`note: ${pair.label}: ${skipped}`);
+  }
+  if (!nodeNode.some(Number.isFinite))
+    lines.push('note: no Node ↔ Node figures: the rt and notify64 scenarios (shm) did not run in this run');
+  return lines;
 }
 
 /** Informational: how shmchannel compares with the project's goals (never fails the run). */

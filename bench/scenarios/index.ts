@@ -13,6 +13,7 @@ import {
   payload1mCopyBound,
 } from './payload';
 import { roundTrip, roundTripOneCore } from './round-trip';
+import { runtimes } from './runtimes';
 import type { Scenario } from './scenario';
 
 export type { Bench, Scenario, Stage } from './scenario';
@@ -29,6 +30,7 @@ export const SCENARIOS: Scenario[] = [
   payload16mCopy,
   handOff16m,
   roundTripOneCore,
+  runtimes,
   notify64Bound,
   notify64BatchBound,
   payload1mCopyBound,
