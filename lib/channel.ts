@@ -260,8 +260,8 @@ export class Channel implements ClosableAtExit {
    * respond() or next(): only a 16-byte descriptor crosses the ring, and the Buffer is detached
    * (length 0) from that moment, so no write can reach a message in flight. A loan never sent
    * goes back with release(buf) or `using` (it has a `Symbol.dispose`), and at close().
-   * Throws ERR_POOL_EXHAUSTED when the pool has no run of `size` free bytes now (see
-   * waitForLoan()), ERR_MESSAGE_TOO_LARGE when it never can (larger than the pool or
+   * Throws ERR_POOL_EXHAUSTED when the pool has no run of `size` free bytes now, or
+   * waitForLoan() calls wait for room (they come first), ERR_MESSAGE_TOO_LARGE when it never can (larger than the pool or
    * maxMessageSize, or no pool at all), ERR_CHANNEL_CLOSED when not open.
    */
   loan(size: number): LoanedBuffer {
@@ -270,8 +270,9 @@ export class Channel implements ClosableAtExit {
 
   /**
    * loan(), once the pool has the room: resolves when the peer has released enough (loans are
-   * handed out in the order asked for). Rejects as loan() throws, except for
-   * ERR_POOL_EXHAUSTED, and with ERR_CHANNEL_CLOSED or ERR_PEER_LOST if that comes first.
+   * handed out in the order asked for, before any loan() asked later). Rejects as loan() throws,
+   * except for ERR_POOL_EXHAUSTED, and with ERR_CHANNEL_CLOSED or ERR_PEER_LOST if the channel
+   * closes, or a client loses its server, first; a server's waiters outlive its clients.
    */
   waitForLoan(size: number): Promise<LoanedBuffer> {
     let connection: Connection;

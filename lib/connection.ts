@@ -124,7 +124,10 @@ export class Connection implements ResponseSink {
   notifyMany(payloads: readonly Buffer[]): boolean {
     this.checkMaySend(false);
     let total = 0;
-    for (const p of payloads) total += this.checkSize(p).length;
+    for (const p of payloads) {
+      if (p.length === 0) this.loans.refuseDetached(p);
+      total += this.checkSize(p).length;
+    }
     let inRing: boolean;
     try {
       this.outbound.checkRoomFor(total);
@@ -175,6 +178,11 @@ export class Connection implements ResponseSink {
     const payload = kind === FrameKind.ERROR ? fitRemoteError(data, this.maxMessageSize) : data;
     // Answers to requests already received still go out while close() delivers the queue.
     this.send(kind, id, payload, kind !== FrameKind.RESPONSE, true);
+  }
+
+  /** @internal ResponseSink */
+  unsent(data: unknown): void {
+    if (data instanceof Uint8Array) this.loans.abandon(data);
   }
 
   /** @internal ResponseSink */
@@ -280,6 +288,7 @@ export class Connection implements ResponseSink {
    */
   drop(error: ShmChannelError): void {
     this.dropping = true;
+    this.loans.pause();
     this.outbound.clear(this.unloan);
     this.drainWaiters.settle(error);
     this.inbound.reset();

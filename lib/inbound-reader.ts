@@ -55,6 +55,8 @@ export class InboundReader {
   private readonly words: Uint32Array;
   private readonly header: FrameHeader = { length: 0, kind: 0, flags: 0, id: 0, total: 0 };
   private readonly pendingBatch = new NotificationBatch();
+  /** Bytes of the messages read by reference since the drain looked: they count for its budget too. */
+  private loanedBytes = 0;
 
   /**
    * `dispatch` gets each whole message; `reading` says whether to go on after it (a handler may
@@ -124,7 +126,8 @@ export class InboundReader {
       if (n === 0) return read;
       read = PUMP_READ;
       if (!this.dispatchBatch(n)) return read;
-      budget -= n;
+      budget -= n + this.loanedBytes;
+      this.loanedBytes = 0;
       if (budget <= 0) return read | PUMP_MORE;
     }
     return read;
@@ -217,6 +220,7 @@ export class InboundReader {
 
   /** A message sent by reference: read in place or copied, and given back once nobody has it. */
   private deliverLoaned(kind: number, id: number, total: number, descriptorAt: number): void {
+    this.loanedBytes += total;
     if (kind !== FrameKind.NOTIFY) {
       this.dispatch(kind, id, this.loaned.receive(this.batch, descriptorAt, total, true));
       return;

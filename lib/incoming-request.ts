@@ -7,6 +7,8 @@ import { EMPTY, encodeRemoteError, FrameKind } from './protocol';
 /** How an IncomingRequest reaches the channel; implemented by Channel. */
 export interface ResponseSink {
   sendResponse(kind: number, id: number, data: Buffer): void;
+  /** A response that will not be sent (the caller cancelled): a loan in it goes back to the pool. */
+  unsent(data: Data): void;
   /** The request ended (completed, failed or cancelled): forget it. */
   finished(id: number): void;
 }
@@ -70,7 +72,10 @@ export class IncomingRequest {
 
   /** Answers with one value and completes. */
   respond(data: Data): void {
-    if (this.checkOpen('respond')) return;
+    if (this.checkOpen('respond')) {
+      this.sink.unsent(data);
+      return;
+    }
     const payload = toBuffer(data, 'response data');
     this.sink.sendResponse(FrameKind.RESPONSE, this.id, payload);
     this.end(FrameKind.COMPLETE, EMPTY);
@@ -78,7 +83,10 @@ export class IncomingRequest {
 
   /** Sends one value of a streamed response. */
   next(data: Data): void {
-    if (this.checkOpen('next')) return;
+    if (this.checkOpen('next')) {
+      this.sink.unsent(data);
+      return;
+    }
     this.sink.sendResponse(FrameKind.RESPONSE, this.id, toBuffer(data, 'response data'));
   }
 

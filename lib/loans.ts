@@ -60,6 +60,8 @@ export class Loans {
     [];
   /** The runtime refuses external memory (Electron's V8 sandbox): loans and borrows are copies. */
   private externalRefused = false;
+  /** A server dropping its client: its pool waits, untouched, for the client to be gone. */
+  private paused = false;
 
   constructor(
     private readonly native: NativeChannel,
@@ -76,12 +78,17 @@ export class Loans {
   /** A loan of `size` bytes now, or the error that says why not (ERR_POOL_EXHAUSTED: not now). */
   loan(size: number): LoanedBuffer {
     this.checkSize(size);
-    const got = this.tryLoan(size);
+    // Waiters come first: a loan taken now would take what they wait for.
+    const got = this.waiters.length === 0 && !this.paused ? this.tryLoan(size) : undefined;
     if (got !== undefined) return got;
+    const why = this.paused
+      ? 'its client is being dropped'
+      : this.waiters.length > 0
+        ? `${this.waiters.length} waitForLoan() calls wait before this one`
+        : `no run of ${size} free bytes (of ${this.poolCapacity})`;
     throw createError(
       'ERR_POOL_EXHAUSTED',
-      `no ${size} free bytes in the loan pool of ${this.name} now (${this.poolCapacity} bytes); ` +
-        'waitForLoan() waits for the peer to release some',
+      `cannot loan ${size} bytes on ${this.name} now: ${why}; waitForLoan() waits for the room`,
     );
   }
 
@@ -89,7 +96,7 @@ export class Loans {
   waitForLoan(size: number): Promise<LoanedBuffer> {
     try {
       this.checkSize(size);
-      if (this.waiters.length === 0) {
+      if (this.waiters.length === 0 && !this.paused) {
         const got = this.tryLoan(size);
         if (got !== undefined) return Promise.resolve(got);
       }
@@ -101,12 +108,14 @@ export class Loans {
 
   /** After a wake: waiters whose loan fits now get it, in order. */
   retryWaiters(): void {
-    while (this.waiters.length > 0) {
+    while (this.waiters.length > 0 && !this.paused) {
       const w = this.waiters[0];
       let got: LoanedBuffer | undefined;
       try {
         got = this.tryLoan(w.size);
       } catch (err) {
+        // The peer broke the protocol and is being dropped: the waiter keeps its place.
+        if (this.paused) return;
         this.waiters.shift();
         w.reject(err instanceof ShmChannelError ? err : createError('ERR_PROTOCOL', String(err)));
         continue;
@@ -125,11 +134,8 @@ export class Loans {
   take(data: Buffer): LoanReference | undefined {
     const entry = lent.get(data.buffer);
     if (entry === undefined) return undefined;
-    if (entry.done && data.buffer.byteLength === 0) {
-      // Its bytes are gone: sending the empty view would send an empty message instead.
-      const what = entry.own ? 'a loan that was already sent or released' : 'a borrowed message that was released';
-      throw createError('ERR_INVALID_ARG_VALUE', `cannot send ${what}: its Buffer is detached`);
-    }
+    // Its bytes are gone: sending the empty view would send an empty message instead.
+    this.refuseDetached(data);
     if (entry.loans !== this || !entry.own || entry.done) return undefined;
     const ref = { offset: entry.offset, start: data.byteOffset, length: data.length };
     this.settle(entry);
@@ -137,15 +143,30 @@ export class Loans {
     return ref;
   }
 
-  /** A loan taken for sending that will never go out (the send failed, the peer left): back to the pool. */
+  /**
+   * A loan taken for sending that will never go out (the send failed, the peer left): back to
+   * the pool. Waiters are served at the next wake, not from inside the send or the peer's leave.
+   */
   unsent(offset: number): void {
     try {
       this.native.unloan(offset);
     } catch {
       // The channel closed meanwhile: the whole pool went with it.
-      return;
     }
-    this.retryWaiters();
+  }
+
+  /** A response that will not be sent after all: if `data` is an unsent loan of ours, it goes back. */
+  abandon(data: Uint8Array): void {
+    const entry = lent.get(data.buffer);
+    if (entry !== undefined && entry.loans === this && entry.own) this.giveBack(entry);
+  }
+
+  /** Throws if `data` is the detached Buffer of a loan already sent or a view already released. */
+  refuseDetached(data: Uint8Array): void {
+    const entry = lent.get(data.buffer);
+    if (entry === undefined || !entry.done || data.buffer.byteLength !== 0) return;
+    const what = entry.own ? 'a loan that was already sent or released' : 'a borrowed message that was released';
+    throw createError('ERR_INVALID_ARG_VALUE', `cannot send ${what}: its Buffer is detached`);
   }
 
   /**
@@ -182,7 +203,12 @@ export class Loans {
     if (entry.done) return;
     this.settle(entry);
     if (!entry.own) {
-      this.guarded(() => this.native.release(entry.offset));
+      try {
+        this.guarded(() => this.native.release(entry.offset));
+      } catch {
+        // The peer broke the protocol (now or before): its connection is failing, and what
+        // we held of its pool is forgotten with it. Giving back stays quiet, as promised.
+      }
       return;
     }
     this.native.unloan(entry.offset);
@@ -205,8 +231,14 @@ export class Loans {
     }
   }
 
+  /** A server drops its client: nothing is lent or handed to waiters until it is gone. */
+  pause(): void {
+    this.paused = true;
+  }
+
   /** The peer left: what we borrowed is gone (the binding detaches the views). */
   peerLeft(): void {
+    this.paused = false;
     for (const entry of [...this.live.values()]) if (!entry.own) this.settle(entry);
   }
 
@@ -247,6 +279,7 @@ export class Loans {
   private hand(memory: ArrayBuffer, offset: number, own: boolean, length: number): LoanedBuffer {
     const entry: Lent = { loans: this, offset, own, done: false };
     const buffer = viewOf(memory, 0, length);
+    if (canTransfer) refuseTransfer(memory);
     lent.set(memory, entry);
     this.live.set(key(own, offset), entry);
     forgotten.register(memory, entry, entry);
@@ -269,6 +302,19 @@ export class Loans {
     entry.done = true;
     this.live.delete(key(entry.own, entry.offset));
     forgotten.unregister(entry);
+  }
+}
+
+// ArrayBuffer.prototype.transfer (Node 21+) moves the memory to a new ArrayBuffer that the
+// channel does not know of, and could not detach before the segment is unmapped: refused.
+const canTransfer = 'transfer' in ArrayBuffer.prototype;
+
+function refuseTransfer(memory: ArrayBuffer): void {
+  const refuse = (): never => {
+    throw createError('ERR_INVALID_ARG_VALUE', 'the memory of a loan or a borrowed message cannot be transferred');
+  };
+  for (const name of ['transfer', 'transferToFixedLength']) {
+    Object.defineProperty(memory, name, { value: refuse, configurable: false, writable: false });
   }
 }
 

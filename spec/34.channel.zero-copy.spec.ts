@@ -251,6 +251,50 @@ describe('Channel zero-copy loans', function () {
       server.release(small);
     });
 
+    it('should refuse loan() while waitForLoan() calls wait, and serve them first', async function () {
+      const { server, peer } = await serverWithPeer('zc-queue', { poolSize: 2 * POOL_BLOCK });
+      await peer.command({ cmd: 'hold-views' });
+      server.notify(loanOf(server, patternBuffer(2 * POOL_BLOCK, 11)));
+      await peer.collect(1);
+      const waiting = server.waitForLoan(2 * POOL_BLOCK);
+      await peer.command({ cmd: 'release-held' });
+      // Whatever came back is the waiter's, even before it ran.
+      expectThrowsCode(() => server.loan(1), 'ERR_POOL_EXHAUSTED');
+      const got = await waiting;
+      expect(got.length).to.equal(2 * POOL_BLOCK);
+      server.release(got);
+      server.release(server.loan(2 * POOL_BLOCK));
+    });
+
+    it('should give back a loan passed to respond() or next() of a request the caller cancelled', async function () {
+      const name = uniqueName('zc-cancelled');
+      const server = await openChannel(name, 'server', { poolSize: 2 * POOL_BLOCK });
+      const client = await openChannel(name, 'client');
+      const arrived = firstValueFrom(server.requests$);
+      const subscription = client.request('x').subscribe({ error: () => undefined });
+      const request = await arrived;
+      subscription.unsubscribe();
+      await waitUntil(() => request.cancelled);
+      const answer = server.loan(POOL_BLOCK);
+      request.next(answer);
+      expect(answer.length, 'next() of a cancelled request detaches the loan').to.equal(0);
+      const last = server.loan(POOL_BLOCK);
+      request.respond(last);
+      expect(last.length, 'respond() too').to.equal(0);
+      server.release(server.loan(2 * POOL_BLOCK));
+    });
+
+    it('should refuse to send the detached Buffer of a loan already sent, with notify() and notifyMany()', async function () {
+      const name = uniqueName('zc-resend');
+      const server = await openChannel(name, 'server', { poolSize: 2 * POOL_BLOCK });
+      await openChannel(name, 'client');
+      await reaches(server, 'connected');
+      const loan = loanOf(server, patternBuffer(100, 12));
+      server.notify(loan);
+      expectThrowsCode(() => server.notify(loan), 'ERR_INVALID_ARG_VALUE');
+      expectThrowsCode(() => server.notifyMany([Buffer.from('a'), loan]), 'ERR_INVALID_ARG_VALUE');
+    });
+
     it('should refuse with ERR_MESSAGE_TOO_LARGE what no pool could ever hold', async function () {
       const { server, peer } = await serverWithPeer('zc-large', { maxMessageSize: POOL - 1 });
       expectThrowsCode(() => server.loan(POOL), 'ERR_MESSAGE_TOO_LARGE');
@@ -568,6 +612,31 @@ describe('Channel zero-copy loans', function () {
       'a wrong generation': (seg, g) => publishRelease(seg, [[0, g + 7]]),
       'a release head moved past the slots': (seg, g) => publishRelease(seg, [[0, g]], releaseSlots(POOL) + 1),
     };
+
+    it('should keep its waiters, and release quietly, while it drops a client that forged a release', async function () {
+      const { server, peer, memory, seg } = await victim('zc-forged-wait');
+      try {
+        const arriving = firstValueFrom(server.notifications$);
+        await loanNotify(peer, { size: POOL_BLOCK, seed: 54 });
+        const held = await arriving;
+        const { generation, rest } = await fullServerPool(server, peer, seg);
+        const waiting = server.waitForLoan(POOL_BLOCK);
+        const reported = firstValueFrom(server.clientErrors$);
+        publishRelease(seg, [[0, generation + 7]]);
+        ringSegment(server.name);
+        expect((await reported).code).to.equal('ERR_PROTOCOL');
+        expectThrowsCode(() => server.loan(POOL_BLOCK), 'ERR_POOL_EXHAUSTED');
+        server.release(held);
+        expect(held.length, 'the view of the dropped client is detached').to.equal(0);
+        server.release(rest);
+        await reaches(server, 'open');
+        const got = await waiting;
+        expect(got.length, 'served once the client was gone').to.equal(POOL_BLOCK);
+        server.release(got);
+      } finally {
+        memory.close();
+      }
+    });
 
     for (const [what, attack] of Object.entries(releases)) {
       it(`should drop the client with ERR_PROTOCOL on a release of ${what}`, async function () {

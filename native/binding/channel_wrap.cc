@@ -177,7 +177,13 @@ Napi::Value ChannelWrap::Loan(const Napi::CallbackInfo& info) {
   shmch_status s = shmch_loan(channel_, size, &data, &offset, &extent);
   if (s == SHMCH_E_FULL) return env.Null();
   ThrowUnlessOk(env, s, "peer released a loan it did not hold", "loan refused");
-  Napi::Value view = views_.Create(env, Pool::kOwn, offset, data, size);
+  Napi::Value view;
+  try {
+    view = views_.Create(env, Pool::kOwn, offset, data, size);
+  } catch (...) {
+    shmch_unloan(channel_, offset);
+    throw;
+  }
   if (view.IsEmpty()) {
     shmch_unloan(channel_, offset);
     return env.Undefined();

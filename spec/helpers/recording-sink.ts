@@ -14,6 +14,8 @@ export interface SentFrame {
 export class RecordingSink implements ResponseSink {
   readonly sent: SentFrame[] = [];
   readonly finishedIds: number[] = [];
+  /** What respond() or next() were given after the request was cancelled. */
+  readonly unsentData: unknown[] = [];
   /** sendResponse throws this for RESPONSE frames, as a channel does for a value too large. */
   refuseValues: Error | undefined;
 
@@ -26,6 +28,10 @@ export class RecordingSink implements ResponseSink {
 
   finished(id: number): void {
     this.finishedIds.push(id);
+  }
+
+  unsent(data: unknown): void {
+    this.unsentData.push(data);
   }
 
   /** The frames sent for request `id`: `RESPONSE text`, `COMPLETE`, `ERROR {json}`. */
