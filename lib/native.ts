@@ -134,6 +134,11 @@ export interface NativeBinding {
    * took (a system call's ~0.0004 alone; more when another thread ran meanwhile).
    */
   yieldProcessor(): number;
+  /**
+   * From now on loans and borrowed messages fall back to copies as under Electron's V8 sandbox
+   * (no external memory), or stop doing so. Process-wide; for the specs of that fallback.
+   */
+  refuseExternalMemory(refuse: boolean): void;
   /** Throws ERR_INCOMPATIBLE_SEGMENT for a name that is not a shmchannel segment. */
   inspect(name: string): NativeSegmentInfo;
   /**

@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 
 import { SharedMemory, type Channel, type LoanedBuffer, type ShmChannelError } from '../lib/index';
+import { binding } from '../lib/load-addon';
 import { FrameKind } from '../lib/protocol';
 import { expectThrowsCode } from './helpers/expect-error';
 import { shmEntries, uniqueName } from './helpers/names';
@@ -476,6 +477,34 @@ describe('Channel zero-copy loans', function () {
       const message = await again;
       expectBytes(message, patternBuffer(POOL, 44));
       server.release(message);
+    });
+  });
+
+  describe("without external memory (Electron's V8 sandbox)", function () {
+    it('should fall back to copies: ordinary Buffers sent by copy, copies received, and release() takes both', async function () {
+      const { server, peer } = await serverWithPeer('zc-no-external');
+      binding.refuseExternalMemory(true);
+      try {
+        const arriving = firstValueFrom(server.notifications$);
+        await loanNotify(peer, { size: 3 * POOL_BLOCK, seed: 60 });
+        const received = await arriving;
+        expectBytes(received, patternBuffer(3 * POOL_BLOCK, 60));
+        server.release(received);
+        expect(received.length, 'a copy: release() leaves it whole').to.equal(3 * POOL_BLOCK);
+        // The peer's loan came back at once: it can lend its whole pool.
+        await peer.command({ cmd: 'loan-once', size: POOL });
+
+        const loan = server.loan(POOL_BLOCK);
+        patternBuffer(POOL_BLOCK, 61).copy(loan);
+        server.notify(loan);
+        expect(loan.length, 'an ordinary Buffer: sent by copy, still ours').to.equal(POOL_BLOCK);
+        expectSummary((await peer.collect(1))[0], patternBuffer(POOL_BLOCK, 61));
+        server.release(loan);
+        loan[Symbol.dispose]();
+        server.release(server.loan(POOL));
+      } finally {
+        binding.refuseExternalMemory(false);
+      }
     });
   });
 

@@ -25,7 +25,7 @@ namespace {
 // What lib/load-addon.ts checks: bump both whenever the JavaScript side needs another export
 // or call. A build left over from another version then fails to load with a clear message
 // instead of failing at its first call to what it lacks.
-constexpr uint32_t kBindingRevision = 5;
+constexpr uint32_t kBindingRevision = 6;
 
 Napi::Object Group(Napi::Env env, std::initializer_list<std::pair<const char*, uint32_t>> members) {
   Napi::Object group = Napi::Object::New(env);
@@ -126,6 +126,12 @@ Napi::Value YieldProcessor(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ms);
 }
 
+// refuseExternalMemory(refuse): loans and borrowed messages fall back as under Electron's V8
+// sandbox (LoanViews::RefuseExternalMemory), for the specs of that fallback.
+void RefuseExternalMemory(const Napi::CallbackInfo& info) {
+  LoanViews::RefuseExternalMemory(BoolArg(info, 0, "refuse"));
+}
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   // First: its cleanup hook must run after those of the channels this environment opens.
   environments::Enter(env);
@@ -140,6 +146,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("messagePoolTake", Napi::Function::New<MessagePoolTake>(env, "messagePoolTake"));
   exports.Set("messagePoolRelease", Napi::Function::New<MessagePoolRelease>(env, "messagePoolRelease"));
   exports.Set("messagePoolIdleBytes", Napi::Function::New<MessagePoolIdleBytes>(env, "messagePoolIdleBytes"));
+  exports.Set("refuseExternalMemory", Napi::Function::New<RefuseExternalMemory>(env, "refuseExternalMemory"));
   exports.Set("bindingRevision", Napi::Number::New(env, kBindingRevision));
   exports.Set("constants", Constants(env));
   return exports;

@@ -1,11 +1,19 @@
 #include "loan_views.h"
 
+#include <atomic>
 #include <utility>
 #include <vector>
 
 namespace shmch_binding {
 
+namespace {
+std::atomic<bool> refuse_external{false};
+}  // namespace
+
+void LoanViews::RefuseExternalMemory(bool refuse) { refuse_external.store(refuse); }
+
 Napi::Value LoanViews::Create(Napi::Env env, Pool pool, uint32_t offset, uint8_t* data, size_t length) {
+  if (refuse_external.load()) return Napi::Value();
   napi_value ab = nullptr;
   // No finalizer: the bytes belong to the mapping, which the channel keeps (see Detach).
   napi_status status = napi_create_external_arraybuffer(env, data, length, nullptr, nullptr, &ab);

@@ -26,6 +26,9 @@ class LoanViews {
   void DetachAll(Pool pool);
   // Forgets every view without touching JavaScript (the environment is ending).
   void Forget();
+  // From now on, Create() acts as under Electron's V8 sandbox (external memory refused), or
+  // stops doing so: how the specs reach the fallback. Process-wide.
+  static void RefuseExternalMemory(bool refuse);
 
  private:
   static uint64_t Key(Pool pool, uint32_t offset) { return (uint64_t(pool) << 32) | offset; }
