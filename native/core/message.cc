@@ -28,6 +28,8 @@ constexpr int kLivenessCheckMs = 250;
 // However the peer is watched, how long a wait sleeps before it checks that the segment was not
 // shrunk (an fstat): the doorbell's page may be gone, and with it the ring that would wake us.
 constexpr int kSegmentCheckMs = 2000;
+// While a client's open sleeps between tries, how often it looks at options->abort_flag.
+constexpr int kAbortCheckMs = 10;
 
 int64_t now_ms() {
   struct timespec ts;
@@ -87,6 +89,7 @@ struct shmch_endpoint {
   size_t queued_bytes = 0;
   bool want_writable = false;  // a send was refused with SHMCH_E_FULL
   bool writable_event = false;
+  bool drained_event = false;  // the queue went from nonempty to empty (SHMCH_EV_DRAINED)
 
   std::vector<uint8_t> read_buffer;  // whole frames from shmch_read_announcing
   std::deque<Incoming> inbox;
@@ -125,6 +128,7 @@ namespace {
 bool is_server(const shmch_endpoint* ep) { return ep->role == SHMCH_SERVER; }
 
 void clear_queue(shmch_endpoint* ep) {
+  if (!ep->queue.empty()) ep->drained_event = true;
   ep->queue.clear();
   ep->queued_bytes = 0;
   if (ep->want_writable) {
@@ -313,6 +317,7 @@ void read_frames(shmch_endpoint* ep, bool drain_all) {
 
 // Writes queued fragments while they fit.
 void flush_queue(shmch_endpoint* ep) {
+  bool had_queue = !ep->queue.empty();
   while (!ep->queue.empty() && ep->ended == SHMCH_OK) {
     Outgoing& out = ep->queue.front();
     for (;;) {
@@ -328,6 +333,7 @@ void flush_queue(shmch_endpoint* ep) {
     }
     ep->queue.pop_front();
   }
+  if (had_queue && ep->queue.empty()) ep->drained_event = true;
   if (ep->queue.empty() && ep->want_writable) {
     ep->want_writable = false;
     ep->writable_event = true;
@@ -448,6 +454,9 @@ shmch_status send_message(shmch_endpoint* ep, uint8_t kind, uint32_t id, const u
   return SHMCH_OK;
 }
 
+// options->abort_flag: an int another thread may set at any time, so read atomically.
+bool aborted(const int* flag) { return flag != nullptr && __atomic_load_n(flag, __ATOMIC_ACQUIRE) != 0; }
+
 bool bad_data(const uint8_t* data, size_t size) { return data == nullptr && size > 0; }
 
 shmch_status set_err(shmch_error* err, shmch_status s, const char* detail) {
@@ -475,12 +484,17 @@ shmch_status open_endpoint(const char* name, shmch_role role, const shmch_endpoi
     int64_t deadline = now_ms() + o.connect_timeout_ms;
     int backoff = 5;
     for (;;) {
+      if (aborted(o.abort_flag)) return set_err(err, SHMCH_E_CLOSED, "aborted");
       s = shmch_attach(name, &ch, err);
       if (s == SHMCH_OK) break;
       if (s != SHMCH_E_NOT_FOUND && s != SHMCH_E_NOT_READY) return s;
       int64_t left = deadline - now_ms();
       if (o.connect_timeout_ms >= 0 && left <= 0) return s;
-      sleep_ms(o.connect_timeout_ms < 0 ? backoff : static_cast<int>(std::min<int64_t>(backoff, left)));
+      int nap = o.connect_timeout_ms < 0 ? backoff : static_cast<int>(std::min<int64_t>(backoff, left));
+      // In slices, so that an abort is seen within one of them.
+      for (int slept = 0; slept < nap && !aborted(o.abort_flag); slept += kAbortCheckMs) {
+        sleep_ms(std::min(kAbortCheckMs, nap - slept));
+      }
       backoff = std::min(backoff * 2, 100);
     }
     // The client's first frame (PROTOCOL §5.2): the ring is empty after the server's reset.
@@ -540,6 +554,10 @@ int wait_endpoint(shmch_endpoint* ep, int timeout_ms) {
     if (ep->peer_left_event || (!is_server(ep) && ep->ended != SHMCH_OK)) {
       ep->peer_left_event = false;
       bits |= SHMCH_EV_PEER_LEFT;
+    }
+    if (ep->drained_event) {
+      ep->drained_event = false;
+      bits |= SHMCH_EV_DRAINED;
     }
     if (ep->user_woken.exchange(false)) bits |= SHMCH_EV_WOKEN;
     if (bits != 0) return bits;

@@ -58,6 +58,13 @@ typedef struct shmch_endpoint_options {
    * segment, SHMCH_E_NOT_FOUND, or one not ready yet or still freeing the previous client's
    * slot, SHMCH_E_NOT_READY, are tried again until then). 0: one try; < 0: no limit. */
   int connect_timeout_ms;
+  /* Client only, may be NULL: a way to give up that wait from another thread. Set *abort_flag
+   * to nonzero (any thread; a plain store will do, it is read with an atomic load before every
+   * try and at least every 10 ms while sleeping between tries) and shmch_endpoint_open()
+   * returns SHMCH_E_CLOSED within about 10 ms, having opened nothing. A flag already set
+   * before the call makes it return SHMCH_E_CLOSED at once. The int must stay valid until
+   * shmch_endpoint_open() returns; the endpoint does not keep the pointer. */
+  const int* abort_flag;
 } shmch_endpoint_options;
 
 /* What shmch_endpoint_receive() hands over. */
@@ -95,11 +102,18 @@ typedef struct shmch_message {
 #define SHMCH_EV_PEER_LEFT 4 /* the peer left (a SHMCH_BYE is waiting to be received) */
 #define SHMCH_EV_WOKEN 8 /* shmch_endpoint_wake() was called */
 #define SHMCH_EV_TIMEOUT 16 /* timeout_ms passed with none of the above */
+/* The outgoing queue (shmch_endpoint_queued()) went from nonempty to empty since the last
+ * wait that reported this bit: everything queued is in the ring now, or was dropped because
+ * the peer left (SHMCH_EV_PEER_LEFT then says so). Reported once per emptying, also when the
+ * emptying happened in a send, receive or flush call before the wait. A queue that was never
+ * nonempty reports nothing: look at shmch_endpoint_queued() before waiting for this. */
+#define SHMCH_EV_DRAINED 32
 
 /* Opens an endpoint on channel `name`. SHMCH_SERVER creates the segment (shmch_create: a live
  * server of that name is SHMCH_E_EXISTS, a dead one's segment is reclaimed); SHMCH_CLIENT
  * attaches (waiting up to options->connect_timeout_ms, see above; a timeout returns the last
- * status: SHMCH_E_NOT_FOUND, no server, or SHMCH_E_NOT_READY) and sends HELLO. Other failures
+ * status: SHMCH_E_NOT_FOUND, no server, or SHMCH_E_NOT_READY; options->abort_flag set:
+ * SHMCH_E_CLOSED, with err->detail "aborted") and sends HELLO. Other failures
  * are shmch_create's and shmch_attach's (SHMCH_E_BUSY: another client is connected), reported
  * in *err as they report them. An invalid role is SHMCH_E_INVALID_ARG. */
 shmch_status shmch_endpoint_open(const char* name, shmch_role role, const shmch_endpoint_options* options,

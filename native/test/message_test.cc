@@ -1,0 +1,215 @@
+// The message API (shmchannel_message.h) where the specs cannot reach it well: aborting a
+// client's open, SHMCH_EV_DRAINED, and the endpoint's behaviour against peers that misbehave.
+// Each case runs its peer in a child process (forked before the parent opens anything, so the
+// child copies no endpoint) on a real segment; a case that hangs fails the run.
+// Usage: message_test
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/shmchannel.h"
+#include "../core/shmchannel_message.h"
+
+namespace {
+
+constexpr unsigned kCaseLimitS = 30;
+
+int g_failures = 0;
+int g_case = 0;
+std::string g_name;
+
+int64_t now_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void next_name() { g_name = "/shmch-msg-test-" + std::to_string(getpid()) + "-" + std::to_string(++g_case); }
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      std::printf("     FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);       \
+      g_failures++;                                                            \
+    }                                                                          \
+  } while (0)
+
+// A child running `peer`; its exit status is what the case checks at the end.
+pid_t spawn(const std::function<int()>& peer) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(kCaseLimitS);
+    _exit(peer());
+  }
+  return pid;
+}
+
+int reap(pid_t pid) {
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  if (WIFSIGNALED(status)) return 1000 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+shmch_endpoint* open_client(int timeout_ms = 5000) {
+  shmch_endpoint_options o{};
+  o.connect_timeout_ms = timeout_ms;
+  shmch_endpoint* ep = nullptr;
+  if (shmch_endpoint_open(g_name.c_str(), SHMCH_CLIENT, &o, &ep, nullptr) != SHMCH_OK) return nullptr;
+  return ep;
+}
+
+shmch_endpoint* open_server(uint32_t ring = 4096, uint32_t max_message = 1 << 16) {
+  shmch_endpoint_options o{};
+  o.ring_capacity = ring;
+  o.max_message_size = max_message;
+  shmch_endpoint* ep = nullptr;
+  if (shmch_endpoint_open(g_name.c_str(), SHMCH_SERVER, &o, &ep, nullptr) != SHMCH_OK) return nullptr;
+  return ep;
+}
+
+// The next message of `kind`, or of kind SHMCH_BYE; kind 0 if none came within timeout_ms.
+shmch_message await_kind(shmch_endpoint* ep, int kind, int timeout_ms = 5000) {
+  int64_t deadline = now_ms() + timeout_ms;
+  shmch_message m{};
+  while (now_ms() < deadline) {
+    if (shmch_endpoint_receive(ep, &m) != SHMCH_OK) return shmch_message{};
+    if (m.kind == kind || m.kind == SHMCH_BYE) return m;
+    if (m.kind == 0) shmch_endpoint_wait(ep, 100);
+  }
+  return shmch_message{};
+}
+
+// A client that receives until the server leaves, sleeping `nap_ms` after each message; exits
+// with 0 when it got `expected` notifications.
+int slow_reader(int nap_ms, int expected) {
+  shmch_endpoint* ep = open_client();
+  if (ep == nullptr) return 90;
+  int notes = 0;
+  for (;;) {
+    shmch_message m{};
+    if (shmch_endpoint_receive(ep, &m) != SHMCH_OK) break;
+    if (m.kind == 0) {
+      shmch_endpoint_wait(ep, 1000);
+      continue;
+    }
+    if (m.kind == SHMCH_NOTIFY) notes++;
+    if (m.kind == SHMCH_BYE) break;
+    if (nap_ms > 0) usleep(nap_ms * 1000);
+  }
+  shmch_endpoint_close(ep, 1000);
+  return notes == expected ? 0 : 10;
+}
+
+// --- the cases ---------------------------------------------------------------------------
+
+void open_abort() {
+  next_name();  // no server of that name, ever
+  int flag = 0;
+  shmch_endpoint_options o{};
+  o.connect_timeout_ms = 10000;
+  o.abort_flag = &flag;
+  int64_t set_at = 0;
+  std::thread aborter([&] {
+    usleep(200 * 1000);
+    set_at = now_ms();
+    __atomic_store_n(&flag, 1, __ATOMIC_RELEASE);
+  });
+  shmch_endpoint* ep = nullptr;
+  shmch_error err{};
+  shmch_status s = shmch_endpoint_open(g_name.c_str(), SHMCH_CLIENT, &o, &ep, &err);
+  int64_t returned_at = now_ms();
+  aborter.join();
+  CHECK(s == SHMCH_E_CLOSED);
+  CHECK(ep == nullptr);
+  CHECK(err.detail != nullptr && std::strcmp(err.detail, "aborted") == 0);
+  CHECK(returned_at - set_at < 100);
+
+  // Set before the call: no try at all.
+  int64_t start = now_ms();
+  s = shmch_endpoint_open(g_name.c_str(), SHMCH_CLIENT, &o, &ep, nullptr);
+  CHECK(s == SHMCH_E_CLOSED);
+  CHECK(now_ms() - start < 50);
+
+  // No limit (connect_timeout_ms < 0) is abortable too.
+  flag = 0;
+  o.connect_timeout_ms = -1;
+  std::thread again([&] {
+    usleep(100 * 1000);
+    set_at = now_ms();
+    __atomic_store_n(&flag, 1, __ATOMIC_RELEASE);
+  });
+  s = shmch_endpoint_open(g_name.c_str(), SHMCH_CLIENT, &o, &ep, nullptr);
+  returned_at = now_ms();
+  again.join();
+  CHECK(s == SHMCH_E_CLOSED);
+  CHECK(returned_at - set_at < 100);
+}
+
+void drained_event() {
+  next_name();
+  constexpr int kNotes = 24;
+  pid_t child = spawn([] { return slow_reader(2, kNotes); });
+  shmch_endpoint* server = open_server(4096);
+  CHECK(server != nullptr);
+  if (server == nullptr) return (void)kill(child, SIGKILL), (void)reap(child);
+  CHECK(await_kind(server, SHMCH_HELLO).kind == SHMCH_HELLO);
+  std::vector<uint8_t> data(1000, 7);
+  for (int i = 0; i < kNotes; i++) {
+    shmch_status s = shmch_endpoint_notify(server, data.data(), data.size());
+    while (s == SHMCH_E_FULL) {
+      shmch_endpoint_wait(server, 1000);
+      s = shmch_endpoint_notify(server, data.data(), data.size());
+    }
+    CHECK(s == SHMCH_OK);
+  }
+  CHECK(shmch_endpoint_queued(server) > 0);  // a 4 KiB ring holds fewer than 4 of them
+  int bits = 0;
+  int64_t deadline = now_ms() + 10000;
+  while ((bits & SHMCH_EV_DRAINED) == 0 && now_ms() < deadline) {
+    bits = shmch_endpoint_wait(server, 5000);
+    CHECK(bits != SHMCH_EV_TIMEOUT);
+    if ((bits & SHMCH_EV_DRAINED) == 0) CHECK(shmch_endpoint_queued(server) > 0);
+  }
+  CHECK((bits & SHMCH_EV_DRAINED) != 0);
+  CHECK(shmch_endpoint_queued(server) == 0);
+  // Reported once per emptying.
+  CHECK(shmch_endpoint_wait(server, 50) == SHMCH_EV_TIMEOUT);
+  CHECK(shmch_endpoint_close(server, 5000) == SHMCH_OK);
+  CHECK(reap(child) == 0);
+}
+
+struct Case {
+  const char* name;
+  void (*run)();
+};
+
+const Case kCases[] = {
+    {"an open waiting for a server returns SHMCH_E_CLOSED soon after its abort_flag is set", open_abort},
+    {"a wait reports SHMCH_EV_DRAINED once when the outgoing queue empties", drained_event},
+};
+
+}  // namespace
+
+int main() {
+  signal(SIGPIPE, SIG_IGN);
+  for (const Case& c : kCases) {
+    int before = g_failures;
+    std::printf("  - %s\n", c.name);
+    alarm(kCaseLimitS);
+    c.run();
+    alarm(0);
+    std::printf("    %s\n", g_failures == before ? "ok" : "FAILED");
+  }
+  std::printf("%s\n", g_failures == 0 ? "message_test: all passed" : "message_test: FAILED");
+  return g_failures == 0 ? 0 : 1;
+}
