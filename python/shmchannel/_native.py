@@ -55,7 +55,7 @@ STATUS_NAMES = (
 
 SERVER, CLIENT = 0, 1
 
-EV_READABLE, EV_WRITABLE, EV_PEER_LEFT, EV_WOKEN, EV_TIMEOUT = 1, 2, 4, 8, 16
+EV_READABLE, EV_WRITABLE, EV_PEER_LEFT, EV_WOKEN, EV_TIMEOUT, EV_DRAINED = 1, 2, 4, 8, 16, 32
 
 
 class Error(ctypes.Structure):
@@ -78,6 +78,7 @@ class EndpointOptions(ctypes.Structure):
         ("mode", ctypes.c_uint32),
         ("queue_limit", ctypes.c_uint32),
         ("connect_timeout_ms", ctypes.c_int),
+        ("abort_flag", ctypes.POINTER(ctypes.c_int)),
     ]
 
 
@@ -150,6 +151,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "shmch_endpoint_connected": (i32, [vp]),
         "shmch_endpoint_channel": (vp, [vp]),
         "shmch_get_info": (None, [vp, ctypes.POINTER(Info)]),
+        "shmch_guard_truncation": (i32, []),
     }
     for name, (restype, argtypes) in table.items():
         fn = getattr(lib, name)
