@@ -178,6 +178,9 @@ def load() -> ctypes.CDLL:
             tried.append(f"{path} ({err})")
             continue
         _declare(lib)
+        # As the Node package does on load: a peer that shrinks a segment then fails that
+        # channel (SHMCH_E_TRUNCATED) instead of killing the interpreter with SIGBUS.
+        lib.shmch_guard_truncation()
         _lib = lib
         return lib
     raise OSError(
