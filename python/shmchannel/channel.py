@@ -37,6 +37,31 @@ Handler = Callable[[bytes], Union[Awaitable[Optional[Data]], AsyncIterator[Data]
 _STATES = ("idle", "open", "connected", "peer-lost", "closed")
 # The default bound of the outgoing queue is never below this (Node's MIN_QUEUE_BOUND).
 _MIN_QUEUE_BOUND = 64 << 20
+# The longest timeout the core takes: an int of ms (a larger one would wrap to a negative value,
+# which the core reads as no limit).
+_MAX_TIMEOUT_S = (2**31 - 1) / 1000
+
+
+def _seconds(name: str, value: Any, allow_none: bool = False) -> Optional[int]:
+    """A timeout option in seconds, as the core's int of ms; ERR_INVALID_ARG_VALUE out of range."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ShmChannelError("ERR_INVALID_ARG_TYPE", f"{name} must be a number of seconds, not {value!r}")
+    if not 0 <= value <= _MAX_TIMEOUT_S:  # NaN fails this too
+        raise ShmChannelError(
+            "ERR_INVALID_ARG_VALUE", f"{name} must be between 0 and {_MAX_TIMEOUT_S} seconds, not {value!r}"
+        )
+    return int(value * 1000)
+
+
+def _whole(name: str, value: Any, low: int, high: int, code: str) -> int:
+    """An integer option that the core takes as a C integer; `code` out of range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ShmChannelError("ERR_INVALID_ARG_TYPE", f"{name} must be an int, not {value!r}")
+    if not low <= value <= high:
+        raise ShmChannelError(code, f"{name} must be between {low} and {high}, not {value!r}")
+    return value
 
 
 def _to_bytes(data: Data) -> bytes:
@@ -159,12 +184,13 @@ class Channel:
     :meth:`open` and :meth:`close`.
 
     Options mirror the Node package's (seconds instead of ms): ``ring_capacity`` and
-    ``max_message_size`` and ``permissions`` (server), ``connect_timeout`` (client, 0: one try),
-    ``close_timeout`` (how long close() waits for queued messages), ``request_timeout`` (the
+    ``max_message_size`` and ``permissions`` (server), ``connect_timeout`` (client, 0: one try,
+    None: no limit), ``close_timeout`` (how long close() waits for queued messages), ``request_timeout`` (the
     default ``timeout`` of requests), ``max_queued_bytes`` (the bound of the outgoing queue used
     while the ring is full: default ``max_message_size + ring_capacity``, at least 64 MiB, and
     never less than ``max_message_size``; past it notify() and request() raise ERR_QUEUE_FULL
-    and send nothing; :meth:`drained` waits for the queue to empty).
+    and send nothing; :meth:`drained` waits for the queue to empty). Timeouts are at most
+    2147483.647 s (the core's 32-bit ms): outside 0 .. that, ERR_INVALID_ARG_VALUE.
     """
 
     def __init__(
@@ -175,7 +201,7 @@ class Channel:
         ring_capacity: int = 0,
         max_message_size: int = 0,
         permissions: int = 0o600,
-        connect_timeout: float = 5.0,
+        connect_timeout: Optional[float] = 5.0,
         close_timeout: float = 2.0,
         request_timeout: Optional[float] = None,
         max_queued_bytes: Optional[int] = None,
@@ -196,15 +222,18 @@ class Channel:
         self._waiting_bytes = 0  # handed to the endpoint's thread, not yet taken by the core
         self._core_queued = 0  # in the core's queue, as its thread last told
         self._drain_waiters: List["asyncio.Future[None]"] = []
+        connect_ms = _seconds("connect_timeout", connect_timeout, allow_none=True)
+        self._close_timeout_ms = _seconds("close_timeout", close_timeout)
+        if request_timeout is not None:
+            _seconds("request_timeout", request_timeout)
         self._options = _native.EndpointOptions(
-            ring_capacity=ring_capacity,
-            max_message_size=max_message_size,
-            mode=permissions,
+            ring_capacity=_whole("ring_capacity", ring_capacity, 0, 2**32 - 1, "ERR_INVALID_SIZE"),
+            max_message_size=_whole("max_message_size", max_message_size, 0, 2**32 - 1, "ERR_INVALID_SIZE"),
+            mode=_whole("permissions", permissions, 0, 0o777, "ERR_INVALID_ARG_VALUE"),
             queue_limit=0,
-            connect_timeout_ms=int(connect_timeout * 1000) if connect_timeout >= 0 else -1,
+            connect_timeout_ms=-1 if connect_ms is None else connect_ms,
         )
         self._connect_timeout = connect_timeout
-        self._close_timeout = close_timeout
         self._request_timeout = request_timeout
         self._state = "idle"
         self._state_waiters: List[tuple] = []
@@ -296,7 +325,7 @@ class Channel:
                     if not closing.done():
                         closing.set_result(None)
 
-                thread.close(int(self._close_timeout * 1000), on_closed)
+                thread.close(self._close_timeout_ms, on_closed)
             self._set_state("closed")
         await asyncio.shield(self._closing)
         if self._thread is not None:

@@ -45,5 +45,30 @@ class TruncationTest(unittest.IsolatedAsyncioTestCase):
                 await client.close()
 
 
+class OptionRangeTest(unittest.TestCase):
+    def test_timeouts_past_the_cores_int_are_refused(self) -> None:
+        # 2**31 ms and more wrapped to a negative int: no limit at all.
+        for option in ("connect_timeout", "close_timeout", "request_timeout"):
+            for bad in (2**31 / 1000, 1e12, -1, float("nan"), float("inf")):
+                with self.assertRaises(ShmChannelError, msg=f"{option}={bad}") as caught:
+                    Channel("/x", "client", **{option: bad})
+                self.assertEqual(caught.exception.code, "ERR_INVALID_ARG_VALUE")
+            with self.assertRaises(ShmChannelError) as caught:
+                Channel("/x", "client", **{option: "5"})
+            self.assertEqual(caught.exception.code, "ERR_INVALID_ARG_TYPE")
+        Channel("/x", "client", connect_timeout=(2**31 - 1) / 1000, close_timeout=0)
+        Channel("/x", "client", connect_timeout=None)  # no limit, said so
+
+    def test_sizes_past_uint32_are_refused(self) -> None:
+        for option in ("ring_capacity", "max_message_size"):
+            for bad in (2**32, -1):
+                with self.assertRaises(ShmChannelError) as caught:
+                    Channel("/x", "server", **{option: bad})
+                self.assertEqual(caught.exception.code, "ERR_INVALID_SIZE")
+        with self.assertRaises(ShmChannelError) as caught:
+            Channel("/x", "server", permissions=0o1777)
+        self.assertEqual(caught.exception.code, "ERR_INVALID_ARG_VALUE")
+
+
 if __name__ == "__main__":
     unittest.main()
