@@ -39,7 +39,10 @@ async def run(mode: str, message: str, name: str) -> int:
             print(f'notification from {peer}: "{note.decode("utf-8", "replace")}"', flush=True)
 
     async def exchange() -> None:
+        # The request goes out first: its task hands it to the channel in its first step, which
+        # sleep(0) lets run before notify() queues the notification behind it.
         reply = asyncio.ensure_future(channel.request(message, timeout=5))
+        await asyncio.sleep(0)
         channel.notify(message)
         print(f"reply from {peer}: {(await reply).decode('utf-8', 'replace')}", flush=True)
 
