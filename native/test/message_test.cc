@@ -4,6 +4,7 @@
 // child copies no endpoint) on a real segment; a case that hangs fails the run.
 // Usage: message_test
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -188,6 +189,51 @@ void drained_event() {
   CHECK(reap(child) == 0);
 }
 
+// A client forks; the child closes its copy of the endpoint and exits. The parent's watch of
+// its server must go on: when the server is killed, the parent's wait says PEER_LEFT.
+void fork_keeps_watch() {
+  next_name();
+  int ready[2];
+  if (pipe(ready) != 0) {
+    CHECK(false);
+    return;
+  }
+  pid_t server = spawn([&] {
+    close(ready[0]);
+    shmch_endpoint* ep = open_server();
+    if (ep == nullptr) return 90;
+    if (await_kind(ep, SHMCH_HELLO).kind != SHMCH_HELLO) return 91;
+    char one = 1;
+    if (write(ready[1], &one, 1) != 1) return 92;
+    pause();  // reads nothing more: only its death can tell the client it left
+    return 0;
+  });
+  close(ready[1]);
+  shmch_endpoint* client = open_client();
+  CHECK(client != nullptr);
+  char one = 0;
+  CHECK(read(ready[0], &one, 1) == 1);
+  close(ready[0]);
+  if (client == nullptr) return (void)kill(server, SIGKILL), (void)reap(server);
+  CHECK(shmch_endpoint_wait(client, 100) == SHMCH_EV_TIMEOUT);  // the watch thread is running
+
+  pid_t copy = spawn([&] {
+    shmch_endpoint_close(client, 0);
+    return 0;
+  });
+  CHECK(reap(copy) == 0);
+  kill(server, SIGKILL);
+  CHECK(reap(server) == 1000 + SIGKILL);
+  int64_t start = now_ms();
+  int bits = shmch_endpoint_wait(client, 5000);
+  // A client waits on the channel in slices of 2 s while its watch is active: a dead watch
+  // would leave only the timeout.
+  CHECK((bits & SHMCH_EV_PEER_LEFT) != 0);
+  CHECK(now_ms() - start < 1000);
+  shmch_endpoint_close(client, 0);
+  shm_unlink(g_name.c_str());  // the killed server could not
+}
+
 struct Case {
   const char* name;
   void (*run)();
@@ -196,6 +242,7 @@ struct Case {
 const Case kCases[] = {
     {"an open waiting for a server returns SHMCH_E_CLOSED soon after its abort_flag is set", open_abort},
     {"a wait reports SHMCH_EV_DRAINED once when the outgoing queue empties", drained_event},
+    {"a forked child closing its copy of an endpoint leaves the parent's peer watch running", fork_keeps_watch},
 };
 
 }  // namespace
