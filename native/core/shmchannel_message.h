@@ -27,6 +27,11 @@
  * another thread (or a signal handler). Do not use the frame API on an endpoint's channel
  * (shmch_endpoint_channel() is for shmch_get_info() and the like).
  *
+ * fork(): an endpoint belongs to the process that opened it. A child may only close its copy
+ * (or leave it alone); that does not disturb the parent's watch of its peer, but closing it
+ * does speak on the parent's channel (BYE, the closed flag), so a child that does not mean to
+ * end the session should leave its copy unclosed.
+ *
  * NULL arguments, as in shmchannel.h: a NULL endpoint, out-pointer or message is
  * SHMCH_E_INVALID_ARG (a NULL or invalid name SHMCH_E_INVALID_NAME), and so is a NULL data
  * pointer with a nonzero size; `err` and `options` may always be NULL. Out-pointers are set to
