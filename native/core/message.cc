@@ -93,6 +93,8 @@ struct shmch_endpoint {
 
   std::vector<uint8_t> read_buffer;  // whole frames from shmch_read_announcing
   std::deque<Incoming> inbox;
+  size_t inbox_bytes = 0;  // of the messages in inbox
+  bool closing = false;    // in shmch_endpoint_close: what arrives is read and discarded
   Incoming current;  // what the last receive handed over (owns its bytes)
 
   // The message being put together from fragments.
@@ -162,7 +164,9 @@ void peer_left(shmch_endpoint* ep, shmch_status why) {
 
 // A read or write failed: the ring can no longer be trusted (PROTOCOL §4).
 void channel_failed(shmch_endpoint* ep, shmch_status s) {
-  if (is_server(ep) && s == SHMCH_E_PROTOCOL) {
+  // A message we cannot hold (SHMCH_E_RESOURCE) leaves the rest of its fragments unreadable:
+  // that session is over too, but a server goes on with the next client.
+  if (is_server(ep) && (s == SHMCH_E_PROTOCOL || s == SHMCH_E_RESOURCE)) {
     // Drop the client: it reads nothing more from us, and we wait for it to close or die.
     if (!ep->dropped) {
       ep->dropped = true;
@@ -177,8 +181,11 @@ void channel_failed(shmch_endpoint* ep, shmch_status s) {
 
 // One whole message from the peer: what the protocol does with it, and what the user gets.
 void on_message(shmch_endpoint* ep, uint8_t kind, uint32_t id, std::vector<uint8_t>&& data) {
-  // Nothing follows a BYE (PROTOCOL §2.2); a dropped client's frames are not read at all.
-  if (ep->bye_read || ep->dropped) return;
+  // A dropped client's frames are not read at all.
+  if (ep->dropped) return;
+  // Nothing may follow a BYE (PROTOCOL §2.2, §4): a server drops the client, as Node does (a
+  // client's endpoint ended with the BYE already).
+  if (ep->bye_read) return channel_failed(ep, SHMCH_E_PROTOCOL);
   Incoming in;
   in.kind = kind;
   in.id = id;
@@ -195,7 +202,8 @@ void on_message(shmch_endpoint* ep, uint8_t kind, uint32_t id, std::vector<uint8
       in.data = std::move(data);
       break;
     case SHMCH_REQUEST:
-      ep->their_requests.insert(id);
+      // An id still in flight used again (PROTOCOL §4; lib/request-table.ts checkIncomingId).
+      if (!ep->their_requests.insert(id).second) return channel_failed(ep, SHMCH_E_PROTOCOL);
       in.data = std::move(data);
       break;
     case SHMCH_RESPONSE:
@@ -216,6 +224,9 @@ void on_message(shmch_endpoint* ep, uint8_t kind, uint32_t id, std::vector<uint8
     default:
       return;  // the frame API refuses unknown kinds; a later version's are not ours to hand over
   }
+  // Nobody will receive it: the endpoint is being freed.
+  if (ep->closing) return;
+  ep->inbox_bytes += in.data.size();
   ep->inbox.push_back(std::move(in));
 }
 
@@ -227,13 +238,31 @@ void finish_assembly(shmch_endpoint* ep) {
   on_message(ep, ep->assembly_kind, ep->assembly_id, std::move(data));
 }
 
-void start_assembly(shmch_endpoint* ep, const FrameHeader& h, bool announced) {
+// False when the message's buffer could not be allocated: nothing changed then, and the
+// channel failed (its remaining fragments cannot be followed without the buffer).
+bool start_assembly(shmch_endpoint* ep, const FrameHeader& h, bool announced) {
+  std::vector<uint8_t> buffer;
+  try {
+    buffer.resize(h.total);
+  } catch (const std::bad_alloc&) {
+    channel_failed(ep, SHMCH_E_RESOURCE);
+    return false;
+  }
+  ep->assembly.swap(buffer);
   ep->assembling = true;
   ep->announced = announced;
   ep->assembly_kind = h.kind;
   ep->assembly_id = h.id;
   ep->assembly_total = h.total;
-  ep->assembly.assign(h.total, 0);
+  ep->assembled = 0;
+  return true;
+}
+
+// Forgets a message half put together, and its buffer (which may be max_message_size).
+void drop_assembly(shmch_endpoint* ep) {
+  ep->assembling = ep->announced = false;
+  std::vector<uint8_t>().swap(ep->assembly);
+  ep->assembly_total = 0;
   ep->assembled = 0;
 }
 
@@ -245,7 +274,7 @@ void on_frame(shmch_endpoint* ep, const FrameHeader& h, const uint8_t* payload) 
       on_message(ep, h.kind, h.id, std::vector<uint8_t>(payload, payload + h.length));
       return;
     }
-    start_assembly(ep, h, false);
+    if (!start_assembly(ep, h, false)) return;
   }
   memcpy(ep->assembly.data() + ep->assembled, payload, h.length);
   ep->assembled += h.length;
@@ -273,10 +302,33 @@ shmch_status on_loaned(shmch_endpoint* ep, const FrameHeader& h, const uint8_t* 
 }
 #endif
 
-// Reads what the ring holds: while the inbox is empty, or all of it (drain_all: the peer is
-// leaving, or a flush must not wait for a peer that waits for us).
-void read_frames(shmch_endpoint* ep, bool drain_all) {
-  while (ep->ended == SHMCH_OK && !ep->dropped && (drain_all || ep->inbox.empty())) {
+// How much a read_frames call reads.
+enum class Drain {
+  kWhileEmpty,  // while the inbox is empty: the usual backpressure
+  kBounded,     // a flush, which must not wait for a peer that waits for us: while the inbox
+                // holds less than inbox_limit(), and at most a ring's worth per call, so that a
+                // peer writing without end cannot hold the flush past its timeout
+  kAll,         // the peer left: all it wrote before (the ring holds no more than that)
+};
+
+// How much a flush lets pile up in the inbox before it stops reading (the peer waits then).
+size_t inbox_limit(const shmch_endpoint* ep) { return size_t(ep->max_message_size) + 4 * size_t(ep->capacity); }
+
+bool may_read(const shmch_endpoint* ep, Drain drain, size_t read) {
+  switch (drain) {
+    case Drain::kWhileEmpty:
+      return ep->inbox.empty();
+    case Drain::kBounded:
+      return read < ep->capacity && (ep->closing || ep->inbox_bytes < inbox_limit(ep));
+    case Drain::kAll:
+      return true;
+  }
+  return false;
+}
+
+void read_frames(shmch_endpoint* ep, Drain drain) {
+  size_t read = 0;
+  while (ep->ended == SHMCH_OK && !ep->dropped && may_read(ep, drain, read)) {
     size_t n = 0;
     shmch_status s;
     if (ep->announced) {
@@ -284,6 +336,7 @@ void read_frames(shmch_endpoint* ep, bool drain_all) {
                                   &n);
       if (s != SHMCH_OK) return channel_failed(ep, s);
       if (n == 0) return;
+      read += n;
       ep->assembled += n;
       if (ep->assembled == ep->assembly_total) finish_assembly(ep);
       continue;
@@ -292,12 +345,13 @@ void read_frames(shmch_endpoint* ep, bool drain_all) {
     s = shmch_read_announcing(ep->ch, ep->read_buffer.data(), ep->read_buffer.size(), ep->capacity / 4, &n);
     if (s != SHMCH_OK) return channel_failed(ep, s);
     if (n == 0) return;
+    read += n;
     for (size_t at = 0; at + SHMCH_FRAME_HEADER_SIZE <= n;) {
       FrameHeader h;
       memcpy(&h, ep->read_buffer.data() + at, sizeof h);
       if (h.length == 0 && h.total > 0) {
         // An announcement: never on the wire, always alone in what the read returned.
-        start_assembly(ep, h, true);
+        if (!start_assembly(ep, h, true)) return;
         break;
       }
 #ifdef SHMCH_FLAG_LOANED
@@ -305,11 +359,14 @@ void read_frames(shmch_endpoint* ep, bool drain_all) {
         // A whole message lent from the peer's pool (protocol 2): copied out, given back at once.
         shmch_status loan = on_loaned(ep, h, ep->read_buffer.data() + at + SHMCH_FRAME_HEADER_SIZE);
         if (loan != SHMCH_OK) return channel_failed(ep, loan);
+        if (ep->dropped || ep->ended != SHMCH_OK) return;
         at += SHMCH_FRAME_HEADER_SIZE + align8(h.length);
         continue;
       }
 #endif
       on_frame(ep, h, ep->read_buffer.data() + at + SHMCH_FRAME_HEADER_SIZE);
+      // A frame that broke the protocol ended the session: the rest of what was read is not ours.
+      if (ep->dropped || ep->ended != SHMCH_OK) return;
       at += SHMCH_FRAME_HEADER_SIZE + align8(h.length);
     }
   }
@@ -358,7 +415,7 @@ bool peer_present(shmch_endpoint* ep, const shmch_info& info) {
 
 // Server: the client is gone for good (closed or died): take the next one.
 void accept_next(shmch_endpoint* ep) {
-  if (!ep->dropped) read_frames(ep, true);  // what it wrote before it left
+  if (!ep->dropped) read_frames(ep, Drain::kAll);  // what it wrote before it left
   peer_left(ep, SHMCH_E_CLOSED);
   ep->watch.stop();
   ep->watched_pid = 0;
@@ -368,8 +425,7 @@ void accept_next(shmch_endpoint* ep) {
     return;
   }
   ep->connected = ep->bye_read = ep->left_reported = ep->dropped = false;
-  ep->assembling = ep->announced = false;
-  ep->assembly.clear();
+  drop_assembly(ep);
 }
 
 // Has the peer left? Reads the state word every time (cheap), /proc only when the pidfd
@@ -386,7 +442,7 @@ void check_peer(shmch_endpoint* ep) {
       gone = shmch_peer_state(ep->ch) == SHMCH_PEER_GONE;
     }
     if (gone) {
-      read_frames(ep, true);  // what the server wrote before it left
+      read_frames(ep, Drain::kAll);  // what the server wrote before it left
       ep->watch.stop();
       peer_left(ep, (info.state & SHMCH_STATE_CLIENT_DROPPED) != 0 ? SHMCH_E_PROTOCOL : SHMCH_E_CLOSED);
     }
@@ -413,10 +469,10 @@ void check_peer(shmch_endpoint* ep) {
 }
 
 // What every call does first: send what waits, read, look at the peer.
-void pump(shmch_endpoint* ep, bool drain_all) {
+void pump(shmch_endpoint* ep, Drain drain) {
   if (ep->ended != SHMCH_OK) return;
   flush_queue(ep);
-  read_frames(ep, drain_all);
+  read_frames(ep, drain);
   check_peer(ep);
 }
 
@@ -544,7 +600,7 @@ void wait_channel(shmch_endpoint* ep, int timeout_ms) {
 int wait_endpoint(shmch_endpoint* ep, int timeout_ms) {
   int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
   for (;;) {
-    pump(ep, false);
+    pump(ep, Drain::kWhileEmpty);
     int bits = 0;
     if (!ep->inbox.empty() || ep->ended != SHMCH_OK) bits |= SHMCH_EV_READABLE;
     if (ep->writable_event) {
@@ -570,7 +626,7 @@ int wait_endpoint(shmch_endpoint* ep, int timeout_ms) {
 shmch_status flush_endpoint(shmch_endpoint* ep, int timeout_ms) {
   int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
   for (;;) {
-    pump(ep, true);
+    pump(ep, Drain::kBounded);
     if (ep->ended != SHMCH_OK) return ep->ended;
     if (ep->queue.empty()) return SHMCH_OK;
     int64_t left = deadline - now_ms();
@@ -613,6 +669,7 @@ shmch_status shmch_endpoint_close(shmch_endpoint* ep, int flush_timeout_ms) {
       // Nobody to send to: what is queued would wait for a client that never reads it.
       s = ep->queue.empty() ? SHMCH_OK : SHMCH_E_CLOSED;
     } else {
+      ep->closing = true;
       s = flush_endpoint(ep, flush_timeout_ms);
       if (s != SHMCH_OK && s != SHMCH_E_FULL) s = SHMCH_E_CLOSED;
     }
@@ -707,10 +764,11 @@ shmch_status shmch_endpoint_receive(shmch_endpoint* ep, shmch_message* msg) {
   if (msg != nullptr) memset(msg, 0, sizeof *msg);
   if (ep == nullptr || msg == nullptr) return SHMCH_E_INVALID_ARG;
   return guarded([&] {
-    if (ep->inbox.empty()) pump(ep, false);
+    if (ep->inbox.empty()) pump(ep, Drain::kWhileEmpty);
     if (ep->inbox.empty()) return ep->ended;
     ep->current = std::move(ep->inbox.front());
     ep->inbox.pop_front();
+    ep->inbox_bytes -= ep->current.data.size();
     const Incoming& in = ep->current;
     msg->kind = in.kind;
     msg->id = in.id;

@@ -77,7 +77,9 @@ typedef struct shmch_message {
   /* A frame kind (enum shmch_kind), or 0 when there was nothing to receive:
    * SHMCH_HELLO     server: a client connected (its HELLO). Never on a client.
    * SHMCH_BYE       the peer left: by its BYE, by closing, by dying, or (server) because its
-   *                 client broke the protocol and was dropped. Every request in flight both
+   *                 client broke the protocol and was dropped (PROTOCOL §4: a malformed frame,
+ *                 a frame after its BYE, a REQUEST id still in flight used again, or a message
+ *                 too large for this process to allocate). Every request in flight both
    *                 ways ended with it, without a frame. A server then takes the next client by
    *                 itself; a client's endpoint is over (its sends return SHMCH_E_CLOSED).
    * SHMCH_NOTIFY    a notification: data, size.
@@ -125,7 +127,8 @@ shmch_status shmch_endpoint_open(const char* name, shmch_role role, const shmch_
                                  shmch_endpoint** out, shmch_error* err);
 
 /* Sends what is queued (waiting up to flush_timeout_ms for the peer to make room; < 0: no
- * limit), then BYE as the last frame, then closes the channel (a server also removes its
+ * limit; what the peer sends meanwhile is read and discarded, so a peer that waits for us to
+ * read is not stuck), then BYE as the last frame, then closes the channel (a server also removes its
  * segment) and frees the endpoint. SHMCH_OK: everything queued went out, and BYE too;
  * SHMCH_E_FULL: the timeout passed first (what was still queued is lost; a peer learns that
  * we left from the segment's flags); SHMCH_E_CLOSED: the peer had left, or (server) no client
@@ -197,9 +200,12 @@ int shmch_endpoint_wait(shmch_endpoint* ep, int timeout_ms);
 void shmch_endpoint_wake(shmch_endpoint* ep);
 
 /* Writes what is queued, waiting up to timeout_ms (< 0: no limit) for room, and reading
- * meanwhile (what arrives is kept for receive, without the usual bound: two endpoints that
- * flush to each other must not wait for each other). SHMCH_OK: nothing is queued any more;
- * SHMCH_E_FULL: the timeout passed; other statuses as for a send. */
+ * meanwhile (what arrives is kept for receive beyond the usual one message, so that two
+ * endpoints that flush to each other do not wait for each other; but only up to
+ * max_message_size plus four ring capacities: past that the flush reads no more and the peer
+ * waits, so a peer that writes without end neither fills our memory nor holds the flush past
+ * timeout_ms). SHMCH_OK: nothing is queued any more; SHMCH_E_FULL: the timeout passed; other
+ * statuses as for a send. */
 shmch_status shmch_endpoint_flush(shmch_endpoint* ep, int timeout_ms);
 
 /* Bytes of messages queued in this process, not yet in the ring. 0 for NULL. */

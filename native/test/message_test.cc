@@ -234,6 +234,131 @@ void fork_keeps_watch() {
   shm_unlink(g_name.c_str());  // the killed server could not
 }
 
+// A client that notifies without end and never reads: a flush or close of the server (whose
+// queue can then never drain) must return at its timeout, and must not pile up the flood.
+void flush_against_flood() {
+  next_name();
+  pid_t flood = spawn([] {
+    shmch_endpoint* ep = open_client();
+    if (ep == nullptr) return 90;
+    std::vector<uint8_t> data(1000, 3);
+    int64_t until = now_ms() + 8000;
+    while (now_ms() < until) {
+      shmch_status s = shmch_endpoint_notify(ep, data.data(), data.size());
+      if (s != SHMCH_OK && s != SHMCH_E_FULL) break;
+    }
+    shmch_endpoint_close(ep, 0);
+    return 0;
+  });
+  shmch_endpoint* server = open_server(4096, 16384);
+  CHECK(server != nullptr);
+  if (server == nullptr) return (void)kill(flood, SIGKILL), (void)reap(flood);
+  CHECK(await_kind(server, SHMCH_HELLO).kind == SHMCH_HELLO);
+  std::vector<uint8_t> big(12000, 9);  // three rings: stays queued, as the client never reads
+  CHECK(shmch_endpoint_notify(server, big.data(), big.size()) == SHMCH_OK);
+  CHECK(shmch_endpoint_queued(server) > 0);
+  usleep(100 * 1000);  // the flood is under way
+
+  int64_t start = now_ms();
+  CHECK(shmch_endpoint_flush(server, 300) == SHMCH_E_FULL);
+  CHECK(now_ms() - start < 1500);
+  // What the flush kept for receive is bounded (max_message_size + 4 rings = 32 KiB): count it
+  // without reading more (a wait of 0 reads only while the inbox is empty).
+  int kept = 0;
+  for (shmch_message m{}; kept < 100000; kept++) {
+    if ((shmch_endpoint_wait(server, 0) & SHMCH_EV_READABLE) == 0) break;
+    if (shmch_endpoint_receive(server, &m) != SHMCH_OK || m.kind != SHMCH_NOTIFY) break;
+  }
+  CHECK(kept < 60);
+
+  start = now_ms();
+  CHECK(shmch_endpoint_close(server, 300) == SHMCH_E_FULL);
+  CHECK(now_ms() - start < 1500);
+  kill(flood, SIGKILL);
+  reap(flood);
+}
+
+// A client on the frame API that sends `frames` after its HELLO, then waits for the parent's
+// word before it detaches (so the drop flag is still to be seen).
+struct RawFrame {
+  uint8_t kind;
+  uint32_t id;
+};
+pid_t raw_client(std::vector<RawFrame> frames, int go) {
+  return spawn([frames, go] {
+    shmch_channel* ch = nullptr;
+    int64_t until = now_ms() + 5000;
+    while (shmch_attach(g_name.c_str(), &ch, nullptr) != SHMCH_OK) {
+      if (now_ms() > until) return 90;
+      usleep(5000);
+    }
+    if (shmch_write(ch, SHMCH_HELLO, 0, 0, nullptr, 0) != SHMCH_OK) return 91;
+    for (const RawFrame& f : frames) {
+      const uint8_t byte = 'x';
+      bool data = f.kind == SHMCH_REQUEST || f.kind == SHMCH_NOTIFY;
+      if (shmch_write(ch, f.kind, f.id, data ? 1 : 0, data ? &byte : nullptr, data ? 1 : 0) != SHMCH_OK) return 92;
+    }
+    char one;
+    if (read(go, &one, 1) != 1) return 93;
+    shmch_close(ch);
+    return 0;
+  });
+}
+
+// The kinds the server hands over, up to its SHMCH_BYE; and whether the client was dropped.
+void protocol_case(std::vector<RawFrame> frames, std::vector<int> expected_kinds, bool expect_drop) {
+  next_name();
+  int go[2];
+  if (pipe(go) != 0) {
+    CHECK(false);
+    return;
+  }
+  pid_t client = raw_client(frames, go[0]);
+  close(go[0]);
+  shmch_endpoint* server = open_server();
+  CHECK(server != nullptr);
+  std::vector<int> kinds;
+  int64_t deadline = now_ms() + 5000;
+  while (server != nullptr && now_ms() < deadline) {
+    shmch_message m{};
+    if (shmch_endpoint_receive(server, &m) != SHMCH_OK) break;
+    if (m.kind == 0) {
+      shmch_endpoint_wait(server, 100);
+      continue;
+    }
+    kinds.push_back(m.kind);
+    if (m.kind == SHMCH_BYE) break;
+  }
+  // Anything handed over after the BYE (a second request, say) would show here too.
+  if (server != nullptr && kinds.size() == expected_kinds.size()) {
+    shmch_message m{};
+    usleep(50 * 1000);
+    if (shmch_endpoint_receive(server, &m) == SHMCH_OK && m.kind != 0) kinds.push_back(m.kind);
+  }
+  CHECK(kinds == expected_kinds);
+  if (server != nullptr) {
+    shmch_info info{};
+    shmch_get_info(shmch_endpoint_channel(server), &info);
+    CHECK(((info.state & SHMCH_STATE_CLIENT_DROPPED) != 0) == expect_drop);
+  }
+  char one = 1;
+  CHECK(write(go[1], &one, 1) == 1);
+  close(go[1]);
+  CHECK(reap(client) == 0);
+  if (server != nullptr) shmch_endpoint_close(server, 0);
+}
+
+void request_id_reused() {
+  protocol_case({{SHMCH_REQUEST, 5}, {SHMCH_REQUEST, 5}}, {SHMCH_HELLO, SHMCH_REQUEST, SHMCH_BYE}, true);
+  // Not in flight any more (cancelled): the id may come again.
+  protocol_case({{SHMCH_REQUEST, 5}, {SHMCH_CANCEL, 5}, {SHMCH_REQUEST, 5}, {SHMCH_BYE, 0}},
+                {SHMCH_HELLO, SHMCH_REQUEST, SHMCH_CANCEL, SHMCH_REQUEST, SHMCH_BYE}, false);
+}
+
+void frame_after_bye() {
+  protocol_case({{SHMCH_BYE, 0}, {SHMCH_NOTIFY, 0}}, {SHMCH_HELLO, SHMCH_BYE}, true);
+}
+
 struct Case {
   const char* name;
   void (*run)();
@@ -243,6 +368,9 @@ const Case kCases[] = {
     {"an open waiting for a server returns SHMCH_E_CLOSED soon after its abort_flag is set", open_abort},
     {"a wait reports SHMCH_EV_DRAINED once when the outgoing queue empties", drained_event},
     {"a forked child closing its copy of an endpoint leaves the parent's peer watch running", fork_keeps_watch},
+    {"flush and close return at their timeout against a peer that floods and never reads", flush_against_flood},
+    {"a server drops a client that reuses a request id still in flight", request_id_reused},
+    {"a server drops a client that sends a frame after its BYE", frame_after_bye},
 };
 
 }  // namespace
