@@ -3,7 +3,13 @@
 An endpoint belongs to one thread (shmchannel_message.h): this thread opens it, makes every
 call on it, blocks in shmch_endpoint_wait() between events, and closes it. The event loop
 hands it work through a queue and shmch_endpoint_wake() (the one call allowed from another
-thread); it hands the loop what arrived through loop.call_soon_threadsafe(). Nothing polls.
+thread); it hands the loop what arrived through loop.call_soon_threadsafe(). Nothing polls,
+but for one corner, see PAUSED_FLUSH_MS.
+
+What arrived is bounded: the thread counts the bytes it handed the loop (``held``), the loop
+gives them back (:meth:`EndpointThread.release`) as its consumers take them, and the thread
+stops receiving while more than ``hold_limit`` are held. The core then copies nothing more out
+of the ring, so the peer's writes wait there: the same backpressure as in Node.
 """
 
 from __future__ import annotations
@@ -26,10 +32,18 @@ Received = Tuple[int, int, bytes, Optional[str], Optional[str]]
 Command = Tuple[Callable[[int], Any], Optional[Callable[[Any], None]]]
 RETRY = object()
 
-# How often a wait looks at the core's outgoing queue while the loop awaits drained() and bytes
-# are still queued in the core: its wait reports SHMCH_EV_WRITABLE only after a refused send,
-# not when a queue that never refused anything empties (see the package README).
-DRAIN_CHECK_MS = 10
+# While receiving is paused (the loop holds hold_limit bytes) and the core still queues outgoing
+# bytes, how often the thread writes what fits: shmch_endpoint_wait() returns at once while
+# something waits to be received, so it cannot sleep there for SHMCH_EV_WRITABLE. Only in that
+# state; otherwise the thread sleeps until woken.
+PAUSED_FLUSH_MS = 10
+# What a received message counts for against hold_limit besides its bytes (its Python objects).
+MESSAGE_OVERHEAD = 64
+
+
+def held_cost(data: bytes) -> int:
+    """What one received message counts for against the hold limit."""
+    return len(data) + MESSAGE_OVERHEAD
 
 
 def _decode(text: Optional[bytes]) -> Optional[str]:
@@ -53,7 +67,7 @@ class EndpointThread(threading.Thread):
         super().__init__(name=f"shmchannel {name}", daemon=True)
         self._lib = _native.load()
         self._loop = loop
-        self._name = name.encode("utf-8")
+        self._channel_name = name.encode("utf-8")  # not _name: Thread.name is that
         self._role = role
         self._options = options
         self._on_open = on_open
@@ -61,8 +75,14 @@ class EndpointThread(threading.Thread):
         self._on_ended = on_ended
         self._on_queued = on_queued
         self._core_queued = 0  # shmch_endpoint_queued() as last told to the loop
-        # Set by the loop while drained() is awaited (a bool: written and read whole under the GIL).
-        self.drain_wanted = False
+        # Set once the endpoint is open, from the ring's size (see the module docstring).
+        self.hold_limit = 1 << 20
+        self._held = 0  # bytes handed to the loop and not given back (under _held_lock)
+        self._held_lock = threading.Lock()
+        # Set (to 1) to make a client's waiting shmch_endpoint_open() give up (SHMCH_E_CLOSED).
+        self._abort_flag = ctypes.c_int(0)
+        options.abort_flag = ctypes.pointer(self._abort_flag)
+        self._finished = False  # run() is over (under _ep_lock)
         self._commands: Deque[Command] = collections.deque()
         self._event = threading.Event()  # wakes the thread once its endpoint has ended
         self._ep_lock = threading.Lock()  # guards _ep_for_wake against the free in close
@@ -78,10 +98,36 @@ class EndpointThread(threading.Thread):
         self._wake()
 
     def close(self, timeout_ms: int, done: Callable[[int], None]) -> None:
-        """Runs what is queued, then shmch_endpoint_close(ep, timeout_ms); `done(status)`."""
-        self._on_closed = done
-        self._close_timeout_ms = timeout_ms
+        """Runs what is queued, then shmch_endpoint_close(ep, timeout_ms); `done(status)` on
+        the loop once the thread is over (also when the open failed or was aborted). A client's
+        open still waiting for its server gives up."""
+        with self._ep_lock:
+            self._close_timeout_ms = timeout_ms
+            finished = self._finished
+            if not finished:
+                self._on_closed = done
+        if finished:
+            self._post(done, _native.E_CLOSED)
+        self.abort()
         self._wake()
+
+    def abort(self) -> None:
+        """Makes a pending shmch_endpoint_open() give up (a plain store: the core reads it
+        atomically); an endpoint already open closes at once (close timeout 0)."""
+        self._abort_flag.value = 1
+        with self._ep_lock:
+            if self._close_timeout_ms is None:
+                self._close_timeout_ms = 0
+        self._wake()
+
+    def release(self, size: int) -> None:
+        """Gives back `size` held bytes (the loop's consumers took them); any thread."""
+        with self._held_lock:
+            paused = self._held >= self.hold_limit
+            self._held -= size
+            resume = paused and self._held < self.hold_limit
+        if resume:
+            self._wake()
 
     def _wake(self) -> None:
         self._event.set()
@@ -100,25 +146,34 @@ class EndpointThread(threading.Thread):
     def run(self) -> None:
         lib = self._lib
         ep = ctypes.c_void_p()
-        err = _native.Error()
-        status = lib.shmch_endpoint_open(self._name, self._role, ctypes.byref(self._options), ctypes.byref(ep), ctypes.byref(err))
-        if status != _native.OK:
-            self._post(self._on_open, status, err, None)
-            return
-        info = _native.Info()
-        lib.shmch_get_info(lib.shmch_endpoint_channel(ep), ctypes.byref(info))
-        with self._ep_lock:
-            self._ep_for_wake = ep.value
-        self._post(self._on_open, status, err, info)
+        closed = _native.E_CLOSED
         try:
-            self._serve(ep.value)
+            err = _native.Error()
+            status = lib.shmch_endpoint_open(
+                self._channel_name, self._role, ctypes.byref(self._options), ctypes.byref(ep), ctypes.byref(err)
+            )
+            if status != _native.OK:
+                self._post(self._on_open, status, err, None)
+                return
+            info = _native.Info()
+            lib.shmch_get_info(lib.shmch_endpoint_channel(ep), ctypes.byref(info))
+            self.hold_limit = max(info.ring_capacity, 64 << 10)
+            with self._ep_lock:
+                self._ep_for_wake = ep.value
+            self._post(self._on_open, status, err, info)
+            try:
+                self._serve(ep.value)
+            finally:
+                with self._ep_lock:
+                    self._ep_for_wake = None
+                    timeout = self._close_timeout_ms if self._close_timeout_ms is not None else 0
+                closed = lib.shmch_endpoint_close(ep.value, timeout)
         finally:
             with self._ep_lock:
-                self._ep_for_wake = None
-            timeout = self._close_timeout_ms if self._close_timeout_ms is not None else 0
-            closed = lib.shmch_endpoint_close(ep.value, timeout)
-            if self._on_closed is not None:
-                self._post(self._on_closed, closed)
+                self._finished = True
+                done, self._on_closed = self._on_closed, None
+            if done is not None:
+                self._post(done, closed)
 
     def _run_commands(self, ep: int) -> bool:
         """Runs queued commands in order; False if one must wait for room in the ring."""
@@ -135,11 +190,16 @@ class EndpointThread(threading.Thread):
                 self._post(done, result)
         return True
 
+    def _paused(self) -> bool:
+        return self._held >= self.hold_limit  # an int read whole under the GIL
+
     def _receive_all(self, ep: int, msg: _native.Message) -> Optional[int]:
-        """Hands the loop everything receivable; the status if the endpoint has ended."""
+        """Hands the loop what is receivable, up to the hold limit; the status if the
+        endpoint has ended."""
         batch: List[Received] = []
+        cost = 0
         ended: Optional[int] = None
-        while True:
+        while not self._paused():
             status = self._lib.shmch_endpoint_receive(ep, ctypes.byref(msg))
             if status != _native.OK:
                 ended = status
@@ -148,6 +208,8 @@ class EndpointThread(threading.Thread):
                 break
             data = ctypes.string_at(msg.data, msg.size) if msg.size else b""
             batch.append((msg.kind, msg.id, data, _decode(msg.error_message), _decode(msg.error_code)))
+            with self._held_lock:
+                self._held += held_cost(data)
             if len(batch) >= 256:
                 self._post(self._on_messages, batch)
                 batch = []
@@ -166,18 +228,29 @@ class EndpointThread(threading.Thread):
                 if not drained and not ended:
                     self._flush_pending(ep)
                 return
-            if not ended:
-                status = self._receive_all(ep, msg)
-                if status is not None:
-                    ended = True
-                    self._post(self._on_ended, status)
-                    continue  # the commands queued meanwhile now fail at once
-                self._report_queued(ep)
-                slice_ms = DRAIN_CHECK_MS if self.drain_wanted and self._core_queued else -1
-                lib.shmch_endpoint_wait(ep, slice_ms)
-            else:
+            if ended:
                 # The client's endpoint is over and its wait would return at once: sleep on our
                 # own event until the loop queues something or closes.
+                self._event.wait()
+                continue
+            status = self._receive_all(ep, msg)
+            if status is not None:
+                ended = True
+                self._post(self._on_ended, status)
+                continue  # the commands queued meanwhile now fail at once
+            self._report_queued(ep)
+            if not self._paused():
+                # Wakes for what arrives, room for a refused send, the queue emptying
+                # (SHMCH_EV_DRAINED, for drained()), the peer leaving, or the loop.
+                lib.shmch_endpoint_wait(ep, -1)
+                continue
+            # Paused: the core's wait would return at once (something waits to be received).
+            if self._core_queued:
+                lib.shmch_endpoint_wait(ep, 0)  # writes what fits of the outgoing queue
+                self._report_queued(ep)
+            if self._core_queued:
+                self._event.wait(PAUSED_FLUSH_MS / 1000)
+            else:
                 self._event.wait()
 
     def _report_queued(self, ep: int) -> None:

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import ctypes
 import inspect
 from typing import (
     Any,
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
+    Deque,
     Dict,
     List,
     Optional,
     Set,
+    Tuple,
     Union,
 )
 
 from . import _native
-from ._worker import RETRY, EndpointThread, Received
+from ._worker import RETRY, EndpointThread, Received, held_cost
 from .errors import (
     ShmChannelError,
     closed_error,
@@ -76,6 +80,24 @@ def _to_bytes(data: Data) -> bytes:
     )
 
 
+class _Held:
+    """Received bytes counted against the endpoint thread's hold limit, given back once every
+    holder took (or dropped) them. Touches no event loop: safe from __del__ on any thread."""
+
+    __slots__ = ("thread", "cost", "holders")
+
+    def __init__(self, thread: Optional[EndpointThread], cost: int, holders: int) -> None:
+        self.thread = thread
+        self.cost = cost
+        self.holders = holders
+
+    def take(self) -> None:
+        self.holders -= 1
+        if self.holders <= 0 and self.thread is not None:
+            thread, self.thread = self.thread, None
+            thread.release(self.cost)
+
+
 class _Pending:
     """A request of ours: its id once sent, and what arrived for it."""
 
@@ -87,92 +109,132 @@ class _Pending:
         self.finished = False
         self.timer: Optional[asyncio.TimerHandle] = None
 
+    def drop_values(self) -> None:
+        """Gives back the values nobody will read (the request ended or was given up)."""
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item[0] == "value":
+                item[2].take()
+
 
 class RequestStream:
     """The response to one request, value by value: ``async for value in ch.request_stream(data)``.
 
     Cold, like the Node package's request(): nothing is sent until the iteration starts (the
-    first ``__anext__``), and the timeout runs from then. Leaving the loop early (``break``, an
-    exception), ``await stream.aclose()`` or dropping the stream cancels the request at the
-    peer's handler. Raises ShmChannelError as Channel.request() does.
+    first ``__anext__``), and the timeout runs from then. Raises ShmChannelError as
+    Channel.request() does.
+
+    Leaving the loop early (``break``, an exception) cancels the request at the peer's handler:
+    the iteration runs in an async generator, which asyncio closes on its loop as soon as it is
+    dropped (at once under CPython, for the temporary iterator of an ``async for``). A stream
+    kept in a variable lives as long as the variable: close it explicitly, with
+    ``async with ch.request_stream(data) as stream: async for value in stream: ...``,
+    ``contextlib.aclosing(...)`` (Python 3.10+), ``await stream.aclose()`` or ``cancel()``.
     """
 
-    def __init__(self, channel: "Channel", pending: _Pending, start: Optional[Callable[[], None]]) -> None:
+    def __init__(self, channel: "Channel", pending: _Pending, payload: bytes, wait: Optional[float]) -> None:
         self._channel = channel
         self._pending = pending
-        self._start = start
+        self._values = channel._stream_values(pending, payload, wait)
 
-    def __aiter__(self) -> "RequestStream":
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._values  # the async generator itself: asyncio finalizes it when dropped
+
+    def __anext__(self) -> Awaitable[bytes]:
+        return self._values.__anext__()
+
+    async def __aenter__(self) -> "RequestStream":
         return self
 
-    async def __anext__(self) -> bytes:
-        p = self._pending
-        if self._start is not None:
-            start, self._start = self._start, None
-            if not p.finished:
-                start()
-        if p.finished and p.queue.empty():
-            raise StopAsyncIteration
-        item = await p.queue.get()
-        if item[0] == "value":
-            return item[1]
-        self._channel._finish(p)
-        if item[0] == "complete":
-            raise StopAsyncIteration
-        raise item[1]
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
 
     def cancel(self) -> None:
         """Gives up the request (sends CANCEL if it is in flight; before the iteration started,
-        nothing is ever sent)."""
-        self._start = None
+        nothing is ever sent). Call it on the loop's thread."""
         self._channel._cancel(self._pending)
 
     async def aclose(self) -> None:
-        """As cancel(), for ``contextlib.aclosing`` and the like."""
+        """Gives up the request, as cancel(), and ends the iteration."""
         self.cancel()
+        await self._values.aclose()
 
-    def __del__(self) -> None:
-        try:
-            self.cancel()
-        except Exception:
-            pass
+
+class _Inbox:
+    """One subscriber's notifications, apart from Notifications so that the channel's set of
+    subscribers does not keep a dropped Notifications alive."""
+
+    __slots__ = ("items", "waiter", "__weakref__")
+
+    def __init__(self) -> None:
+        self.items: Deque[Optional[Tuple[bytes, _Held]]] = collections.deque()
+        self.waiter: Optional["asyncio.Future[None]"] = None
+
+    def push(self, item: Optional[Tuple[bytes, _Held]]) -> None:
+        """On the loop."""
+        self.items.append(item)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def drop(self) -> None:
+        """Gives back what nobody will read. Touches no loop (also run by __del__)."""
+        while self.items:
+            item = self.items.popleft()
+            if item is not None:
+                item[1].take()
 
 
 class Notifications:
     """Notifications from the peer as they arrive, from the moment this object was made.
 
     ``async for note in ch.notifications()``; ends when the channel closes (or, on a client,
-    when its server leaves). Leaving the loop early unsubscribes.
+    when its server leaves). Leaving the loop early unsubscribes. What arrives waits here until
+    it is read, and the channel receives nothing more (the peer's writes wait in the ring)
+    while about a ring's worth is unread: read it, or ``aclose()`` a subscription you stopped
+    reading.
     """
 
     def __init__(self, channel: "Channel") -> None:
         self._channel = channel
-        self._queue: "asyncio.Queue[Optional[bytes]]" = asyncio.Queue()
+        self._inbox = _Inbox()
         self._ended = False
-        channel._subscribers.add(self._queue)
+        channel._subscribers.add(self._inbox)
         if channel._ended_streams:
-            self._queue.put_nowait(None)
+            self._inbox.push(None)
 
     def __aiter__(self) -> "Notifications":
         return self
 
     async def __anext__(self) -> bytes:
-        if self._ended:
-            raise StopAsyncIteration
-        note = await self._queue.get()
-        if note is None:
-            self._ended = True
-            self._channel._subscribers.discard(self._queue)
-            raise StopAsyncIteration
-        return note
+        inbox = self._inbox
+        while True:
+            if self._ended:
+                raise StopAsyncIteration
+            if inbox.items:
+                item = inbox.items.popleft()
+                if item is None:
+                    self._stop()
+                    raise StopAsyncIteration
+                data, held = item
+                held.take()
+                return data
+            inbox.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await inbox.waiter
+            finally:
+                inbox.waiter = None
+
+    def _stop(self) -> None:
+        self._ended = True
+        self._channel._subscribers.discard(self._inbox)
+        self._inbox.drop()
 
     async def aclose(self) -> None:
         """Stops receiving."""
-        self._ended = True
-        self._channel._subscribers.discard(self._queue)
+        self._stop()
 
     def __del__(self) -> None:
-        self._channel._subscribers.discard(self._queue)
+        self._stop()
 
 
 class Channel:
@@ -245,7 +307,7 @@ class Channel:
         self._unsent: Set[_Pending] = set()
         self._handler: Optional[Handler] = None
         self._serving: Dict[int, "asyncio.Task[None]"] = {}
-        self._subscribers: Set["asyncio.Queue[Optional[bytes]]"] = set()
+        self._subscribers: Set[_Inbox] = set()
         self.max_message_size = 0
         self.ring_capacity = 0
 
@@ -263,7 +325,10 @@ class Channel:
     async def open(self) -> None:
         """Creates (server) or attaches to (client) the segment. Raises ShmChannelError:
         ERR_ALREADY_OPEN, ERR_CHANNEL_BUSY, ERR_TIMEOUT (no server within connect_timeout),
-        ERR_SHM_OPEN_FAILED, ERR_INVALID_NAME, ERR_INCOMPATIBLE_SEGMENT, ERR_CHANNEL_CLOSED (after close)."""
+        ERR_SHM_OPEN_FAILED, ERR_INVALID_NAME, ERR_INCOMPATIBLE_SEGMENT, ERR_CHANNEL_CLOSED
+        (after close(), or close() called while it waited). Cancelling it (a task cancel,
+        ``asyncio.wait_for``) gives up at once and leaves the channel idle: open() may be
+        called again."""
         if self._closing is not None:
             raise closed_error("a channel is opened once: it was closed")
         if self._thread is not None:
@@ -273,10 +338,15 @@ class Channel:
         opened: "asyncio.Future[None]" = loop.create_future()
 
         def on_open(status: int, err: _native.Error, info: Optional[_native.Info]) -> None:
+            if opened.done():
+                return  # open() was cancelled: its thread is aborted and joined
+            if self._closing is not None:
+                # close() came first: the state stays "closed"; the thread closes the endpoint.
+                opened.set_exception(closed_error("the channel was closed while it was opening"))
+                return
             if status != _native.OK or info is None:
                 waited = self.mode == "client" and self._connect_timeout != 0
-                if not opened.done():
-                    opened.set_exception(open_error(status, err, waited))
+                opened.set_exception(open_error(status, err, waited))
                 return
             self.max_message_size = info.max_message_size
             self.ring_capacity = info.ring_capacity
@@ -285,8 +355,7 @@ class Channel:
                 bound = max(_MIN_QUEUE_BOUND, info.max_message_size + info.ring_capacity)
             self.max_queued_bytes = max(bound, info.max_message_size)
             self._set_state("connected" if self.mode == "client" else "open")
-            if not opened.done():
-                opened.set_result(None)
+            opened.set_result(None)
 
         self._thread = EndpointThread(
             loop,
@@ -298,12 +367,23 @@ class Channel:
             self._on_ended,
             self._on_queued,
         )
-        self._thread.start()
+        thread = self._thread
+        thread.start()
         try:
             await opened
         except ShmChannelError:
-            self._thread.join()
-            self._thread = None
+            thread.join()
+            if self._thread is thread:
+                self._thread = None
+            raise
+        except asyncio.CancelledError:
+            # A timeout (asyncio.wait_for) or a cancelled task: give up the open, and let
+            # nothing attach later. The core sees the abort within ~10 ms; an endpoint that
+            # opened meanwhile is closed at once. The channel is idle again.
+            thread.abort()
+            thread.join()
+            if self._thread is thread:
+                self._thread = None
             raise
 
     async def close(self) -> None:
@@ -430,8 +510,6 @@ class Channel:
         assert self._loop is not None and self._thread is not None
         future: "asyncio.Future[None]" = self._loop.create_future()
         self._drain_waiters.append(future)
-        self._thread.drain_wanted = True
-        self._thread.submit(lambda ep: None)  # wakes the thread to look at its queue again
         await future
 
     def _on_queued(self, queued: int) -> None:
@@ -444,8 +522,6 @@ class Channel:
 
     def _end_drain_waiters(self, err: Optional[ShmChannelError]) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
-        if self._thread is not None:
-            self._thread.drain_wanted = False
         for future in waiters:
             if future.done():
                 continue
@@ -472,12 +548,9 @@ class Channel:
         ERR_MESSAGE_TOO_LARGE, ERR_QUEUE_FULL, ERR_PROTOCOL. Cancelling the awaiting task cancels
         the request."""
         last = b""
-        stream = self.request_stream(data, timeout=timeout)
-        try:
+        async with self.request_stream(data, timeout=timeout) as stream:
             async for value in stream:
                 last = value
-        finally:
-            stream.cancel()
         return last
 
     def request_stream(self, data: Data, timeout: Optional[float] = None) -> RequestStream:
@@ -488,8 +561,30 @@ class Channel:
         wait = timeout if timeout is not None else self._request_timeout
         if wait is not None and wait <= 0:
             raise ShmChannelError("ERR_INVALID_ARG_VALUE", "timeout must be a positive number of seconds")
-        pending = _Pending()
-        return RequestStream(self, pending, lambda: self._start_request(pending, payload, wait))
+        return RequestStream(self, _Pending(), payload, wait)
+
+    async def _stream_values(self, pending: _Pending, payload: bytes, wait: Optional[float]) -> AsyncGenerator[bytes, None]:
+        """The iteration of a RequestStream. Its body runs at the first __anext__ (cold); its
+        finally, however it ends (the end of the response, an error, aclose(), or asyncio
+        finalizing a dropped generator on its loop), gives the request up."""
+        try:
+            if not pending.finished:
+                self._start_request(pending, payload, wait)
+            while True:
+                if pending.finished and pending.queue.empty():
+                    return
+                item = await pending.queue.get()
+                if item[0] == "value":
+                    item[2].take()
+                    yield item[1]
+                    continue
+                self._finish(pending)
+                if item[0] == "complete":
+                    return
+                raise item[1]
+        finally:
+            self._cancel(pending)
+            pending.drop_values()
 
     def _start_request(self, pending: _Pending, payload: bytes, wait: Optional[float]) -> None:
         try:
@@ -585,14 +680,22 @@ class Channel:
         self._handler = handler
 
     def _on_messages(self, batch: List[Received]) -> None:
+        thread = self._thread
+        unheld = 0  # held bytes of messages nobody keeps, given back at once
         for kind, rid, data, error_message, error_code in batch:
+            cost = held_cost(data)
             if kind == _native.NOTIFY:
-                for queue in list(self._subscribers):
-                    queue.put_nowait(data)
+                subscribers = list(self._subscribers)
+                if subscribers:
+                    held = _Held(thread, cost, len(subscribers))
+                    for inbox in subscribers:
+                        inbox.push((data, held))
+                    continue
             elif kind == _native.RESPONSE:
                 pending = self._pending.get(rid)
                 if pending is not None:
-                    pending.queue.put_nowait(("value", data))
+                    pending.queue.put_nowait(("value", data, _Held(thread, cost, 1)))
+                    continue
             elif kind == _native.COMPLETE:
                 pending = self._pending.pop(rid, None)
                 if pending is not None:
@@ -611,6 +714,9 @@ class Channel:
                 self._set_state("connected")
             elif kind == _native.BYE:
                 self._on_peer_left()
+            unheld += cost
+        if unheld and thread is not None:
+            thread.release(unheld)
 
     def _on_peer_left(self) -> None:
         self._shut(peer_lost_error(), end_streams=self.mode == "client")
@@ -641,8 +747,8 @@ class Channel:
         self._serving.clear()
         if end_streams and not self._ended_streams:
             self._ended_streams = True
-            for queue in self._subscribers:
-                queue.put_nowait(None)
+            for inbox in self._subscribers:
+                inbox.push(None)
 
     def _on_request(self, rid: int, data: bytes) -> None:
         lib = _native.load()
@@ -679,6 +785,10 @@ class Channel:
                         if self._serving.get(rid) is None:
                             return
                         self._answer(rid, value, last=False)
+                        if self.queued_bytes > self.max_queued_bytes:
+                            # A generator that yields faster than the peer reads waits here,
+                            # as notify() callers do after ERR_QUEUE_FULL.
+                            await self.drained()
                 finally:
                     await result.aclose()
                 if self._serving.get(rid) is not None:

@@ -5,11 +5,16 @@ python3 -m unittest discover -s tests"""
 import asyncio
 import os
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from shmchannel import Channel, ShmChannelError  # noqa: E402
+from unittest import mock  # noqa: E402
+
+import shmchannel.channel as channel_module  # noqa: E402
+from shmchannel import Channel, ShmChannelError, _worker  # noqa: E402
 
 _count = 0
 
@@ -43,6 +48,195 @@ class TruncationTest(unittest.IsolatedAsyncioTestCase):
                 self.assertEqual(caught.exception.code, "ERR_CHANNEL_CLOSED")
             finally:
                 await client.close()
+
+
+class OpenLifetimeTest(unittest.IsolatedAsyncioTestCase):
+    async def test_close_before_the_open_completes_fails_the_open(self) -> None:
+        name = unique_name()
+        reported = threading.Event()
+
+        class LateReport(_worker.EndpointThread):
+            """Reports the open only once the test let it: close() comes first, for sure."""
+
+            def _post(self, fn, *args):  # type: ignore[no-untyped-def]
+                if fn is self._on_open:
+                    reported.wait(5)
+                super()._post(fn, *args)
+
+        async with Channel(name, "server") as server:
+            client = Channel(name, "client", connect_timeout=2)
+            with mock.patch.object(channel_module, "EndpointThread", LateReport):
+                opening = asyncio.ensure_future(client.open())
+                await asyncio.sleep(0)  # its thread is attaching
+                closing = asyncio.ensure_future(client.close())
+                await asyncio.sleep(0.1)
+                reported.set()
+                await asyncio.wait_for(closing, 5)
+            with self.assertRaises(ShmChannelError) as caught:
+                await opening
+            self.assertEqual(caught.exception.code, "ERR_CHANNEL_CLOSED")
+            self.assertEqual(client.state, "closed")
+            with self.assertRaises(ShmChannelError) as caught:
+                client.notify(b"lost")
+            self.assertEqual(caught.exception.code, "ERR_CHANNEL_CLOSED")
+            with self.assertRaises(ShmChannelError) as caught:
+                await client.request(b"lost", timeout=1)
+            self.assertEqual(caught.exception.code, "ERR_CHANNEL_CLOSED")
+            # The endpoint that did attach was closed: the server takes the next client.
+            async with Channel(name, "client", connect_timeout=2) as again:
+                await asyncio.wait_for(server.wait_for_state("connected"), 5)
+                self.assertEqual(again.state, "connected")
+
+    async def test_close_while_waiting_for_a_server_is_prompt(self) -> None:
+        client = Channel(unique_name(), "client", connect_timeout=30)
+        opening = asyncio.ensure_future(client.open())
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await asyncio.wait_for(client.close(), 2)
+        with self.assertRaises(ShmChannelError) as caught:
+            await opening
+        self.assertEqual(caught.exception.code, "ERR_CHANNEL_CLOSED")
+        self.assertLess(time.monotonic() - started, 1)
+
+    async def test_a_cancelled_open_lets_go_and_may_be_tried_again(self) -> None:
+        name = unique_name()
+        client = Channel(name, "client", connect_timeout=30)
+        with self.assertRaises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.open(), 0.2)
+        self.assertEqual(client.state, "idle")
+        self.assertFalse([t for t in threading.enumerate() if t.name == f"shmchannel {name}"])
+        async with Channel(name, "server") as server:
+            await asyncio.wait_for(client.open(), 5)  # not ERR_ALREADY_OPEN
+            await asyncio.wait_for(server.wait_for_state("connected"), 5)
+            await asyncio.wait_for(client.close(), 5)
+
+
+class OpenAtShutdownTest(unittest.TestCase):
+    def test_asyncio_run_ending_during_open_leaves_no_thread(self) -> None:
+        name = unique_name()
+
+        async def leave_it_opening() -> None:
+            asyncio.ensure_future(Channel(name, "client", connect_timeout=30).open())
+            await asyncio.sleep(0.1)
+
+        asyncio.run(leave_it_opening())  # cancels the open at shutdown
+        self.assertFalse([t for t in threading.enumerate() if t.name == f"shmchannel {name}"])
+
+        async def serve_one() -> None:
+            async with Channel(name, "server") as server:
+                # Nothing attached late from the abandoned open: a new client gets the slot.
+                async with Channel(name, "client", connect_timeout=2):
+                    await asyncio.wait_for(server.wait_for_state("connected"), 5)
+
+        asyncio.run(serve_one())
+
+
+def small_server(name: str, **options: object) -> Channel:
+    return Channel(name, "server", ring_capacity=4096, max_message_size=4096, **options)  # type: ignore[arg-type]
+
+
+class BackpressureTest(unittest.IsolatedAsyncioTestCase):
+    async def test_a_slow_reader_holds_back_the_sender(self) -> None:
+        name = unique_name()
+        async with small_server(name, max_queued_bytes=8192) as server:
+            async with Channel(name, "client", connect_timeout=2) as client:
+                await asyncio.wait_for(server.wait_for_state("connected"), 5)
+                notes = client.notifications()  # subscribed, not read yet
+                sent = 0
+                with self.assertRaises(ShmChannelError) as caught:
+                    for _ in range(3000):  # 3 MB if nothing held it back
+                        server.notify(sent.to_bytes(4, "big") * 250)
+                        sent += 1
+                        await asyncio.sleep(0.001)
+                self.assertEqual(caught.exception.code, "ERR_QUEUE_FULL")
+                # What the reader may hold (a ring, 64 KiB at least), the ring, the queue.
+                self.assertLess(sent, 200)
+                for i in range(sent):
+                    self.assertEqual(await asyncio.wait_for(notes.__anext__(), 5), i.to_bytes(4, "big") * 250)
+                await asyncio.wait_for(server.drained(), 5)
+
+    async def test_a_streaming_handler_waits_for_its_queue(self) -> None:
+        name = unique_name()
+        peak = 0
+        async with small_server(name, max_queued_bytes=8192) as server:
+
+            async def flood(data: bytes):
+                nonlocal peak
+                while True:
+                    yield b"v" * 1000
+                    peak = max(peak, server.queued_bytes)
+                    await asyncio.sleep(0)
+
+            server.handle(flood)
+            async with Channel(name, "client", connect_timeout=2) as client:
+                stream = client.request_stream(b"")
+                async with stream:
+                    async for _ in stream:
+                        await asyncio.sleep(0.3)  # a slow reader
+                        break
+                self.assertGreater(peak, 0)
+                self.assertLessEqual(peak, 8192 + 1000)
+
+
+class RequestStreamTest(unittest.IsolatedAsyncioTestCase):
+    async def asyncSetUp(self) -> None:
+        self.name = unique_name()
+        self.server = Channel(self.name, "server")
+        await self.server.open()
+        self.client = Channel(self.name, "client", connect_timeout=2)
+        await self.client.open()
+        self.started = 0
+        self.stopped = asyncio.get_running_loop().create_future()
+
+        async def forever(data: bytes):
+            self.started += 1
+            try:
+                i = 0
+                while True:
+                    yield str(i)
+                    i += 1
+                    await asyncio.sleep(0.01)
+            finally:
+                if not self.stopped.done():
+                    self.stopped.set_result(True)
+
+        self.server.handle(forever)
+
+    async def asyncTearDown(self) -> None:
+        await self.client.close()
+        await self.server.close()
+
+    async def test_cold_until_iterated(self) -> None:
+        stream = self.client.request_stream(b"")
+        await asyncio.sleep(0.2)
+        self.assertEqual(self.started, 0)
+        async with stream:
+            self.assertEqual(await stream.__anext__(), b"0")
+        self.assertEqual(self.started, 1)
+        self.assertTrue(await asyncio.wait_for(self.stopped, 2))
+
+    async def test_break_out_of_a_temporary_stream_cancels_at_once(self) -> None:
+        async for value in self.client.request_stream(b""):
+            if value == b"1":
+                break
+        self.assertTrue(await asyncio.wait_for(self.stopped, 1))
+
+    async def test_async_with_closes_a_stream_kept_in_a_variable(self) -> None:
+        async with self.client.request_stream(b"") as stream:
+            async for value in stream:
+                if value == b"1":
+                    break
+            self.assertFalse(self.stopped.done())  # still referenced: not finalized
+        self.assertTrue(await asyncio.wait_for(self.stopped, 1))
+
+    @unittest.skipIf(sys.version_info < (3, 10), "contextlib.aclosing is 3.10+")
+    async def test_aclosing(self) -> None:
+        import contextlib
+
+        async with contextlib.aclosing(self.client.request_stream(b"")) as stream:  # type: ignore[attr-defined]
+            async for value in stream:
+                break
+        self.assertTrue(await asyncio.wait_for(self.stopped, 1))
 
 
 class OptionRangeTest(unittest.TestCase):
