@@ -272,7 +272,51 @@ class JsonObjectReader {
   const uint8_t* end_;
 };
 
-// What a requester makes of an ERROR payload (PROTOCOL §2.4).
+// s made a C string of valid UTF-8, as shmch_message.error_message promises: a NUL (a JSON
+// "\u0000", or one in a payload that is not JSON) and each ill-formed sequence become U+FFFD,
+// one per maximal subpart of a sequence (Unicode §3.9, as TextDecoder does).
+inline void make_c_string(std::string* s) {
+  const std::string& in = *s;
+  std::string out;
+  out.reserve(in.size());
+  static const char kReplacement[] = "\xEF\xBF\xBD";
+  size_t i = 0;
+  while (i < in.size()) {
+    unsigned char c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x01 && c <= 0x7F) {
+      out += static_cast<char>(c);
+      i++;
+      continue;
+    }
+    // The length of the sequence c starts, and the range of its second byte (Table 3-7).
+    size_t length = 0;
+    unsigned char low = 0x80, high = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) length = 2;
+    else if (c == 0xE0) length = 3, low = 0xA0;
+    else if (c == 0xED) length = 3, high = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF) length = 3;
+    else if (c == 0xF0) length = 4, low = 0x90;
+    else if (c == 0xF4) length = 4, high = 0x8F;
+    else if (c >= 0xF1 && c <= 0xF3) length = 4;
+    size_t good = length == 0 ? 0 : 1;  // bytes of the sequence that fit so far
+    while (good > 0 && good < length && i + good < in.size()) {
+      unsigned char next = static_cast<unsigned char>(in[i + good]);
+      unsigned char lo = good == 1 ? low : 0x80, hi = good == 1 ? high : 0xBF;
+      if (next < lo || next > hi) break;
+      good++;
+    }
+    if (length > 0 && good == length) {
+      out.append(in, i, length);
+      i += length;
+    } else {
+      out += kReplacement;  // a NUL, a byte that starts nothing, or a cut-off sequence
+      i += good > 0 ? good : 1;
+    }
+  }
+  s->swap(out);
+}
+
+// What a requester makes of an ERROR payload (PROTOCOL §2.4), as C strings (make_c_string).
 inline void decode_error(const uint8_t* payload, size_t size, std::string* message, std::string* code,
                          bool* has_code) {
   std::string m;
@@ -288,6 +332,8 @@ inline void decode_error(const uint8_t* payload, size_t size, std::string* messa
   } else {
     message->assign(reinterpret_cast<const char*>(payload), size);
   }
+  make_c_string(message);
+  make_c_string(code);
 }
 
 }  // namespace message

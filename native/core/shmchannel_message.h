@@ -95,7 +95,9 @@ typedef struct shmch_message {
   uint32_t id;
   const uint8_t* data; /* NULL when size is 0; valid until the next receive or close */
   size_t size;
-  /* SHMCH_ERROR only (NULL otherwise), NUL-terminated UTF-8, valid as long as data: the
+  /* SHMCH_ERROR only (NULL otherwise), NUL-terminated valid UTF-8 (a NUL or an ill-formed
+   * sequence the peer sent is replaced by U+FFFD, as a UTF-8 decoder would), valid as long as
+   * data: the
    * message (the whole payload when it is not a JSON object with a string "message"), and the
    * code (NULL when the payload has no string "code"; "ERR_NO_HANDLER" when the peer had no
    * handler). */

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "../core/message_error_json.h"
 #include "../core/shmchannel.h"
 #include "../core/shmchannel_message.h"
 
@@ -359,6 +360,36 @@ void frame_after_bye() {
   protocol_case({{SHMCH_BYE, 0}, {SHMCH_NOTIFY, 0}}, {SHMCH_HELLO, SHMCH_BYE}, true);
 }
 
+// What decode_error() makes of a payload: "message|code" ("(none)" without a code).
+std::string decoded(const std::string& payload) {
+  std::string message, code;
+  bool has_code = false;
+  shmch::message::decode_error(reinterpret_cast<const uint8_t*>(payload.data()), payload.size(), &message, &code,
+                               &has_code);
+  return message + "|" + (has_code ? code : "(none)");
+}
+
+void error_strings() {
+  const std::string fffd = "\xEF\xBF\xBD";
+  // What was right stays right.
+  CHECK(decoded(R"({"code":"E_X","message":"a \"b\" \u2713 \ud83d\ude00"})") == "a \"b\" \u2713 \U0001F600|E_X");
+  CHECK(decoded("not json \xE2\x9C\x93") == "not json \xE2\x9C\x93|(none)");
+  // A NUL from a JSON escape, in the code too.
+  CHECK(decoded(R"({"code":"E\u0000X","message":"a\u0000b"})") == "a" + fffd + "b|E" + fffd + "X");
+  // A payload that is not JSON, with a NUL and invalid UTF-8: a lone continuation byte, an
+  // overlong form, a surrogate encoded, a sequence cut short by the end.
+  CHECK(decoded(std::string("x\0y", 3)) == "x" + fffd + "y|(none)");
+  CHECK(decoded("a\x80" "b") == "a" + fffd + "b|(none)");
+  CHECK(decoded("\xC0\xAF") == fffd + fffd + "|(none)");
+  CHECK(decoded("\xED\xA0\x80") == fffd + fffd + fffd + "|(none)");
+  CHECK(decoded("ok\xE2\x9C") == "ok" + fffd + "|(none)");
+  CHECK(decoded("\xF4\x90\x80\x80z") == fffd + fffd + fffd + fffd + "z|(none)");
+  // Raw invalid bytes inside a JSON string.
+  CHECK(decoded("{\"message\":\"m\xFF\"}") == "m" + fffd + "|(none)");
+  // Every result is a C string: no NUL before its end.
+  CHECK(std::strlen(decoded(std::string("\0\0", 2)).c_str()) == 2 * fffd.size() + 7);
+}
+
 struct Case {
   const char* name;
   void (*run)();
@@ -371,6 +402,7 @@ const Case kCases[] = {
     {"flush and close return at their timeout against a peer that floods and never reads", flush_against_flood},
     {"a server drops a client that reuses a request id still in flight", request_id_reused},
     {"a server drops a client that sends a frame after its BYE", frame_after_bye},
+    {"an ERROR's message and code are NUL-free, valid UTF-8", error_strings},
 };
 
 }  // namespace
