@@ -124,12 +124,13 @@ class RequestStream:
     first ``__anext__``), and the timeout runs from then. Raises ShmChannelError as
     Channel.request() does.
 
-    Leaving the loop early (``break``, an exception) cancels the request at the peer's handler:
-    the iteration runs in an async generator, which asyncio closes on its loop as soon as it is
-    dropped (at once under CPython, for the temporary iterator of an ``async for``). A stream
-    kept in a variable lives as long as the variable: close it explicitly, with
-    ``async with ch.request_stream(data) as stream: async for value in stream: ...``,
-    ``contextlib.aclosing(...)`` (Python 3.10+), ``await stream.aclose()`` or ``cancel()``.
+    Leaving ``async for value in ch.request_stream(data)`` early (``break``, an exception)
+    cancels the request at the peer's handler at once: under CPython the dropped stream sends
+    CANCEL right there, on the loop's thread, before anything sent after the loop (elsewhere, or
+    off the loop, the iteration's async generator is closed by asyncio on its loop, which cancels
+    a little later). A stream kept in a variable lives as long as the variable: close it
+    explicitly, with ``async with ch.request_stream(data) as stream: async for value in stream:
+    ...``, ``contextlib.aclosing(...)`` (Python 3.10+), ``await stream.aclose()`` or ``cancel()``.
     """
 
     def __init__(self, channel: "Channel", pending: _Pending, payload: bytes, wait: Optional[float]) -> None:
@@ -137,11 +138,22 @@ class RequestStream:
         self._pending = pending
         self._values = channel._stream_values(pending, payload, wait)
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._values  # the async generator itself: asyncio finalizes it when dropped
+    def __aiter__(self) -> "RequestStream":
+        return self
 
     def __anext__(self) -> Awaitable[bytes]:
         return self._values.__anext__()
+
+    def __del__(self) -> None:
+        # Only on the loop's own thread while it runs (a dropped temporary of `async for`):
+        # then the CANCEL goes out before whatever the caller sends next. Anywhere else this
+        # touches nothing; the generator, dropped with us, is closed by asyncio on its loop.
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if running is self._channel._loop:
+            self._channel._cancel(self._pending)
 
     async def __aenter__(self) -> "RequestStream":
         return self

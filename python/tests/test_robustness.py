@@ -221,6 +221,28 @@ class RequestStreamTest(unittest.IsolatedAsyncioTestCase):
                 break
         self.assertTrue(await asyncio.wait_for(self.stopped, 1))
 
+    async def test_the_cancel_goes_out_before_the_next_request(self) -> None:
+        seen = []
+
+        async def both(data: bytes):
+            if data == b"abc":
+                seen.append("abc")
+                yield b"cba"
+                return
+            try:
+                while True:
+                    yield b"tick"
+                    await asyncio.sleep(0.01)
+            finally:
+                seen.append("cancelled")
+
+        self.server.handle(both)
+        async for _ in self.client.request_stream(b"ticks"):
+            break
+        self.assertEqual(await self.client.request(b"abc", timeout=5), b"cba")
+        await asyncio.sleep(0.1)
+        self.assertEqual(seen, ["cancelled", "abc"])
+
     async def test_async_with_closes_a_stream_kept_in_a_variable(self) -> None:
         async with self.client.request_stream(b"") as stream:
             async for value in stream:
