@@ -75,10 +75,20 @@ async def main():
 asyncio.run(main())
 `;
 
+function pick(env: NodeJS.ProcessEnv, ...names: string[]): NodeJS.ProcessEnv {
+  return Object.fromEntries(names.filter((n) => env[n] !== undefined).map((n) => [n, env[n]]));
+}
+
 describe('the Python package (python/) across processes', function () {
   this.timeout(COMMAND_TIMEOUT_MS);
   let work: string;
   let env: NodeJS.ProcessEnv;
+
+  // Node peers load the addon this suite runs with (a sanitized one needs its preload kept);
+  // Python and make get the environment without the sanitizer's preload.
+  function envFor(command: string): NodeJS.ProcessEnv {
+    return command === 'node' ? { ...process.env, ...pick(env, 'SHMCHANNEL_LIB', 'PYTHONPATH') } : env;
+  }
 
   function python(args: string[]): Promise<CommandResult> {
     return runCommand('python3', args, { cwd: repoRoot, env, timeoutMs: RUN_TIMEOUT_MS });
@@ -127,13 +137,13 @@ describe('the Python package (python/) across processes', function () {
       const name = uniqueName('py-example');
       const server = runCommand(serverCmd[0], [...serverCmd.slice(1), 'server', 'from server ✓', name], {
         cwd: repoRoot,
-        env,
+        env: envFor(serverCmd[0]),
         timeoutMs: RUN_TIMEOUT_MS,
       });
       // The client waits up to 10 s for the server to appear.
       const client = await runCommand(clientCmd[0], [...clientCmd.slice(1), 'client', 'from client ✓', name], {
         cwd: repoRoot,
-        env,
+        env: envFor(clientCmd[0]),
         timeoutMs: RUN_TIMEOUT_MS,
       });
       const served = await server;
