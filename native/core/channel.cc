@@ -543,10 +543,13 @@ bool peer_flagged_leave(shmch_channel* ch) {
   return (state & left) == left;
 }
 
-int wait_for_event(shmch_channel* ch, int timeout_ms) {
+// `ignore_readable`: data in the inbound ring does not end the wait (SHMCH_WAIT_IGNORE_READABLE).
+int wait_for_event(shmch_channel* ch, int timeout_ms, bool ignore_readable) {
   // A failed channel is never read again, so only the doorbell or the timeout ends the wait.
   bool failed = ch->failed.load(std::memory_order_relaxed) || ch->segment.lost();
-  if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
+  // Whether the ring's data counts: never on a failed channel, nor when the caller said not.
+  auto readable = [&] { return !failed && !ignore_readable && ch->reader.readable(); };
+  if (readable()) return SHMCH_WAIT_READABLE;
   if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
   // Read the bell before saying we sleep: a ring after this read makes the wait return.
   uint32_t seen = __atomic_load_n(ch->own_doorbell, __ATOMIC_SEQ_CST);
@@ -559,22 +562,27 @@ int wait_for_event(shmch_channel* ch, int timeout_ms) {
   store_seq_cst(ch->own_sleeping, 1);
   // Pairs with the writer's fence between publishing head and looking at our flag.
   fence_seq_cst();
-  if (!failed && (ch->reader.readable() || space_freed(ch))) {
+  if (readable() || (!failed && space_freed(ch))) {
     store_seq_cst(ch->own_sleeping, 0);
-    return ch->reader.readable() ? SHMCH_WAIT_READABLE : SHMCH_WAIT_WOKEN;
+    return readable() ? SHMCH_WAIT_READABLE : SHMCH_WAIT_WOKEN;
   }
   bool rang = doorbell_wait(ch->own_doorbell, seen, &ch->private_bell, private_seen, timeout_ms);
   store_seq_cst(ch->own_sleeping, 0);
-  if (!failed && ch->reader.readable()) return SHMCH_WAIT_READABLE;
+  // Ignoring readable data, a ring of the peer's writer (it wrote more) ends the sleep as a
+  // wake: the caller looks at what it waits for and sleeps again; a writer that filled the ring
+  // blocks and rings no more, so this does not spin.
+  if (readable()) return SHMCH_WAIT_READABLE;
   if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
   return rang ? SHMCH_WAIT_WOKEN : SHMCH_WAIT_TIMEOUT;
 }
 }  // namespace
 
-int shmch_wait(shmch_channel* ch, int timeout_ms) {
+int shmch_wait(shmch_channel* ch, int timeout_ms) { return shmch_wait_flags(ch, timeout_ms, 0); }
+
+int shmch_wait_flags(shmch_channel* ch, int timeout_ms, int flags) {
   if (ch == nullptr) return SHMCH_WAIT_TIMEOUT;
   if (report_lost(ch)) return SHMCH_WAIT_READABLE;
-  int r = wait_for_event(ch, timeout_ms);
+  int r = wait_for_event(ch, timeout_ms, (flags & SHMCH_WAIT_IGNORE_READABLE) != 0);
   return report_lost(ch) ? SHMCH_WAIT_READABLE : r;
 }
 

@@ -587,23 +587,32 @@ shmch_status open_endpoint(const char* name, shmch_role role, const shmch_endpoi
   return SHMCH_OK;
 }
 
-// Waits on the channel for at most timeout_ms (< 0: as long as the watch allows).
-void wait_channel(shmch_endpoint* ep, int timeout_ms) {
+// Waits on the channel for at most timeout_ms (< 0: as long as the watch allows); `flags` as
+// shmch_wait_flags().
+void wait_channel(shmch_endpoint* ep, int timeout_ms, int flags = 0) {
   shmch_info info;
   shmch_get_info(ep->ch, &info);
   int slice = kSegmentCheckMs;
   if (peer_present(ep, info) && !ep->watch.active()) slice = kLivenessCheckMs;
   if (timeout_ms >= 0) slice = std::min(slice, timeout_ms);
-  if (shmch_wait(ep->ch, slice) == SHMCH_WAIT_TIMEOUT) shmch_check_segment(ep->ch);
+  if (shmch_wait_flags(ep->ch, slice, flags) == SHMCH_WAIT_TIMEOUT) shmch_check_segment(ep->ch);
 }
 
-int wait_endpoint(shmch_endpoint* ep, int timeout_ms) {
+// `events`: the SHMCH_EV_* bits that end the wait besides PEER_LEFT and WOKEN. One not asked
+// for stays pending (WRITABLE, DRAINED) or stays true (READABLE) for a later wait.
+int wait_endpoint(shmch_endpoint* ep, int timeout_ms, int events) {
+  events |= SHMCH_EV_PEER_LEFT | SHMCH_EV_WOKEN;
+  // Not asked for READABLE: the ring's data must not end the channel's wait either, or a
+  // receiver that does not receive would spin here.
+  int flags = (events & SHMCH_EV_READABLE) != 0 ? 0 : SHMCH_WAIT_IGNORE_READABLE;
   int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
   for (;;) {
     pump(ep, Drain::kWhileEmpty);
     int bits = 0;
-    if (!ep->inbox.empty() || ep->ended != SHMCH_OK) bits |= SHMCH_EV_READABLE;
-    if (ep->writable_event) {
+    if ((events & SHMCH_EV_READABLE) != 0 && (!ep->inbox.empty() || ep->ended != SHMCH_OK)) {
+      bits |= SHMCH_EV_READABLE;
+    }
+    if ((events & SHMCH_EV_WRITABLE) != 0 && ep->writable_event) {
       ep->writable_event = false;
       bits |= SHMCH_EV_WRITABLE;
     }
@@ -611,7 +620,7 @@ int wait_endpoint(shmch_endpoint* ep, int timeout_ms) {
       ep->peer_left_event = false;
       bits |= SHMCH_EV_PEER_LEFT;
     }
-    if (ep->drained_event) {
+    if ((events & SHMCH_EV_DRAINED) != 0 && ep->drained_event) {
       ep->drained_event = false;
       bits |= SHMCH_EV_DRAINED;
     }
@@ -619,7 +628,9 @@ int wait_endpoint(shmch_endpoint* ep, int timeout_ms) {
     if (bits != 0) return bits;
     int64_t left = deadline - now_ms();
     if (timeout_ms >= 0 && left <= 0) return SHMCH_EV_TIMEOUT;
-    wait_channel(ep, timeout_ms < 0 ? -1 : static_cast<int>(left));
+    // A server whose channel ended is never read again: its wait without READABLE has nothing
+    // but the doorbell, the wake and the timeout, which is what the channel's wait gives it.
+    wait_channel(ep, timeout_ms < 0 ? -1 : static_cast<int>(left), flags);
   }
 }
 
@@ -783,9 +794,13 @@ shmch_status shmch_endpoint_receive(shmch_endpoint* ep, shmch_message* msg) {
 }
 
 int shmch_endpoint_wait(shmch_endpoint* ep, int timeout_ms) {
+  return shmch_endpoint_wait_for(ep, SHMCH_EV_READABLE | SHMCH_EV_WRITABLE | SHMCH_EV_DRAINED, timeout_ms);
+}
+
+int shmch_endpoint_wait_for(shmch_endpoint* ep, int events, int timeout_ms) {
   if (ep == nullptr) return SHMCH_EV_TIMEOUT;
   try {
-    return wait_endpoint(ep, timeout_ms);
+    return wait_endpoint(ep, timeout_ms, events);
   } catch (const std::bad_alloc&) {
     // What could not be read stays in the ring: say so, so that receive reports it.
     return SHMCH_EV_READABLE;

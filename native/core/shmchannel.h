@@ -255,6 +255,13 @@ shmch_status shmch_release(shmch_channel* ch, uint32_t offset);
  * closed; a client's server closed or dropped it): check shmch_peer_state() after a wake-up.
  * NULL ch: returns SHMCH_WAIT_TIMEOUT at once. Not async-signal-safe (it sleeps). */
 int shmch_wait(shmch_channel* ch, int timeout_ms);
+/* shmch_wait_flags() flags. SHMCH_WAIT_IGNORE_READABLE: data in the inbound ring does not end
+ * the wait, so a reader that is not reading now (its consumer is slow) can still sleep until
+ * the doorbell (the peer wrote more, or freed space we wait for, or left), shmch_wake(), or the
+ * timeout; it never returns SHMCH_WAIT_READABLE then, but for a lost segment's one report. */
+#define SHMCH_WAIT_IGNORE_READABLE 1
+/* shmch_wait() with flags (0: the same as shmch_wait()); unknown bits are ignored. */
+int shmch_wait_flags(shmch_channel* ch, int timeout_ms, int flags);
 /* Ends a shmch_wait() of another thread early (SHMCH_WAIT_WOKEN), even one that is about to
  * start: the request is remembered until a wait returns. Safe from any thread, and
  * async-signal-safe (atomic stores and a futex wake only): a SIGINT or SIGTERM handler may call it

@@ -196,8 +196,21 @@ shmch_status shmch_endpoint_receive(shmch_endpoint* ep, shmch_message* msg);
  * only when something changed; without a pidfd (Linux < 5.3) the wait wakes every 250 ms to
  * look. NULL ep: SHMCH_EV_TIMEOUT at once. */
 int shmch_endpoint_wait(shmch_endpoint* ep, int timeout_ms);
+/* shmch_endpoint_wait() that ends only for the SHMCH_EV_* bits in `events`, SHMCH_EV_PEER_LEFT
+ * and SHMCH_EV_WOKEN (always), or SHMCH_EV_TIMEOUT; it returns only those bits. A bit not asked
+ * for does not end the wait and is kept for a later one (SHMCH_EV_WRITABLE, SHMCH_EV_DRAINED),
+ * or stays true (SHMCH_EV_READABLE). For a receiver that pauses receiving (its consumer is
+ * slow) while its own messages are still queued out: without SHMCH_EV_READABLE in `events`,
+ * what waits to be received neither ends the wait nor is read further from the ring (the
+ * peer's writes wait there), yet the queue is sent as the peer makes room, so
+ *   shmch_endpoint_wait_for(ep, SHMCH_EV_WRITABLE | SHMCH_EV_DRAINED, -1)
+ * sleeps until the queue moves (SHMCH_EV_WRITABLE after a SHMCH_E_FULL send, or empties), the
+ * peer leaves, or shmch_endpoint_wake(). Without SHMCH_EV_READABLE, a server whose channel
+ * failed (its receive would report the error) waits for the timeout or a wake. events
+ * READABLE|WRITABLE|DRAINED is shmch_endpoint_wait(). NULL ep: SHMCH_EV_TIMEOUT at once. */
+int shmch_endpoint_wait_for(shmch_endpoint* ep, int events, int timeout_ms);
 
-/* Ends a shmch_endpoint_wait() early with SHMCH_EV_WOKEN (remembered if no wait is under
+/* Ends a shmch_endpoint_wait() (or _wait_for()) early with SHMCH_EV_WOKEN (remembered if no wait is under
  * way). Any thread; async-signal-safe (errno is kept). NULL is ignored. */
 void shmch_endpoint_wake(shmch_endpoint* ep);
 

@@ -390,6 +390,92 @@ void error_strings() {
   CHECK(std::strlen(decoded(std::string("\0\0", 2)).c_str()) == 2 * fffd.size() + 7);
 }
 
+// A receiver that stops receiving (its consumer is slow) while its own messages are queued
+// out: shmch_endpoint_wait_for() without READABLE sleeps through the peer's unread messages
+// until the queue moves, then the messages are all still there to receive.
+void wait_for_paused() {
+  next_name();
+  constexpr int kTheirs = 8;
+  pid_t pid = spawn([] {
+    shmch_endpoint* ep = open_client();
+    if (ep == nullptr) return 90;
+    std::vector<uint8_t> data(512, 'c');
+    // Two batches that each fit the ring: the server reads the first in one go, the second
+    // waits in the ring, unread, while the server is paused. Nothing of ours is queued, so
+    // nothing makes us read the server's messages before the nap.
+    for (int i = 0; i < kTheirs; i++) {
+      if (i == kTheirs / 2) usleep(150 * 1000);
+      if (shmch_endpoint_notify(ep, data.data(), data.size()) != SHMCH_OK) return 91;
+      if (shmch_endpoint_queued(ep) != 0) return 92;
+    }
+    usleep(600 * 1000);  // the server's queue stays stuck this long
+    int notes = 0;
+    for (;;) {
+      shmch_message m{};
+      if (shmch_endpoint_receive(ep, &m) != SHMCH_OK) break;
+      if (m.kind == 0) {
+        shmch_endpoint_wait(ep, 1000);
+        continue;
+      }
+      if (m.kind == SHMCH_NOTIFY) notes++;
+      if (m.kind == SHMCH_BYE) break;
+    }
+    shmch_endpoint_close(ep, 1000);
+    return notes;
+  });
+  shmch_endpoint* server = open_server();
+  CHECK(server != nullptr);
+  if (server == nullptr) {
+    kill(pid, SIGKILL);
+    reap(pid);
+    return;
+  }
+  int received = await_kind(server, SHMCH_NOTIFY).kind == SHMCH_NOTIFY ? 1 : 0;
+  CHECK(received == 1);
+  // Ours: until some of it is queued, and a few more.
+  std::vector<uint8_t> data(512, 's');
+  int sent = 0;
+  int extra = 0;
+  while (extra < 3 && sent < 64) {
+    CHECK(shmch_endpoint_notify(server, data.data(), data.size()) == SHMCH_OK);
+    sent++;
+    if (shmch_endpoint_queued(server) > 0) extra++;
+  }
+  CHECK(shmch_endpoint_queued(server) > 0);
+  shmch_endpoint_wake(server);
+  CHECK(shmch_endpoint_wait_for(server, SHMCH_EV_WRITABLE | SHMCH_EV_DRAINED, 1000) == SHMCH_EV_WOKEN);
+  int64_t start = now_ms();
+  CHECK(shmch_endpoint_wait_for(server, SHMCH_EV_WRITABLE | SHMCH_EV_DRAINED, 100) == SHMCH_EV_TIMEOUT);
+  CHECK(now_ms() - start >= 90);
+  // Sleeps until the client reads (no READABLE, no spinning), then reports the queue empty.
+  int waits = 0;
+  bool drained = false;
+  struct timespec cpu0, cpu1;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+  while (!drained && now_ms() - start < 10000) {
+    int bits = shmch_endpoint_wait_for(server, SHMCH_EV_DRAINED, 10000);
+    waits++;
+    CHECK((bits & (SHMCH_EV_READABLE | SHMCH_EV_WRITABLE | SHMCH_EV_PEER_LEFT)) == 0);
+    drained = (bits & SHMCH_EV_DRAINED) != 0;
+  }
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+  CHECK(drained);
+  CHECK(now_ms() - start >= 400);
+  // Asleep, not spinning inside the wait: a few milliseconds of CPU over half a second.
+  CHECK((cpu1.tv_sec - cpu0.tv_sec) * 1000 + (cpu1.tv_nsec - cpu0.tv_nsec) / 1000000 < 150);
+  CHECK(waits <= 3);
+  CHECK(shmch_endpoint_queued(server) == 0);
+  // Everything the client sent is still there.
+  while (received < kTheirs) {
+    shmch_message m = await_kind(server, SHMCH_NOTIFY);
+    if (m.kind != SHMCH_NOTIFY) break;
+    received++;
+  }
+  CHECK(received == kTheirs);
+  shmch_endpoint_close(server, 1000);
+  CHECK(reap(pid) == sent);
+}
+
 struct Case {
   const char* name;
   void (*run)();
@@ -403,6 +489,7 @@ const Case kCases[] = {
     {"a server drops a client that reuses a request id still in flight", request_id_reused},
     {"a server drops a client that sends a frame after its BYE", frame_after_bye},
     {"an ERROR's message and code are NUL-free, valid UTF-8", error_strings},
+    {"wait_for without READABLE sleeps through unread messages until the queue drains", wait_for_paused},
 };
 
 }  // namespace
