@@ -263,8 +263,11 @@ void flush_against_flood() {
   int64_t start = now_ms();
   CHECK(shmch_endpoint_flush(server, 300) == SHMCH_E_FULL);
   CHECK(now_ms() - start < 1500);
-  // What the flush kept for receive is bounded (max_message_size + 4 rings = 32 KiB): count it
-  // without reading more (a wait of 0 reads only while the inbox is empty).
+  // What the flush kept for receive is bounded (max_message_size + 4 rings = 32 KiB). Count it
+  // with the flood stopped: a wait of 0 reads the ring again once the inbox is empty, and a
+  // running flood would refill it as fast as the count drains it.
+  kill(flood, SIGSTOP);
+  usleep(20 * 1000);
   int kept = 0;
   for (shmch_message m{}; kept < 100000; kept++) {
     if ((shmch_endpoint_wait(server, 0) & SHMCH_EV_READABLE) == 0) break;
