@@ -145,6 +145,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "shmch_endpoint_fail": (i32, [vp, u32, ctypes.c_char_p, ctypes.c_char_p]),
         "shmch_endpoint_receive": (i32, [vp, ctypes.POINTER(Message)]),
         "shmch_endpoint_wait": (i32, [vp, i32]),
+    "shmch_endpoint_wait_for": (i32, [vp, i32, i32]),
         "shmch_endpoint_wake": (None, [vp]),
         "shmch_endpoint_flush": (i32, [vp, i32]),
         "shmch_endpoint_queued": (sz, [vp]),

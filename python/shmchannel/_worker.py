@@ -3,8 +3,7 @@
 An endpoint belongs to one thread (shmchannel_message.h): this thread opens it, makes every
 call on it, blocks in shmch_endpoint_wait() between events, and closes it. The event loop
 hands it work through a queue and shmch_endpoint_wake() (the one call allowed from another
-thread); it hands the loop what arrived through loop.call_soon_threadsafe(). Nothing polls,
-but for one corner, see PAUSED_FLUSH_MS.
+thread); it hands the loop what arrived through loop.call_soon_threadsafe(). Nothing polls.
 
 What arrived is bounded: the thread counts the bytes it handed the loop (``held``), the loop
 gives them back (:meth:`EndpointThread.release`) as its consumers take them, and the thread
@@ -32,11 +31,6 @@ Received = Tuple[int, int, bytes, Optional[str], Optional[str]]
 Command = Tuple[Callable[[int], Any], Optional[Callable[[Any], None]]]
 RETRY = object()
 
-# While receiving is paused (the loop holds hold_limit bytes) and the core still queues outgoing
-# bytes, how often the thread writes what fits: shmch_endpoint_wait() returns at once while
-# something waits to be received, so it cannot sleep there for SHMCH_EV_WRITABLE. Only in that
-# state; otherwise the thread sleeps until woken.
-PAUSED_FLUSH_MS = 10
 # What a received message counts for against hold_limit besides its bytes (its Python objects).
 MESSAGE_OVERHEAD = 64
 
@@ -75,6 +69,7 @@ class EndpointThread(threading.Thread):
         self._on_ended = on_ended
         self._on_queued = on_queued
         self._core_queued = 0  # shmch_endpoint_queued() as last told to the loop
+        self._wait_calls = 0  # waits of the paused branch, for the tests: it must sleep, not poll
         # Set once the endpoint is open, from the ring's size (see the module docstring).
         self.hold_limit = 1 << 20
         self._held = 0  # bytes handed to the loop and not given back (under _held_lock)
@@ -244,12 +239,16 @@ class EndpointThread(threading.Thread):
                 # (SHMCH_EV_DRAINED, for drained()), the peer leaving, or the loop.
                 lib.shmch_endpoint_wait(ep, -1)
                 continue
-            # Paused: the core's wait would return at once (something waits to be received).
+            # Paused: a message waiting to be received must not end the wait, or it would
+            # return at once. With output queued, sleep in the core until it moves (the wait
+            # writes what fits), the peer leaves, or the loop wakes us; else on our own event.
             if self._core_queued:
-                lib.shmch_endpoint_wait(ep, 0)  # writes what fits of the outgoing queue
+                bits = lib.shmch_endpoint_wait_for(ep, _native.EV_WRITABLE | _native.EV_DRAINED, -1)
+                self._wait_calls += 1
                 self._report_queued(ep)
-            if self._core_queued:
-                self._event.wait(PAUSED_FLUSH_MS / 1000)
+                if bits & _native.EV_PEER_LEFT and self._core_queued:
+                    # Nothing moves our output once the peer left: wait for the loop.
+                    self._event.wait()
             else:
                 self._event.wait()
 

@@ -178,6 +178,31 @@ class BackpressureTest(unittest.IsolatedAsyncioTestCase):
                 self.assertLessEqual(peak, 8192 + 1000)
 
 
+    async def test_a_paused_receiver_with_output_queued_sleeps_until_it_moves(self) -> None:
+        name = unique_name()
+        note = b"n" * 1000
+        async with small_server(name) as server:
+            async with Channel(name, "client", connect_timeout=2) as client:
+                await asyncio.wait_for(server.wait_for_state("connected"), 5)
+                to_client = client.notifications()  # subscribed, not read: the client pauses
+                to_server = server.notifications()  # the same on the server
+                for _ in range(150):
+                    server.notify(note)
+                    client.notify(note)
+                await asyncio.sleep(0.3)  # both pause, each with output the other does not take
+                assert client._thread is not None
+                self.assertGreater(client.queued_bytes, 0)
+                before = client._thread._wait_calls
+                await asyncio.sleep(0.3)
+                # Asleep in the core until its output moves: no 10 ms polling (that made ~30).
+                self.assertLessEqual(client._thread._wait_calls - before, 3)
+                for _ in range(150):
+                    self.assertEqual(await asyncio.wait_for(to_server.__anext__(), 5), note)
+                    self.assertEqual(await asyncio.wait_for(to_client.__anext__(), 5), note)
+                await asyncio.wait_for(client.drained(), 5)
+                await asyncio.wait_for(server.drained(), 5)
+
+
 class RequestStreamTest(unittest.IsolatedAsyncioTestCase):
     async def asyncSetUp(self) -> None:
         self.name = unique_name()
