@@ -8,6 +8,7 @@ import { firstValueFrom } from 'rxjs';
 
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RING_CAPACITY } from '../lib/channel-options';
 import { describeResult, runCommand, type CommandResult } from './helpers/commands';
+import { has, plainEnv } from './helpers/foreign-peers';
 import { shmExists, uniqueName } from './helpers/names';
 import { openChannel, releaseAll } from './helpers/resources';
 import { reaches, recordStates } from './helpers/wait';
@@ -23,19 +24,6 @@ import { reaches, recordStates } from './helpers/wait';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const COMMAND_TIMEOUT_MS = 3 * 60 * 1000;
-
-function has(command: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
-
-/** This environment without the sanitizer's preload, plus `extra`. */
-function plainEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env, ...extra };
-  delete env.LD_PRELOAD;
-  delete env.ASAN_OPTIONS;
-  delete env.UBSAN_OPTIONS;
-  return env;
-}
 
 /** Cflags, then Libs (with Libs.private for a static link), read from a .pc file as pkg-config would. */
 function pcFlags(pcFile: string, staticLink: boolean): string[] {

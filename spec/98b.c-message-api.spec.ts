@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -8,6 +8,7 @@ import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 
 import { SharedMemory, isShmChannelError } from '../lib/index';
 import { describeResult, runCommand, type CommandResult } from './helpers/commands';
+import { fnv1a, has, peerPattern, plainEnv } from './helpers/foreign-peers';
 import { shmExists, uniqueName } from './helpers/names';
 import { openChannel, releaseAll } from './helpers/resources';
 
@@ -22,33 +23,6 @@ const repoRoot = path.resolve(__dirname, '..', '..');
 const COMMAND_TIMEOUT_MS = 3 * 60 * 1000;
 const RUN_TIMEOUT_MS = 30_000;
 const nodeExample = path.join(repoRoot, 'dist', 'examples', 'channel.js');
-
-function has(command: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
-
-/** This environment without the sanitizer's preload (the C programs are not built sanitized). */
-function plainEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.LD_PRELOAD;
-  delete env.ASAN_OPTIONS;
-  delete env.UBSAN_OPTIONS;
-  return env;
-}
-
-/** FNV-1a, 32 bits, as message-peer.c prints it. */
-function fnv1a(data: Buffer): string {
-  let h = 2166136261;
-  for (const byte of data) h = Math.imul(h ^ byte, 16777619) >>> 0;
-  return h.toString(16).padStart(8, '0');
-}
-
-/** message-peer.c's pattern: byte i is (i * 31 + 7) % 251. */
-function pattern(size: number): Buffer {
-  const data = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) data[i] = (i * 31 + 7) % 251;
-  return data;
-}
 
 /** A program that runs in the background (a server), its output collected line by line. */
 class Background {
@@ -225,7 +199,7 @@ describe('the message-level C API (shmchannel_message.h) across processes', func
     await server.line(/^ready$/);
 
     const client = await openChannel(name, 'client', { connectTimeout: 10_000 });
-    const big = pattern(100_000);
+    const big = peerPattern(100_000);
     const reply = await lastValueFrom(client.request(big, { timeout: 10_000 }));
     expect(reply.length).to.equal(big.length);
     expect(reply.equals(Buffer.from(big).reverse()), 'the C server reversed all 100000 bytes').to.equal(true);
@@ -282,9 +256,9 @@ describe('the message-level C API (shmchannel_message.h) across processes', func
     expect(run.code, describeResult('message-peer client', run)).to.equal(0);
     const lines = run.stdout.trim().split('\n');
     expect(lines).to.deep.equal([
-      `reply ${size} ${fnv1a(Buffer.from(pattern(size)).reverse())}`,
+      `reply ${size} ${fnv1a(Buffer.from(peerPattern(size)).reverse())}`,
       'error E_NODE|node says "no" ✓',
     ]);
-    expect((await note).equals(pattern(size)), 'the notification arrived whole').to.equal(true);
+    expect((await note).equals(peerPattern(size)), 'the notification arrived whole').to.equal(true);
   });
 });

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -7,6 +6,7 @@ import { expect } from 'chai';
 
 import { type Channel } from '../lib/index';
 import { describeResult, runCommand } from './helpers/commands';
+import { has, peerPattern, plainEnv } from './helpers/foreign-peers';
 import { shmExists, uniqueName } from './helpers/names';
 import { openChannel, releaseAll } from './helpers/resources';
 
@@ -20,24 +20,9 @@ const repoRoot = path.resolve(__dirname, '..', '..');
 const COMMAND_TIMEOUT_MS = 3 * 60 * 1000;
 const RUN_TIMEOUT_MS = 30_000;
 
-function has(command: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
-
-/** This environment without the sanitizer's preload (the C programs are not built sanitized). */
-function plainEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.LD_PRELOAD;
-  delete env.ASAN_OPTIONS;
-  delete env.UBSAN_OPTIONS;
-  return env;
-}
-
 /** loan-peer.c's message `message`: byte j is (j * 31 + 7 + message) % 251. */
 function pattern(message: number, size: number): Buffer {
-  const data = Buffer.alloc(size);
-  for (let j = 0; j < size; j++) data[j] = (j * 31 + 7 + message) % 251;
-  return data;
+  return peerPattern(size, message);
 }
 
 /** What the server saw of the C client's loans. */

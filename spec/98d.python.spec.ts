@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -8,6 +7,7 @@ import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 
 import { Channel, isShmChannelError } from '../lib/index';
 import { describeResult, runCommand, type CommandResult } from './helpers/commands';
+import { has, plainEnv } from './helpers/foreign-peers';
 import { shmExists, uniqueName } from './helpers/names';
 
 // The Python package (python/, ctypes over libshmchannel.so) across real processes and real
@@ -22,10 +22,6 @@ const COMMAND_TIMEOUT_MS = 3 * 60 * 1000;
 const RUN_TIMEOUT_MS = 30_000;
 const nodeExample = path.join(repoRoot, 'dist', 'examples', 'channel.js');
 const pyExample = path.join(repoRoot, 'examples', 'python', 'channel.py');
-
-function has(command: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
 
 // A Python client for the Node server of the last test: prints one line per check.
 const PY_CLIENT = `
@@ -100,10 +96,7 @@ describe('the Python package (python/) across processes', function () {
       return;
     }
     work = mkdtempSync(path.join(tmpdir(), 'shmch-py-'));
-    env = { ...process.env };
-    delete env.LD_PRELOAD;
-    delete env.ASAN_OPTIONS;
-    delete env.UBSAN_OPTIONS;
+    env = plainEnv();
     const out = path.join(work, 'build');
     const made = await runCommand('make', ['-C', 'native', `OUT=${out}`], {
       cwd: repoRoot,

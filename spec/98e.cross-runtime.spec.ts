@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -8,6 +8,7 @@ import { lastValueFrom, type Subscription } from 'rxjs';
 
 import { SharedMemory, isShmChannelError, type IncomingRequest } from '../lib/index';
 import { describeResult, runCommand, type CommandResult } from './helpers/commands';
+import { fnv1a, has, peerPattern, plainEnv } from './helpers/foreign-peers';
 import { shmExists, uniqueName } from './helpers/names';
 import { openChannel, releaseAll } from './helpers/resources';
 
@@ -29,24 +30,6 @@ const BIG = 100_000;
 type Runtime = 'node' | 'python' | 'c';
 const RUNTIMES: Runtime[] = ['node', 'python', 'c'];
 
-function has(command: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
-
-/** FNV-1a, 32 bits, as the peers print it. */
-function fnv1a(data: Buffer): string {
-  let h = 2166136261;
-  for (const byte of data) h = Math.imul(h ^ byte, 16777619) >>> 0;
-  return h.toString(16).padStart(8, '0');
-}
-
-/** The peers' pattern: byte i is (i * 31 + 7) % 251. */
-function pattern(size: number): Buffer {
-  const data = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) data[i] = (i * 31 + 7) % 251;
-  return data;
-}
-
 /** How a peer of `runtime` reports that its peer left with a request in flight. */
 function lost(runtime: Runtime): string {
   return runtime === 'c' ? 'peer-left' : 'ERR_PEER_LOST';
@@ -54,7 +37,7 @@ function lost(runtime: Runtime): string {
 
 /** What `cross-peer client NAME size` prints when the exchange went through. */
 function exchangeLines(runtime: Runtime, size: number): string[] {
-  const reversed = pattern(size).reverse();
+  const reversed = peerPattern(size).reverse();
   const error = 'E_CROSS|refused "as asked" ✓';
   return [
     `reply ${size} ${fnv1a(reversed)}`,
@@ -173,10 +156,7 @@ describe('Node, C and Python peers across processes (cross-runtime)', function (
       return;
     }
     work = mkdtempSync(path.join(tmpdir(), 'shmch-cross-'));
-    env = { ...process.env };
-    delete env.LD_PRELOAD;
-    delete env.ASAN_OPTIONS;
-    delete env.UBSAN_OPTIONS;
+    env = plainEnv();
     const out = path.join(work, 'build');
     const made = await runCommand('make', ['-C', 'native', `OUT=${out}`], {
       cwd: repoRoot,
@@ -221,7 +201,7 @@ describe('Node, C and Python peers across processes (cross-runtime)', function (
         for (const client of clients) await exchange(client, name, BIG);
         const result = await served(program, serverRuntime, name, clients.length);
         // Each client's big notification arrived whole at the server.
-        expect(result.stdout.match(new RegExp(`^notify ${BIG} ${fnv1a(pattern(BIG))}$`, 'gm'))).to.have.length(
+        expect(result.stdout.match(new RegExp(`^notify ${BIG} ${fnv1a(peerPattern(BIG))}$`, 'gm'))).to.have.length(
           clients.length,
         );
       });

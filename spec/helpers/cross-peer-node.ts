@@ -6,18 +6,7 @@
 import { lastValueFrom, toArray } from 'rxjs';
 
 import { Channel, isShmChannelError, type IncomingRequest } from '../../lib/index';
-
-function fnv1a(data: Buffer): string {
-  let h = 2166136261;
-  for (const byte of data) h = Math.imul(h ^ byte, 16777619) >>> 0;
-  return h.toString(16).padStart(8, '0');
-}
-
-function pattern(size: number): Buffer {
-  const data = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) data[i] = (i * 31 + 7) % 251;
-  return data;
-}
+import { fnv1a, peerPattern } from './foreign-peers';
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -81,7 +70,7 @@ async function client(name: string, size: number): Promise<void> {
   const channel = new Channel(name, 'client', { connectTimeout: 20_000 });
   const note = new Promise<Buffer>((resolve) => channel.notifications$.subscribe(resolve));
   await channel.open();
-  const big = pattern(size);
+  const big = peerPattern(size);
   const reply = await lastValueFrom(channel.request(big, { timeout: 60_000 }));
   say(`reply ${reply.length} ${fnv1a(reply)}`);
   const parts = await lastValueFrom(channel.request('stream:3', { timeout: 60_000 }).pipe(toArray()));
