@@ -1,20 +1,24 @@
-// Module entry: the two classes and the name-level functions. Context-aware (N-API), so it
+// Module entry: the classes and the name-level functions. Context-aware (N-API), so it
 // loads in worker_threads and in several contexts of one process.
 #include <napi.h>
 #include <sched.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "../core/shmchannel.h"
 #include "arguments.h"
 #include "channel_wrap.h"
+#include "connector_wrap.h"
 #include "environments.h"
 #include "error.h"
 #include "message_pool.h"
+#include "server_wrap.h"
 #include "shared_memory_wrap.h"
 #include "waker.h"
 
@@ -25,7 +29,7 @@ namespace {
 // What lib/load-addon.ts checks: bump both whenever the JavaScript side needs another export
 // or call. A build left over from another version then fails to load with a clear message
 // instead of failing at its first call to what it lacks.
-constexpr uint32_t kBindingRevision = 6;
+constexpr uint32_t kBindingRevision = 7;
 
 Napi::Object Group(Napi::Env env, std::initializer_list<std::pair<const char*, uint32_t>> members) {
   Napi::Object group = Napi::Object::New(env);
@@ -45,6 +49,8 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("MAX_MESSAGE_SIZE", SHMCH_MAX_MESSAGE_SIZE);
   c.Set("POOL_BLOCK_SIZE", SHMCH_POOL_BLOCK_SIZE);
   c.Set("MAX_POOL_CAPACITY", SHMCH_MAX_POOL_CAPACITY);
+  c.Set("MAX_CLIENTS", SHMCH_MAX_CLIENTS);
+  c.Set("DEFAULT_MAX_CLIENTS", SHMCH_DEFAULT_MAX_CLIENTS);
   c.Set("FrameFlag", Group(env, {{"LOANED", SHMCH_FLAG_LOANED}}));
   c.Set("FrameKind", Group(env, {{"HELLO", SHMCH_HELLO},
                                  {"BYE", SHMCH_BYE},
@@ -59,6 +65,14 @@ Napi::Object Constants(Napi::Env env) {
                                     {"SERVER_CLOSED", SHMCH_STATE_SERVER_CLOSED},
                                     {"CLIENT_CLOSED", SHMCH_STATE_CLIENT_CLOSED},
                                     {"CLIENT_DROPPED", SHMCH_STATE_CLIENT_DROPPED}}));
+  c.Set("SegmentKind", Group(env, {{"CHANNEL", SHMCH_SEGMENT_CHANNEL},
+                                   {"DIRECTORY", SHMCH_SEGMENT_DIRECTORY},
+                                   {"CONNECTION", SHMCH_SEGMENT_CONNECTION}}));
+  c.Set("SlotPhase", Group(env, {{"FREE", SHMCH_SLOT_FREE},
+                                 {"CLAIMED", SHMCH_SLOT_CLAIMED},
+                                 {"READY", SHMCH_SLOT_READY},
+                                 {"CANCELLED", SHMCH_SLOT_CANCELLED},
+                                 {"REFUSED", SHMCH_SLOT_REFUSED}}));
   c.Set("PeerState", Group(env, {{"NONE", SHMCH_PEER_NONE}, {"ALIVE", SHMCH_PEER_ALIVE}, {"GONE", SHMCH_PEER_GONE}}));
   c.Set("WakeEvent", Group(env, {{"ACTIVITY", kEventActivity}, {"PEER_LOST", kEventPeerLost}}));
   return c;
@@ -79,7 +93,7 @@ void Unlink(const Napi::CallbackInfo& info) {
 }
 
 // inspect(name) -> { version, ringCapacity, maxMessageSize, poolCapacity, state, serverPid, clientPid,
-//                    serverAlive, clientAlive }
+//                    serverAlive, clientAlive, kind, maxClients, connectionId }
 Napi::Value Inspect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = StringArg(info, 0, "name");
@@ -97,7 +111,35 @@ Napi::Value Inspect(const Napi::CallbackInfo& info) {
   o.Set("clientPid", si.client_pid);
   o.Set("serverAlive", Napi::Boolean::New(env, si.server_alive != 0));
   o.Set("clientAlive", Napi::Boolean::New(env, si.client_alive != 0));
+  o.Set("kind", si.kind);
+  o.Set("maxClients", si.max_clients);
+  o.Set("connectionId", si.connection_id);
   return o;
+}
+
+// inspectClients(name) -> [{ slot, pid, phase, connectionId, alive }] for the taken slots of a
+// directory (ERR_INCOMPATIBLE_SEGMENT for any other segment)
+Napi::Value InspectClients(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "name");
+  // A directory has at most this many slots: one call reads them all.
+  std::vector<shmch_client_info> clients(SHMCH_MAX_CLIENTS);
+  size_t count = 0;
+  shmch_error err{};
+  shmch_status s = shmch_inspect_clients(name.c_str(), clients.data(), clients.size(), &count, &err);
+  if (s != SHMCH_OK) ThrowStatus(env, s, err, ("cannot inspect " + name).c_str());
+  count = std::min(count, clients.size());
+  Napi::Array result = Napi::Array::New(env, count);
+  for (size_t i = 0; i < count; ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("slot", clients[i].slot);
+    o.Set("pid", clients[i].pid);
+    o.Set("phase", clients[i].phase);
+    o.Set("connectionId", clients[i].connection_id);
+    o.Set("alive", Napi::Boolean::New(env, clients[i].alive != 0));
+    result.Set(static_cast<uint32_t>(i), o);
+  }
+  return result;
 }
 
 // messagePoolTake(length) -> Buffer | undefined (see MessagePool::Take)
@@ -137,12 +179,16 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   environments::Enter(env);
   // One pool per environment (main thread, each worker), deleted with it.
   env.SetInstanceData<MessagePool>(new MessagePool());
-  exports.Set("Channel", ChannelWrap::Init(env));
+  Napi::Function channel_class = ChannelWrap::Init(env);
+  exports.Set("Channel", channel_class);
+  exports.Set("Server", ServerWrap::Init(env, channel_class));
+  exports.Set("Connector", ConnectorWrap::Init(env));
   exports.Set("SharedMemory", SharedMemoryWrap::Init(env));
   exports.Set("validateName", Napi::Function::New<ValidateName>(env, "validateName"));
   exports.Set("unlink", Napi::Function::New<Unlink>(env, "unlink"));
   exports.Set("yieldProcessor", Napi::Function::New<YieldProcessor>(env, "yieldProcessor"));
   exports.Set("inspect", Napi::Function::New<Inspect>(env, "inspect"));
+  exports.Set("inspectClients", Napi::Function::New<InspectClients>(env, "inspectClients"));
   exports.Set("messagePoolTake", Napi::Function::New<MessagePoolTake>(env, "messagePoolTake"));
   exports.Set("messagePoolRelease", Napi::Function::New<MessagePoolRelease>(env, "messagePoolRelease"));
   exports.Set("messagePoolIdleBytes", Napi::Function::New<MessagePoolIdleBytes>(env, "messagePoolIdleBytes"));

@@ -4,7 +4,9 @@
 #include <string>
 
 #include "arguments.h"
+#include "connector_wrap.h"
 #include "error.h"
+#include "server_wrap.h"
 
 namespace shmch_binding {
 
@@ -57,6 +59,11 @@ Napi::Function ChannelWrap::Init(Napi::Env env) {
 
 ChannelWrap::ChannelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ChannelWrap>(info) {
   Napi::Env env = info.Env();
+  // JavaScript has no way to make an External: only ServerWrap::Accept passes one.
+  if (info[0].IsExternal()) {
+    OpenConnection(info);
+    return;
+  }
   // Checked before the segment is opened, which a throw would leave open.
   Napi::Function on_wake = FunctionArg(info, 5, "onWake");
   channel_ = Open(info);
@@ -85,11 +92,39 @@ shmch_channel* ChannelWrap::Open(const Napi::CallbackInfo& info) {
     shmch_options o{U32Arg(info, 2, "ringCapacity"), U32Arg(info, 3, "maxMessageSize"),
                     U32Arg(info, 4, "mode"), U32Arg(info, 6, "poolCapacity")};
     s = shmch_create(name.c_str(), &o, &ch, &err);
+  } else if (info.Length() > 7 && !info[7].IsUndefined()) {
+    // Attached already, by the steps of a Connector (which no longer holds it).
+    return ConnectorWrap::TakeChannel(info[7], "connector");
   } else {
     s = shmch_attach(name.c_str(), &ch, &err);
   }
   if (s != SHMCH_OK) ThrowStatus(env, s, err, (std::string("cannot open channel ") + name).c_str());
   return ch;
+}
+
+void ChannelWrap::OpenConnection(const Napi::CallbackInfo& info) {
+  if (info.Length() < 3 || !info[1].IsExternal() || !info[2].IsObject()) {
+    throw Napi::TypeError::New(info.Env(), "a connection is made by its server's accept()");
+  }
+  // First what may throw: a constructor that throws leaves the connection to the server.
+  server_object_ = Napi::Persistent(info[2].As<Napi::Object>());
+  connection_ = true;
+  channel_ = info[0].As<Napi::External<shmch_channel>>().Data();
+  server_ = info[1].As<Napi::External<ServerWrap>>().Data();
+}
+
+void ChannelWrap::ForgetServer(bool javascript_runs) {
+  if (javascript_runs) {
+    // Before the server unmaps the connection: a view kept reads as empty.
+    views_.DetachAll(Pool::kOwn);
+    views_.DetachAll(Pool::kPeer);
+    server_object_.Reset();
+  } else {
+    views_.Forget();
+    server_object_.SuppressDestruct();
+  }
+  server_ = nullptr;
+  channel_ = nullptr;
 }
 
 ChannelWrap::~ChannelWrap() {
@@ -106,6 +141,15 @@ void ChannelWrap::OnEnvExit(void* self) {
 }
 
 void ChannelWrap::Shutdown() {
+  if (connection_) {
+    ServerWrap* server = server_;
+    shmch_channel* connection = channel_;
+    server_ = nullptr;
+    channel_ = nullptr;
+    // The server frees it (and forgets this wrap); a server closed first did both already.
+    if (server != nullptr && connection != nullptr) server->Disconnect(this, connection);
+    return;
+  }
   if (waker_) waker_->Stop();
   waker_.reset();
   shmch_close(channel_);
@@ -267,6 +311,8 @@ void ChannelWrap::Release(const Napi::CallbackInfo& info) {
 }
 
 void ChannelWrap::Arm(const Napi::CallbackInfo& info) {
+  // A connection has no waker: its server's wakes for all of them.
+  if (connection_) return;
   ThrowIfClosed(info.Env(), channel_);
   waker_->Arm();
 }
@@ -290,6 +336,10 @@ Napi::Value ChannelWrap::Info(const Napi::CallbackInfo& info) {
 // Only while the waker is disarmed (from the onWake callback, before arm()).
 void ChannelWrap::AcceptNext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  if (connection_) {
+    shmch_error err{};
+    ThrowStatus(env, SHMCH_E_INVALID_ARG, err, "a connection has no next client: close it, its server accepts the next");
+  }
   ThrowIfClosed(env, channel_);
   // The next client will reuse the pool the old one lent us.
   views_.DetachAll(Pool::kPeer);
@@ -325,6 +375,7 @@ void ChannelWrap::Close(const Napi::CallbackInfo&) {
   views_.DetachAll(Pool::kOwn);
   views_.DetachAll(Pool::kPeer);
   Shutdown();
+  server_object_.Reset();
 }
 
 }  // namespace shmch_binding
