@@ -7,7 +7,7 @@ import { constantMismatches } from './native-constants';
 const packageRoot = path.resolve(__dirname, '..', '..');
 
 // The addon's interface this code calls (native/binding/addon.cc sets the same number).
-const BINDING_REVISION = 6;
+const BINDING_REVISION = 7;
 
 function load(): NativeBinding {
   // A specific build, e.g. the sanitized one of `npm run test:sanitize`.

@@ -1,7 +1,7 @@
 // The numbers TypeScript copies from the native definitions, and the check, run when the addon
 // is loaded, that the addon in hand was built from the same ones.
 import type { NativeConstants } from './native';
-import { PeerState, SegmentState, WakeEvent } from './native';
+import { DEFAULT_MAX_CLIENTS, MAX_CLIENTS, PeerState, SegmentKind, SegmentState, SlotPhase, WakeEvent } from './native';
 import {
   FRAME_HEADER_SIZE,
   FrameFlag,
@@ -28,9 +28,13 @@ export const SHARED_CONSTANTS: NativeConstants = {
   MAX_MESSAGE_SIZE,
   POOL_BLOCK_SIZE,
   MAX_POOL_CAPACITY,
+  MAX_CLIENTS,
+  DEFAULT_MAX_CLIENTS,
   FrameFlag,
   FrameKind,
   SegmentState,
+  SegmentKind,
+  SlotPhase,
   PeerState,
   WakeEvent,
 };

@@ -10,6 +10,33 @@ export const WakeEvent = {
   PEER_LOST: 2,
 } as const;
 
+/** What a segment's header says it holds: its `kind` (docs/PROTOCOL.md §1.1; NativeSegmentInfo.kind). */
+export const SegmentKind = {
+  /** A server and its one client (a channel opened with maxClients 1). */
+  CHANNEL: 0,
+  /** The name of a server of many clients: the slots they claim (docs/PROTOCOL.md §7). */
+  DIRECTORY: 1,
+  /** One client's connection to a server of many, named `<name>~<slot>`. */
+  CONNECTION: 2,
+} as const;
+
+/** A directory slot's phase (docs/PROTOCOL.md §7.2; NativeClientInfo.phase). */
+export const SlotPhase = {
+  FREE: 0,
+  /** A client took it and asks for a connection. */
+  CLAIMED: 1,
+  /** The server made the connection; the client attaches to it. */
+  READY: 2,
+  /** The client gave up before READY; the server frees it. */
+  CANCELLED: 3,
+  /** The server could not make the connection; it is freed. */
+  REFUSED: 4,
+} as const;
+
+/** A server of many clients has at most MAX_CLIENTS slots; DEFAULT_MAX_CLIENTS when the options leave it out. */
+export const MAX_CLIENTS = 256;
+export const DEFAULT_MAX_CLIENTS = 16;
+
 /** What peerState() returns. */
 export const PeerState = { NONE: 0, ALIVE: 1, GONE: 2 } as const;
 
@@ -71,10 +98,10 @@ export interface NativeChannel {
   copyBorrowed(offset: number, start: number, target: Uint8Array): void;
   /** Gives a held loan back to the peer (its ArrayBuffer, if any, is detached first). */
   release(offset: number): void;
-  /** Lets the waker thread sleep on the doorbell again; call after draining. */
+  /** Lets the waker thread sleep on the doorbell again; call after draining. A connection's: does nothing (its server's waker wakes for it). */
   arm(): void;
   info(): NativeChannelInfo;
-  /** Server, while disarmed: forget the gone client, reset the rings, accept the next. */
+  /** Server, while disarmed: forget the gone client, reset the rings, accept the next. A connection throws. */
   acceptNext(): void;
   /** Server: its client broke the protocol; stop reading and flag it to leave (then acceptNext). */
   dropClient(): void;
@@ -82,7 +109,10 @@ export interface NativeChannel {
   peerState(): number;
   ref(): void;
   unref(): void;
-  /** Stops the waker, detaches; the server unlinks its segment. Idempotent. */
+  /**
+   * Stops the waker, detaches; the server unlinks its segment. A connection's: its server ends
+   * it (the client learns as from a server's close). Idempotent.
+   */
   close(): void;
 }
 
@@ -95,7 +125,62 @@ export interface NativeChannelConstructor {
     mode: number,
     onWake: (events: number) => void,
     poolCapacity: number,
+    /** A client's: a Connector whose finish() returned true; its channel is taken instead of attaching. */
+    connector?: NativeConnector,
   ): NativeChannel;
+}
+
+/**
+ * A server of many clients (maxClients > 1): its directory, one waker thread for every
+ * connection, and the connections, each a NativeChannel of its own.
+ */
+export interface NativeServer {
+  /** Lets the waker thread sleep again; call after the work of a wake (accept(), left(), reads). */
+  arm(): void;
+  /**
+   * The next client that asks: [connection id, client pid, its connection]; null if none asks.
+   * Throws the error that made the server refuse a client (that client learns ERR_RESOURCE_LIMIT);
+   * call again for the next.
+   */
+  accept(): [number, number, NativeChannel] | null;
+  /** Ids of the connections whose client closed or died, each reported once: read what is left, then close() it. */
+  left(): number[];
+  /** Connections open now. */
+  connections(): number;
+  ref(): void;
+  unref(): void;
+  /** Stops the waker, ends every connection (their channels read as closed), unlinks the names. Idempotent. */
+  close(): void;
+}
+
+export interface NativeServerConstructor {
+  new (
+    name: string,
+    ringCapacity: number,
+    maxMessageSize: number,
+    mode: number,
+    poolCapacity: number,
+    maxClients: number,
+    /** Called with WakeEvent.ACTIVITY (only) from the event loop after the waker woke; disarmed until arm(). */
+    onWake: (events: number) => void,
+  ): NativeServer;
+}
+
+/** A client's connect in steps: it never blocks the event loop while the server makes the connection. */
+export interface NativeConnector {
+  /**
+   * True once attached (pass this to new Channel(1, name, 0, 0, 0, onWake, 0, connector));
+   * false while the server has not made the connection yet. Throws when it cannot be made (the
+   * attempt is over: a server that went away throws ERR_SHM_OPEN_FAILED, reason NOT_READY).
+   */
+  finish(): boolean;
+  /** Gives the claimed slot back, or closes an attached channel no Channel took. Idempotent. */
+  cancel(): void;
+}
+
+export interface NativeConnectorConstructor {
+  /** Claims a slot of a server of many (or attaches at once to a server of one); throws as new Channel(1, name) does. */
+  new (name: string): NativeConnector;
 }
 
 export interface NativeSharedMemory {
@@ -122,11 +207,32 @@ export interface NativeSegmentInfo {
   clientPid: number;
   serverAlive: boolean;
   clientAlive: boolean;
+  /** SegmentKind. */
+  kind: number;
+  /** A directory's slots; 1 for a channel or a connection. */
+  maxClients: number;
+  /** A connection's id; 0 otherwise. */
+  connectionId: number;
+}
+
+/** One taken slot of a directory (inspectClients). */
+export interface NativeClientInfo {
+  /** Its connection is named `<name>~<slot>`. */
+  slot: number;
+  pid: number;
+  /** SlotPhase. */
+  phase: number;
+  /** 0 until the server made the connection. */
+  connectionId: number;
+  /** That process still runs. */
+  alive: boolean;
 }
 
 export interface NativeBinding {
   Channel: NativeChannelConstructor;
   SharedMemory: NativeSharedMemoryConstructor;
+  Server: NativeServerConstructor;
+  Connector: NativeConnectorConstructor;
   validateName(name: string): void;
   unlink(name: string): void;
   /**
@@ -141,6 +247,8 @@ export interface NativeBinding {
   refuseExternalMemory(refuse: boolean): void;
   /** Throws ERR_INCOMPATIBLE_SEGMENT for a name that is not a shmchannel segment. */
   inspect(name: string): NativeSegmentInfo;
+  /** The taken slots of a directory, in slot order; ERR_INCOMPATIBLE_SEGMENT for any other name. */
+  inspectClients(name: string): NativeClientInfo[];
   /**
    * An uninitialized Buffer of `length` bytes in recycled native memory, or undefined when that
    * length is not recycled (under 64 KiB, over 32 MiB) or the runtime forbids external buffers.

@@ -5,7 +5,7 @@ import { Buffer } from 'node:buffer';
 import { createError, ShmChannelError } from './errors';
 
 /** The version of docs/PROTOCOL.md this code speaks: the `version` field of the segment header. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** A ring's capacity is a power of two in this range (docs/PROTOCOL.md §1). */
 export const MIN_RING_CAPACITY = 4096;
