@@ -7,10 +7,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <string>
 
+#include "channel_internal.h"
+#include "directory.h"
 #include "doorbell.h"
 #include "layout.h"
 #include "liveness.h"
@@ -30,56 +33,12 @@ void (*shmch::test_hooks::before_writer_marked_blocked)(shmch_channel*) = nullpt
 #define SYS_pidfd_open 434  // the same number on every architecture
 #endif
 
-struct shmch_channel {
-  shmch_role role = SHMCH_SERVER;
-  char name[256] = {0};
-  Segment segment;
-  uint32_t capacity = 0;
-  uint32_t max_message_size = 0;
-  uint32_t pool_capacity = 0;
-  RingWriter writer;
-  RingReader reader;
-  // Our pool (the writer's role) and what we hold of the peer's (the reader's role).
-  PoolOwner pool;
-  PoolBorrower borrowed;
-  uint32_t* own_doorbell = nullptr;
-  uint32_t* own_sleeping = nullptr;
-  // Latched on the first protocol violation: a corrupt ring is never read again.
-  std::atomic<bool> failed{false};
-  // The peer we last saw, for liveness (copied out of the header when it attached). Atomic:
-  // the waker thread reads and refreshes them while the JS thread may accept a new client.
-  std::atomic<uint32_t> peer_pid{0};
-  std::atomic<uint64_t> peer_start_time{0};
-  // A write got FULL: the waker must report when the reader frees space (see shmch_wait).
-  std::atomic<bool> writer_blocked{false};
-  // A loan got FULL: the waker must report when the reader releases (see shmch_wait).
-  std::atomic<bool> loan_blocked{false};
-  // shmch_wake() was called: the next shmch_wait() returns at once, so no ring is lost.
-  std::atomic<bool> wake_requested{false};
-  // What shmch_wake() rings: ours alone, so it wakes the wait even once the segment's pages
-  // (the doorbell with them) are gone.
-  uint32_t private_bell = 0;
-  // Server: since when a client holds the slot without having written its pid (ms, 0: not).
-  std::atomic<int64_t> pidless_since_ms{0};
-  // shmch_wait() has sent the reader to find out that the segment was shrunk.
-  bool lost_reported = false;
-};
-
 namespace {
-
-uint8_t* base(shmch_channel* ch) { return ch->segment.data(); }
-uint32_t* state_word(shmch_channel* ch) { return word32(base(ch), off::kState); }
 
 // What a call that may have touched pages the segment lost (truncation_guard.h) returns instead
 // of its result: whatever it read from them was zeros, and whatever it wrote reached no one.
 shmch_status unless_lost(shmch_channel* ch, shmch_status s) {
   return ch->segment.lost() ? SHMCH_E_TRUNCATED : s;
-}
-
-bool is_power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
-size_t largest_segment() {
-  return segment_layout(SHMCH_MAX_RING_CAPACITY, SHMCH_MAX_POOL_CAPACITY).size;
 }
 
 uint32_t max_frame_payload(uint32_t capacity) {
@@ -104,12 +63,21 @@ Directions directions(shmch_channel* ch) {
   return d;
 }
 
+}  // namespace
+
+namespace shmch {
+
+size_t largest_segment() {
+  return segment_layout(SHMCH_MAX_RING_CAPACITY, SHMCH_MAX_POOL_CAPACITY).size;
+}
+
 // Each side starts its private counters where the shared ones are: after a reset they are not
 // zero, and the server may have written to a client before it came (PROTOCOL §1.2).
 void wire_rings(shmch_channel* ch) {
   uint8_t* b = base(ch);
   Directions d = directions(ch);
-  uint32_t* server_bell = word32(b, off::kServerDoorbell);
+  if (ch->server_doorbell == nullptr) ch->server_doorbell = word32(b, off::kServerDoorbell);
+  uint32_t* server_bell = ch->server_doorbell;
   uint32_t* client_bell = word32(b, off::kClientDoorbell);
   uint32_t* server_sleeping = word32(b, off::kServerSleeping);
   uint32_t* client_sleeping = word32(b, off::kClientSleeping);
@@ -131,25 +99,43 @@ void wire_rings(shmch_channel* ch) {
   }
 }
 
-bool valid_pool_capacity(uint32_t p) {
-  return p % SHMCH_POOL_BLOCK_SIZE == 0 && p <= SHMCH_MAX_POOL_CAPACITY;
+const char* version_detail(uint32_t version) {
+  // err->detail is a const char* the caller does not free: this thread's buffer holds it until
+  // this thread's next failure of the kind.
+  static thread_local char detail[96];
+  std::snprintf(detail, sizeof detail, "segment speaks protocol version %u, this library version %u", version,
+                SHMCH_PROTOCOL_VERSION);
+  return detail;
 }
 
-// Validates a header written by someone else; fills capacity and max size on success.
-shmch_status validate_header(const uint8_t* b, size_t mapped_size, uint32_t* capacity,
-                             uint32_t* max_message_size, uint32_t* pool_capacity, shmch_error* err) {
+shmch_status validate_identity(const uint8_t* b, uint32_t* kind, shmch_error* err) {
   if (read_u64(b, off::kMagic) != kMagic)
     return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "not a shmchannel segment (bad magic)");
-  if (read_u32(b, off::kVersion) != SHMCH_PROTOCOL_VERSION)
-    return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "unsupported protocol version");
+  uint32_t version = read_u32(b, off::kVersion);
+  if (version != SHMCH_PROTOCOL_VERSION) return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, version_detail(version));
+  *kind = read_u32(b, off::kKind);
+  return SHMCH_OK;
+}
+
+shmch_status validate_header(const uint8_t* b, size_t mapped_size, uint32_t kind, uint32_t* capacity,
+                             uint32_t* max_message_size, uint32_t* pool_capacity, shmch_error* err) {
+  uint32_t stated_kind = 0;
+  shmch_status s = validate_identity(b, &stated_kind, err);
+  if (s != SHMCH_OK) return s;
+  if (stated_kind != kind) {
+    if (stated_kind == SHMCH_SEGMENT_DIRECTORY)
+      return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "a directory of a server of many clients, not a channel");
+    if (stated_kind == SHMCH_SEGMENT_CONNECTION)
+      return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "a connection of a server of many clients, not its name");
+    if (stated_kind == SHMCH_SEGMENT_CHANNEL)
+      return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "a channel, not a connection");
+    return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "unknown segment kind");
+  }
   uint32_t cap = read_u32(b, off::kRingCapacity);
   uint32_t max = read_u32(b, off::kMaxMessageSize);
   uint32_t pool = read_u32(b, off::kPoolCapacity);
-  if (read_u32(b, off::kHeaderSize) != kHeaderSize || !is_power_of_two(cap) ||
-      cap < SHMCH_MIN_RING_CAPACITY || cap > SHMCH_MAX_RING_CAPACITY || max == 0 ||
-      max > SHMCH_MAX_MESSAGE_SIZE || !valid_pool_capacity(pool)) {
+  if (read_u32(b, off::kHeaderSize) != kHeaderSize || !valid_sizes(cap, max, pool))
     return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "inconsistent segment header");
-  }
   uint64_t size = segment_layout(cap, pool).size;
   if (read_u64(b, off::kSegmentSize) != size || mapped_size != size)
     return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "inconsistent segment header");
@@ -159,10 +145,19 @@ shmch_status validate_header(const uint8_t* b, size_t mapped_size, uint32_t* cap
   return SHMCH_OK;
 }
 
-// A name that exists: reclaim it if its server is dead, else report the live owner.
+shmch_status validate_options(const shmch_options* o, shmch_error* err) {
+  if (o == nullptr) return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "options is NULL");
+  if (!valid_sizes(o->ring_capacity, o->max_message_size, 0)) {
+    return fail(err, SHMCH_E_INVALID_SIZE, 0, nullptr, "ring capacity or max message size out of range");
+  }
+  if (!valid_pool_capacity(o->pool_capacity))
+    return fail(err, SHMCH_E_INVALID_SIZE, 0, nullptr, "pool capacity not a multiple of 4096 up to 2^30");
+  return SHMCH_OK;
+}
+
 shmch_status reclaim_if_stale(const char* name, shmch_error* err) {
   Segment old;
-  shmch_status s = old.open(name, kHeaderSize, SIZE_MAX, err);
+  shmch_status s = old.open(name, kDirectoryHeaderSize, SIZE_MAX, err);
   if (s == SHMCH_E_NOT_FOUND) return SHMCH_OK;  // gone meanwhile: just retry
   if (s == SHMCH_E_NOT_READY) return fail(err, SHMCH_E_EXISTS, 0, nullptr, "being created");
   if (s != SHMCH_OK) return s;
@@ -179,6 +174,8 @@ shmch_status reclaim_if_stale(const char* name, shmch_error* err) {
     // Not a shmchannel segment: never delete someone else's data.
     return fail(err, SHMCH_E_EXISTS, EEXIST, "shm_open", "name is used by another program");
   }
+  // A directory's connections first: once the name is gone, a new server may make its own.
+  if (read_u32(b, off::kKind) == SHMCH_SEGMENT_DIRECTORY) unlink_connections(name, read_u32(b, dir::kMaxClients));
   if (shm_unlink(name) != 0 && errno != ENOENT) {
     int e = errno;
     return fail(err, status_from_errno(e), e, "shm_unlink", "cannot reclaim stale segment");
@@ -194,7 +191,83 @@ shmch_channel* new_channel(const char* name, shmch_role role) {
   return ch;
 }
 
-}  // namespace
+void publish_header(shmch_channel* ch, const shmch_options* o, uint32_t kind, uint32_t epoch) {
+  uint8_t* b = base(ch);
+  ch->kind = kind;
+  ch->capacity = o->ring_capacity;
+  ch->max_message_size = o->max_message_size;
+  ch->pool_capacity = o->pool_capacity;
+  write_u64(b, off::kMagic, kMagic);
+  write_u32(b, off::kVersion, SHMCH_PROTOCOL_VERSION);
+  write_u32(b, off::kHeaderSize, kHeaderSize);
+  write_u64(b, off::kSegmentSize, segment_layout(ch->capacity, ch->pool_capacity).size);
+  write_u32(b, off::kRingCapacity, ch->capacity);
+  write_u32(b, off::kMaxMessageSize, ch->max_message_size);
+  write_u32(b, off::kPoolCapacity, ch->pool_capacity);
+  write_u32(b, off::kKind, kind);
+  write_u32(b, off::kClientEpoch, epoch);
+  uint32_t pid = static_cast<uint32_t>(getpid());
+  write_u32(b, off::kServerPid, pid);
+  write_u64(b, off::kServerStartTime, process_start_time(pid));
+  wire_rings(ch);
+  store_release(state_word(ch), SHMCH_STATE_SERVER_READY);
+}
+
+shmch_status attach_mapped(shmch_channel* ch, shmch_error* err) {
+  uint8_t* b = base(ch);
+  uint32_t state = load_acquire(state_word(ch));
+  // Attach: exactly one client may set CLIENT_ATTACHED. A compare-and-swap that fails gives
+  // the state as it is now: look again, so that another flag changing meanwhile is not taken
+  // for another client.
+  bool attached = false;
+  while ((state & (SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED | SHMCH_STATE_SERVER_CLOSED)) == 0 &&
+         (state & SHMCH_STATE_SERVER_READY) != 0) {
+    if (__atomic_compare_exchange_n(state_word(ch), &state, state | SHMCH_STATE_CLIENT_ATTACHED, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+      attached = true;
+      break;
+    }
+  }
+  if (!attached && ((state & SHMCH_STATE_SERVER_CLOSED) != 0 || (state & SHMCH_STATE_SERVER_READY) == 0)) {
+    delete ch;
+    return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "server not ready");
+  }
+  if (!attached) {
+    uint32_t holder = __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE);
+    uint64_t holder_start = read_u64(b, off::kClientStartTime);
+    state = load_acquire(state_word(ch));
+    // The slot's holder closed or died, and the server has not freed the slot yet (it does
+    // at its next wake-up): not busy, just not ready. A holder still without a pid is
+    // transient too: it writes its pid within microseconds (then a retry sees BUSY), or it
+    // died and the server frees the slot.
+    bool leaving = (state & SHMCH_STATE_CLIENT_CLOSED) != 0 ||
+                   ((state & SHMCH_STATE_CLIENT_ATTACHED) != 0 &&
+                    (holder == 0 || !process_alive(holder, holder_start)));
+    // Knock: a holder that died before it rang (between its attach and its hello) left the
+    // server no reason to look at the slot, and an idle server has no timer that would.
+    doorbell_ring(ch->server_doorbell != nullptr ? ch->server_doorbell : word32(b, off::kServerDoorbell));
+    delete ch;
+    if (leaving) return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "the previous client is leaving");
+    if (err != nullptr) err->owner_pid = holder;
+    return fail(err, SHMCH_E_BUSY, 0, nullptr, "another client is connected");
+  }
+  ch->peer_pid = read_u32(b, off::kServerPid);
+  ch->peer_start_time = read_u64(b, off::kServerStartTime);
+  uint32_t pid = static_cast<uint32_t>(getpid());
+  write_u64(b, off::kClientStartTime, process_start_time(pid));
+  __atomic_store_n(word32(b, off::kClientPid), pid, __ATOMIC_RELEASE);
+  wire_rings(ch);
+  // Announce the attach: from now on the server watches this pid, even if we die before a
+  // word (it learns of the attach, and the pid, at its next look).
+  doorbell_ring(ch->server_doorbell);
+  if (ch->segment.lost()) {
+    shmch_close(ch);
+    return fail(err, SHMCH_E_TRUNCATED, 0, nullptr, "the segment shrank while attaching");
+  }
+  return SHMCH_OK;
+}
+
+}  // namespace shmch
 
 extern "C" {
 
@@ -226,14 +299,8 @@ shmch_status shmch_create(const char* name, const shmch_options* o, shmch_channe
   *out = nullptr;
   shmch_status s = shmch_validate_name(name, err);
   if (s != SHMCH_OK) return s;
-  if (o == nullptr) return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "options is NULL");
-  if (!is_power_of_two(o->ring_capacity) ||
-      o->ring_capacity < SHMCH_MIN_RING_CAPACITY || o->ring_capacity > SHMCH_MAX_RING_CAPACITY ||
-      o->max_message_size == 0 || o->max_message_size > SHMCH_MAX_MESSAGE_SIZE) {
-    return fail(err, SHMCH_E_INVALID_SIZE, 0, nullptr, "ring capacity or max message size out of range");
-  }
-  if (!valid_pool_capacity(o->pool_capacity))
-    return fail(err, SHMCH_E_INVALID_SIZE, 0, nullptr, "pool capacity not a multiple of 4096 up to 2^30");
+  s = validate_options(o, err);
+  if (s != SHMCH_OK) return s;
   shmch_channel* ch = new_channel(name, SHMCH_SERVER);
   if (ch == nullptr) return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, nullptr);
   size_t size = segment_layout(o->ring_capacity, o->pool_capacity).size;
@@ -246,110 +313,18 @@ shmch_status shmch_create(const char* name, const shmch_options* o, shmch_channe
     delete ch;
     return s;
   }
-  uint8_t* b = base(ch);
-  ch->capacity = o->ring_capacity;
-  ch->max_message_size = o->max_message_size;
-  ch->pool_capacity = o->pool_capacity;
-  write_u64(b, off::kMagic, kMagic);
-  write_u32(b, off::kVersion, SHMCH_PROTOCOL_VERSION);
-  write_u32(b, off::kHeaderSize, kHeaderSize);
-  write_u64(b, off::kSegmentSize, size);
-  write_u32(b, off::kRingCapacity, ch->capacity);
-  write_u32(b, off::kMaxMessageSize, ch->max_message_size);
-  write_u32(b, off::kPoolCapacity, ch->pool_capacity);
-  uint32_t pid = static_cast<uint32_t>(getpid());
-  write_u32(b, off::kServerPid, pid);
-  write_u64(b, off::kServerStartTime, process_start_time(pid));
-  wire_rings(ch);
-  store_release(state_word(ch), SHMCH_STATE_SERVER_READY);
-  *out = ch;
-  return SHMCH_OK;
-}
-
-shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* err) {
-  if (out == nullptr) return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "out is NULL");
-  *out = nullptr;
-  shmch_status s = shmch_validate_name(name, err);
-  if (s != SHMCH_OK) return s;
-  shmch_channel* ch = new_channel(name, SHMCH_CLIENT);
-  if (ch == nullptr) return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, nullptr);
-  s = ch->segment.open(name, kHeaderSize, largest_segment(), err);
-  if (s != SHMCH_OK) {
-    delete ch;
-    return s;
-  }
-  uint8_t* b = base(ch);
-  // A server writes the magic first into a zero-filled segment: zero is one still being
-  // created, worth waiting for; anything else but ours will never become a server.
-  uint64_t magic = read_u64(b, off::kMagic);
-  if (magic != 0 && magic != kMagic) {
-    delete ch;
-    return fail(err, SHMCH_E_INCOMPATIBLE, 0, nullptr, "not a shmchannel segment (bad magic)");
-  }
-  uint32_t state = load_acquire(state_word(ch));
-  if ((state & SHMCH_STATE_SERVER_READY) == 0 || (state & SHMCH_STATE_SERVER_CLOSED) != 0) {
-    delete ch;
-    return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "server not ready");
-  }
-  s = validate_header(b, ch->segment.size(), &ch->capacity, &ch->max_message_size, &ch->pool_capacity, err);
-  if (s != SHMCH_OK) {
-    delete ch;
-    return s;
-  }
-  // Attach: exactly one client may set CLIENT_ATTACHED. A compare-and-swap that fails gives
-  // the state as it is now: look again, so that another flag changing meanwhile is not taken
-  // for another client.
-  bool attached = false;
-  while ((state & (SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED | SHMCH_STATE_SERVER_CLOSED)) == 0 &&
-         (state & SHMCH_STATE_SERVER_READY) != 0) {
-    if (__atomic_compare_exchange_n(state_word(ch), &state, state | SHMCH_STATE_CLIENT_ATTACHED, false,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-      attached = true;
-      break;
-    }
-  }
-  if (!attached && (state & SHMCH_STATE_SERVER_CLOSED) != 0) {
-    delete ch;
-    return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "server not ready");
-  }
-  if (!attached) {
-    uint32_t holder = __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE);
-    uint64_t holder_start = read_u64(b, off::kClientStartTime);
-    state = load_acquire(state_word(ch));
-    // The slot's holder closed or died, and the server has not freed the slot yet (it does
-    // at its next wake-up): not busy, just not ready. A holder still without a pid is
-    // transient too: it writes its pid within microseconds (then a retry sees BUSY), or it
-    // died and the server frees the slot.
-    bool leaving = (state & SHMCH_STATE_CLIENT_CLOSED) != 0 ||
-                   ((state & SHMCH_STATE_CLIENT_ATTACHED) != 0 &&
-                    (holder == 0 || !process_alive(holder, holder_start)));
-    // Knock: a holder that died before it rang (between its attach and its hello) left the
-    // server no reason to look at the slot, and an idle server has no timer that would.
-    doorbell_ring(word32(b, off::kServerDoorbell));
-    delete ch;
-    if (leaving) return fail(err, SHMCH_E_NOT_READY, 0, nullptr, "the previous client is leaving");
-    if (err != nullptr) err->owner_pid = holder;
-    return fail(err, SHMCH_E_BUSY, 0, nullptr, "another client is connected");
-  }
-  ch->peer_pid = read_u32(b, off::kServerPid);
-  ch->peer_start_time = read_u64(b, off::kServerStartTime);
-  uint32_t pid = static_cast<uint32_t>(getpid());
-  write_u64(b, off::kClientStartTime, process_start_time(pid));
-  __atomic_store_n(word32(b, off::kClientPid), pid, __ATOMIC_RELEASE);
-  wire_rings(ch);
-  // Announce the attach: from now on the server watches this pid, even if we die before a
-  // word (it learns of the attach, and the pid, at its next look).
-  doorbell_ring(word32(b, off::kServerDoorbell));
-  if (ch->segment.lost()) {
-    shmch_close(ch);
-    return fail(err, SHMCH_E_TRUNCATED, 0, nullptr, "the segment shrank while attaching");
-  }
+  publish_header(ch, o, SHMCH_SEGMENT_CHANNEL, 0);
   *out = ch;
   return SHMCH_OK;
 }
 
 void shmch_close(shmch_channel* ch) {
   if (ch == nullptr) return;
+  // A server's connection is its server's to end: that frees its slot too.
+  if (ch->server != nullptr) {
+    shmch_server_disconnect(ch->server, ch);
+    return;
+  }
   if (ch->segment.data() != nullptr) {
     // Unlink only if the name still refers to our segment, and before saying we closed: after
     // that, a new server may reclaim the name, and its segment is not ours to remove.
@@ -357,7 +332,8 @@ void shmch_close(shmch_channel* ch) {
     uint32_t flag = ch->role == SHMCH_SERVER ? SHMCH_STATE_SERVER_CLOSED : SHMCH_STATE_CLIENT_CLOSED;
     __atomic_fetch_or(state_word(ch), flag, __ATOMIC_ACQ_REL);
     // Wake the peer so it notices at once rather than at its next timed wake-up.
-    doorbell_ring(word32(base(ch), ch->role == SHMCH_SERVER ? off::kClientDoorbell : off::kServerDoorbell));
+    uint32_t* peer_bell = ch->role == SHMCH_SERVER ? word32(base(ch), off::kClientDoorbell) : ch->server_doorbell;
+    if (peer_bell != nullptr) doorbell_ring(peer_bell);
   }
   delete ch;
 }
@@ -372,8 +348,9 @@ void shmch_get_info(shmch_channel* ch, shmch_info* info) {
   info->ring_capacity = ch->capacity;
   info->max_message_size = ch->max_message_size;
   info->max_frame_payload = max_frame_payload(ch->capacity);
-  info->peer_pid = ch->role == SHMCH_SERVER ? __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE)
-                                            : ch->peer_pid.load();
+  // A connection's client is the one that claimed its slot, whatever the header says now.
+  bool from_header = ch->role == SHMCH_SERVER && ch->kind == SHMCH_SEGMENT_CHANNEL;
+  info->peer_pid = from_header ? __atomic_load_n(word32(b, off::kClientPid), __ATOMIC_ACQUIRE) : ch->peer_pid.load();
   info->client_epoch = read_u32(b, off::kClientEpoch);
   info->state = load_acquire(state_word(ch));
   info->pool_capacity = ch->pool_capacity;
@@ -515,7 +492,9 @@ shmch_status shmch_release(shmch_channel* ch, uint32_t offset) {
   return s;
 }
 
-namespace {
+}  // extern "C"
+
+namespace shmch {
 // A blocked writer whose reader has since freed space. Checked, like readable(), before and
 // after announcing sleep: the reader's doorbell ring may have come while the waker was
 // disarmed, before it looked at the bell, and would otherwise be lost.
@@ -524,13 +503,6 @@ bool space_freed(shmch_channel* ch) {
          (ch->loan_blocked.load() && ch->pool.waiting_cleared() && ch->loan_blocked.exchange(false));
 }
 
-// A shrunk segment is reported once as readable, so that the reader calls shmch_read and
-// learns of it there; after that the channel waits like a failed one.
-bool report_lost(shmch_channel* ch) {
-  if (ch->lost_reported || !ch->segment.lost()) return false;
-  ch->lost_reported = true;
-  return true;
-}
 
 // The peer flagged that it left (a server: its client closed; a client: its server closed or
 // dropped it). Flags this side sets itself do not count, or a server that dropped its client
@@ -541,6 +513,18 @@ bool peer_flagged_leave(shmch_channel* ch) {
   if (ch->role == SHMCH_CLIENT) return (state & (SHMCH_STATE_SERVER_CLOSED | SHMCH_STATE_CLIENT_DROPPED)) != 0;
   uint32_t left = SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED;
   return (state & left) == left;
+}
+}  // namespace shmch
+
+extern "C" {
+
+namespace {
+// A shrunk segment is reported once as readable, so that the reader calls shmch_read and
+// learns of it there; after that the channel waits like a failed one.
+bool report_lost(shmch_channel* ch) {
+  if (ch->lost_reported || !ch->segment.lost()) return false;
+  ch->lost_reported = true;
+  return true;
 }
 
 // `ignore_readable`: data in the inbound ring does not end the wait (SHMCH_WAIT_IGNORE_READABLE).
@@ -553,10 +537,10 @@ int wait_for_event(shmch_channel* ch, int timeout_ms, bool ignore_readable) {
   if (!failed && space_freed(ch)) return SHMCH_WAIT_WOKEN;
   // Read the bell before saying we sleep: a ring after this read makes the wait return.
   uint32_t seen = __atomic_load_n(ch->own_doorbell, __ATOMIC_SEQ_CST);
-  uint32_t private_seen = __atomic_load_n(&ch->private_bell, __ATOMIC_SEQ_CST);
+  uint32_t private_seen = __atomic_load_n(ch->wake_bell, __ATOMIC_SEQ_CST);
   // shmch_wake() sets the flag before it rings: seen after `private_seen`, or its ring is not
   // in it.
-  if (ch->wake_requested.exchange(false)) return SHMCH_WAIT_WOKEN;
+  if (ch->wake_flag->exchange(false)) return SHMCH_WAIT_WOKEN;
   // A peer sets its flag before it rings: a ring already counted in `seen` shows here.
   if (peer_flagged_leave(ch)) return SHMCH_WAIT_WOKEN;
   store_seq_cst(ch->own_sleeping, 1);
@@ -566,7 +550,7 @@ int wait_for_event(shmch_channel* ch, int timeout_ms, bool ignore_readable) {
     store_seq_cst(ch->own_sleeping, 0);
     return readable() ? SHMCH_WAIT_READABLE : SHMCH_WAIT_WOKEN;
   }
-  bool rang = doorbell_wait(ch->own_doorbell, seen, &ch->private_bell, private_seen, timeout_ms);
+  bool rang = doorbell_wait(ch->own_doorbell, seen, ch->wake_bell, private_seen, timeout_ms);
   store_seq_cst(ch->own_sleeping, 0);
   // Ignoring readable data, a ring of the peer's writer (it wrote more) ends the sleep as a
   // wake: the caller looks at what it waits for and sleeps again; a writer that filled the ring
@@ -590,8 +574,8 @@ void shmch_wake(shmch_channel* ch) {
   if (ch == nullptr) return;
   // A signal handler may call this: the code it interrupted may be about to read errno.
   int saved_errno = errno;
-  ch->wake_requested.store(true);
-  private_bell_ring(&ch->private_bell);
+  ch->wake_flag->store(true);
+  private_bell_ring(ch->wake_bell);
   // Without futex_waitv the wait sleeps on the doorbell alone.
   if (!private_bells_work()) doorbell_ring(ch->own_doorbell);
   errno = saved_errno;
@@ -641,6 +625,12 @@ int shmch_peer_state(shmch_channel* ch) {
     if ((state & (SHMCH_STATE_SERVER_CLOSED | SHMCH_STATE_CLIENT_DROPPED)) != 0) return SHMCH_PEER_GONE;
     return process_alive(ch->peer_pid, ch->peer_start_time) ? SHMCH_PEER_ALIVE : SHMCH_PEER_GONE;
   }
+  if (ch->kind == SHMCH_SEGMENT_CONNECTION) {
+    // Its client is known from the slot it claimed, before it attaches and whatever it writes.
+    uint32_t left = SHMCH_STATE_CLIENT_ATTACHED | SHMCH_STATE_CLIENT_CLOSED;
+    if ((state & left) == left) return SHMCH_PEER_GONE;
+    return process_alive(ch->peer_pid, ch->peer_start_time) ? SHMCH_PEER_ALIVE : SHMCH_PEER_GONE;
+  }
   if ((state & SHMCH_STATE_CLIENT_ATTACHED) == 0) {
     ch->pidless_since_ms.store(0);
     return SHMCH_PEER_NONE;
@@ -670,7 +660,8 @@ int shmch_peer_state(shmch_channel* ch) {
 }
 
 shmch_status shmch_accept_next(shmch_channel* ch) {
-  if (ch == nullptr || ch->role != SHMCH_SERVER) return SHMCH_E_INVALID_ARG;
+  // A connection serves one client and is never reset (PROTOCOL §7.3).
+  if (ch == nullptr || ch->role != SHMCH_SERVER || ch->kind != SHMCH_SEGMENT_CHANNEL) return SHMCH_E_INVALID_ARG;
   if (ch->segment.lost()) return SHMCH_E_TRUNCATED;
   uint8_t* b = base(ch);
   // Discard what the old client left unread and what it sent that we did not read.
@@ -724,45 +715,6 @@ shmch_status shmch_drop_client(shmch_channel* ch) {
   doorbell_ring(word32(base(ch), off::kClientDoorbell));
   // Our own waker checks the peer now rather than at its next timeout.
   doorbell_ring(ch->own_doorbell);
-  return SHMCH_OK;
-}
-
-shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_error* err) {
-  if (info == nullptr) return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "info is NULL");
-  *info = shmch_segment_info{};
-  shmch_status s = shmch_validate_name(name, err);
-  if (s != SHMCH_OK) return s;
-  Segment seg;
-  s = seg.open(name, kHeaderSize, largest_segment(), err);
-  if (s != SHMCH_OK) return s;
-  const uint8_t* b = seg.data();
-  uint32_t capacity = 0;
-  uint32_t max_message_size = 0;
-  uint32_t pool_capacity = 0;
-  s = validate_header(b, seg.size(), &capacity, &max_message_size, &pool_capacity, err);
-  if (s != SHMCH_OK) return s;
-  info->version = read_u32(b, off::kVersion);
-  info->ring_capacity = capacity;
-  info->max_message_size = max_message_size;
-  info->pool_capacity = pool_capacity;
-  info->state = load_acquire(reinterpret_cast<const uint32_t*>(b + off::kState));
-  info->server_pid = read_u32(b, off::kServerPid);
-  info->client_pid = read_u32(b, off::kClientPid);
-  info->server_alive = (info->state & SHMCH_STATE_SERVER_CLOSED) == 0 &&
-                       process_alive(info->server_pid, read_u64(b, off::kServerStartTime));
-  info->client_alive = (info->state & SHMCH_STATE_CLIENT_ATTACHED) != 0 &&
-                       process_alive(info->client_pid, read_u64(b, off::kClientStartTime));
-  if (seg.lost()) return fail(err, SHMCH_E_TRUNCATED, 0, nullptr, "the segment shrank while being read");
-  return SHMCH_OK;
-}
-
-shmch_status shmch_unlink(const char* name, shmch_error* err) {
-  shmch_status s = shmch_validate_name(name, err);
-  if (s != SHMCH_OK) return s;
-  if (shm_unlink(name) != 0) {
-    int e = errno;
-    return fail(err, status_from_errno(e), e, "shm_unlink", nullptr);
-  }
   return SHMCH_OK;
 }
 

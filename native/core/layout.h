@@ -28,6 +28,8 @@ constexpr size_t kClientDoorbell = 128;
 constexpr size_t kServerSleeping = 192;
 constexpr size_t kClientSleeping = 196;
 constexpr size_t kPoolCapacity = 200;
+// What the segment is (SHMCH_SEGMENT_*): a channel, a directory (directory.h) or a connection.
+constexpr size_t kKind = 204;
 constexpr size_t kRingS2C = 256;
 constexpr size_t kRingC2S = 384;
 // Within a ring control block.

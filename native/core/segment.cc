@@ -29,6 +29,21 @@ void Segment::unmap() {
   guard_ = nullptr;
 }
 
+void Segment::take_from(Segment& other) {
+  if (&other == this) return;
+  unmap();
+  data_ = other.data_;
+  size_ = other.size_;
+  guard_ = other.guard_;
+  fd_ = other.fd_;
+  device_ = other.device_;
+  inode_ = other.inode_;
+  other.data_ = nullptr;
+  other.size_ = 0;
+  other.guard_ = nullptr;
+  other.fd_ = -1;
+}
+
 // Maps all of fd and registers the mapping with the truncation guard. Closes fd on failure.
 shmch_status Segment::map(int fd, size_t size, shmch_error* err) {
   struct stat st;

@@ -27,6 +27,8 @@ class Segment {
   // Opens an existing object; maps its whole current size (which must be in [min_size, max_size]).
   shmch_status open(const char* name, size_t min_size, size_t max_size, shmch_error* err);
   void unmap();  // idempotent
+  // Takes over other's mapping and descriptor (at the same address); other is left unmapped.
+  void take_from(Segment& other);
 
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }

@@ -1,6 +1,6 @@
 /*
  * shmchannel core: the C API a peer links against. No Node, no N-API.
- * The byte layout it implements is docs/PROTOCOL.md (version 2).
+ * The byte layout it implements is docs/PROTOCOL.md (version 3).
  *
  * Threading: one thread may call shmch_write(), one (possibly other) thread shmch_read(),
  * and one more thread shmch_wait(); everything else is for the owning thread.
@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define SHMCH_PROTOCOL_VERSION 2u
+#define SHMCH_PROTOCOL_VERSION 3u
 #define SHMCH_FRAME_HEADER_SIZE 16u
 #define SHMCH_MIN_RING_CAPACITY 4096u
 #define SHMCH_MAX_RING_CAPACITY (1u << 30)
@@ -39,6 +39,16 @@ extern "C" {
 /* Loan pools (PROTOCOL §6): allocated in blocks of this size; at most this many bytes each. */
 #define SHMCH_POOL_BLOCK_SIZE 4096u
 #define SHMCH_MAX_POOL_CAPACITY (1u << 30)
+/* Many clients (PROTOCOL §7): a server of more than one client names a directory of this many
+ * slots at most; its connections are named "<name>~<slot>", so its name has at most
+ * SHMCH_MAX_SERVER_NAME bytes. What the Node package uses when its options leave it out. */
+#define SHMCH_MAX_CLIENTS 256u
+#define SHMCH_DEFAULT_MAX_CLIENTS 16u
+#define SHMCH_MAX_SERVER_NAME 251u
+/* What a segment's header says it is (its `kind` field, PROTOCOL §1.1). */
+#define SHMCH_SEGMENT_CHANNEL 0u    /* a server and its one client (shmch_create) */
+#define SHMCH_SEGMENT_DIRECTORY 1u  /* the name of a server of many clients (shmch_server_create) */
+#define SHMCH_SEGMENT_CONNECTION 2u /* one client of such a server: "<name>~<slot>" */
 /* A frame's flags: its payload is a shmch_descriptor of a message in the writer's pool. */
 #define SHMCH_FLAG_LOANED 1u
 
@@ -164,8 +174,10 @@ shmch_status shmch_validate_name(const char* name, shmch_error* err);
  * nor is any function below that takes a name or returns a new object. */
 shmch_status shmch_create(const char* name, const shmch_options* options, shmch_channel** out,
                           shmch_error* err);
-/* Client: open and attach to an existing segment. Sends no HELLO: the client's first frame must
- * be one (shmch_write(ch, SHMCH_HELLO, 0, 0, NULL, 0)). */
+/* Client: open and attach to an existing segment: a server of one client's channel, or a
+ * connection of a server of many (shmch_connect, then shmch_connect_finish waiting up to 2 s:
+ * SHMCH_E_NOT_READY if the server did not make it by then). Sends no HELLO: the client's first
+ * frame must be one (shmch_write(ch, SHMCH_HELLO, 0, 0, NULL, 0)). */
 shmch_status shmch_attach(const char* name, shmch_channel** out, shmch_error* err);
 /* Detach and free. The server also unlinks its segment (if it still names this one). Sends no
  * BYE: write one first, as the last frame (PROTOCOL §5.3, §5.5). NULL is ignored. Not
@@ -312,6 +324,77 @@ shmch_status shmch_accept_next(shmch_channel* ch);
  * client's or NULL channel: SHMCH_E_INVALID_ARG. Not async-signal-safe. */
 shmch_status shmch_drop_client(shmch_channel* ch);
 
+/* ---- Many clients (PROTOCOL §7) ----
+ *
+ * A server of many clients names a directory, not a channel: a client claims one of its slots,
+ * the server makes that client a connection of its own ("<name>~<slot>", a channel segment of
+ * kind SHMCH_SEGMENT_CONNECTION with the server's options), and the client attaches to it. Every
+ * connection is a shmch_channel as above (write, read, loans, shmch_drop_client, shmch_peer_state);
+ * what differs is who waits: all of a server's connections ring one doorbell, the directory's,
+ * and the server waits for all of them at once with shmch_server_wait(). */
+
+/* Client, in steps, so that an event loop need not block: shmch_connect() claims a slot (or, for
+ * a server of one client, attaches at once); shmch_connect_finish() hands over the attached
+ * channel once the server made the connection; shmch_connect_cancel() frees the attempt, and
+ * gives the slot back if no channel was handed over. shmch_attach() does all three. */
+typedef struct shmch_connect_attempt shmch_connect_attempt;
+
+/* Errors as shmch_attach(); SHMCH_E_BUSY when every slot is taken (owner_pid: the holder of
+ * slot 0); SHMCH_E_NOT_READY while a slot of a client that left is still being freed. */
+shmch_status shmch_connect(const char* name, shmch_connect_attempt** out, shmch_error* err);
+/* SHMCH_OK: *out is attached (send HELLO first), and belongs to the caller. SHMCH_E_NOT_READY:
+ * not yet; waits up to timeout_ms (0: only looks; < 0: no limit) for the server first.
+ * SHMCH_E_RESOURCE: the server could not make the connection (its /dev/shm is full, say).
+ * SHMCH_E_NOT_READY with detail "server gone": the server closed or died meanwhile. After any
+ * status but NOT_READY the attempt is over: cancel it. NULL attempt or out: SHMCH_E_INVALID_ARG. */
+shmch_status shmch_connect_finish(shmch_connect_attempt* attempt, int timeout_ms, shmch_channel** out,
+                                  shmch_error* err);
+/* Frees the attempt; a slot claimed and never handed over as a channel goes back to the server.
+ * NULL is ignored. */
+void shmch_connect_cancel(shmch_connect_attempt* attempt);
+
+typedef struct shmch_server shmch_server;
+
+/* Creates the directory `name` (at most SHMCH_MAX_SERVER_NAME bytes) with max_clients slots
+ * (1 to SHMCH_MAX_CLIENTS) and mode; every connection gets `options` (as shmch_create's). A
+ * directory left by a dead server is reclaimed with its connections. Starts one thread: the
+ * liveness watch of every connection's client (epoll over pidfds), joined by
+ * shmch_server_close(). No connection exists until a client asks: shared memory grows with the
+ * clients connected, not with max_clients. */
+shmch_status shmch_server_create(const char* name, const shmch_options* options, uint32_t max_clients,
+                                 shmch_server** out, shmch_error* err);
+/* Closes every connection (each client learns as from shmch_close on a channel), unlinks them and
+ * the directory, joins the liveness thread, frees. Connections handed out are freed with it:
+ * drop every pointer to them first. NULL is ignored. */
+void shmch_server_close(shmch_server* srv);
+
+/* Sleeps until a client asks for a connection, a connection has data (SHMCH_WAIT_READABLE), a
+ * blocked write or loan of one may go on, a client left or died, shmch_server_wake(), or
+ * timeout_ms (< 0: none). SHMCH_WAIT_WOKEN for all but data and the timeout: then call
+ * shmch_server_accept() and shmch_server_left(). One thread waits; shmch_server_accept() and
+ * shmch_server_disconnect() must not run during its wait (call them between waits, as the
+ * Node binding does while its waker is disarmed). NULL: SHMCH_WAIT_TIMEOUT at once. */
+int shmch_server_wait(shmch_server* srv, int timeout_ms);
+/* shmch_wake() for a server's wait: safe from any thread, async-signal-safe. NULL is ignored. */
+void shmch_server_wake(shmch_server* srv);
+
+/* Makes the connection of one client that asked: *out (server role; the server owns it, free it
+ * with shmch_server_disconnect), *connection_id (unique for the server's life, > 0) and
+ * *client_pid. SHMCH_E_NOT_FOUND: nobody asks now. Any other failure refuses that one client
+ * (it learns SHMCH_E_RESOURCE) and is reported here; call again for the next. */
+shmch_status shmch_server_accept(shmch_server* srv, shmch_channel** out, uint32_t* connection_id,
+                                 uint32_t* client_pid, shmch_error* err);
+/* The ids of connections whose client closed (CLIENT_CLOSED), died or never attached and died,
+ * each reported once: at most `capacity` into ids; returns how many. The caller then reads what
+ * is left and calls shmch_server_disconnect(). NULL srv: 0. */
+size_t shmch_server_left(shmch_server* srv, uint32_t* ids, size_t capacity);
+/* Ends one connection: flags SERVER_CLOSED and rings its client (who learns as from shmch_close
+ * on a channel), unlinks its segment, frees its slot, frees conn. For a connection of srv only;
+ * anything else is ignored. */
+void shmch_server_disconnect(shmch_server* srv, shmch_channel* conn);
+/* Connections now (handed out by shmch_server_accept and not disconnected); 0 for NULL. */
+uint32_t shmch_server_connections(shmch_server* srv);
+
 typedef struct shmch_segment_info {
   uint32_t version;
   uint32_t ring_capacity;
@@ -322,14 +405,40 @@ typedef struct shmch_segment_info {
   uint32_t client_pid;
   int server_alive; /* the server process that created it still runs */
   int client_alive;
+  uint32_t kind;        /* SHMCH_SEGMENT_*: what the name holds */
+  uint32_t max_clients; /* a directory's slots; 1 for a channel or a connection */
+  uint32_t connection_id; /* a connection's id (its header's client_epoch); 0 otherwise */
 } shmch_segment_info;
+
+/* One slot of a directory as read by shmch_inspect_clients(). */
+typedef struct shmch_client_info {
+  uint32_t slot;          /* its connection is "<name>~<slot>" */
+  uint32_t pid;           /* the client that holds the slot */
+  uint32_t phase;         /* SHMCH_SLOT_* */
+  uint32_t connection_id; /* 0 before the server made the connection */
+  int alive;              /* that process still runs (pid and start time) */
+} shmch_client_info;
+
+/* A directory slot's phase (PROTOCOL §7.2). */
+#define SHMCH_SLOT_FREE 0u
+#define SHMCH_SLOT_CLAIMED 1u   /* a client took it and asks for a connection */
+#define SHMCH_SLOT_READY 2u     /* the server made the connection; the client attaches to it */
+#define SHMCH_SLOT_CANCELLED 3u /* the client gave up before READY; the server frees it */
+#define SHMCH_SLOT_REFUSED 4u   /* the server could not make the connection; it frees it */
+
+/* The taken slots of directory `name` (SHMCH_E_INCOMPATIBLE if it is not one), in slot order:
+ * at most `capacity` into `clients`; *count is how many slots are taken (may exceed capacity).
+ * NULL count: SHMCH_E_INVALID_ARG. Not async-signal-safe. */
+shmch_status shmch_inspect_clients(const char* name, shmch_client_info* clients, size_t capacity,
+                                   size_t* count, shmch_error* err);
 
 /* Reads a segment's header without attaching: SHMCH_E_INCOMPATIBLE if it is not ours,
  * SHMCH_E_TRUNCATED if it shrank while being read. NULL info: SHMCH_E_INVALID_ARG. Not
  * async-signal-safe. */
 shmch_status shmch_inspect(const char* name, shmch_segment_info* info, shmch_error* err);
 
-/* Remove a segment by name. Not async-signal-safe. */
+/* Remove a segment by name; a directory's connections "<name>~<slot>" go with it (read from
+ * the directory first: a name that is not ours is removed alone). Not async-signal-safe. */
 shmch_status shmch_unlink(const char* name, shmch_error* err);
 
 /* Raw shared memory: a named POSIX shm object of any size, mapped read-write, for data that

@@ -1,7 +1,7 @@
 // The loan pools of PROTOCOL.md §6 through the C API: the owner's allocator (loan until FULL,
 // reclaim in any release order, coalescing, unloan), the checks on both sides (a release the
 // owner never lent, twice, or of another generation; a descriptor out of the pool or over a
-// loan held), shmch_write_loan's refusals, and the v2 header (pool capacity, version).
+// loan held), shmch_write_loan's refusals, and the header (pool capacity, version, kind).
 // A server and a client channel in this process share one real segment; where a hostile peer
 // is needed, the test writes into the segment itself, as one would. Usage: pool_test
 #include <signal.h>
@@ -511,7 +511,7 @@ bool create_validates_the_pool_capacity() {
     CHECK(ch == nullptr && err.detail != nullptr);
     CHECK(shmch_attach(g_name.c_str(), &ch, nullptr) == SHMCH_E_NOT_FOUND);
   }
-  // A valid one is stated in the header, and the segment has the v2 size for it.
+  // A valid one is stated in the header, and the segment has the size for it.
   Pair p;
   CHECK(p.open(3 * kBlock));
   shmch_info info;
@@ -519,7 +519,7 @@ bool create_validates_the_pool_capacity() {
   CHECK(info.pool_capacity == 3 * kBlock);
   shmch_segment_info seg;
   CHECK_STATUS(shmch_inspect(g_name.c_str(), &seg, nullptr), SHMCH_OK);
-  CHECK(seg.version == 2 && seg.pool_capacity == 3 * kBlock);
+  CHECK(seg.version == 3 && seg.pool_capacity == 3 * kBlock);
   CHECK(p.raw.size() == 512 + 2 * kRing + 2 * 3 * kBlock + 2 * 8 * 4);  // 3 blocks: 4 release slots
   return true;
 }
@@ -548,7 +548,10 @@ bool attach_refuses_a_v1_or_inconsistent_v2_header() {
   Pair p;
   CHECK(p.open());
   if (!header_refused(p, shmch::off::kVersion, 1)) return false;
-  if (!header_refused(p, shmch::off::kVersion, 3)) return false;
+  if (!header_refused(p, shmch::off::kVersion, 2)) return false;
+  if (!header_refused(p, shmch::off::kVersion, 4)) return false;
+  if (!header_refused(p, shmch::off::kKind, SHMCH_SEGMENT_DIRECTORY)) return false;  // not a channel
+  if (!header_refused(p, shmch::off::kKind, 77)) return false;
   if (!header_refused(p, shmch::off::kPoolCapacity, kPool + 1)) return false;      // not blocks
   if (!header_refused(p, shmch::off::kPoolCapacity, kPool + kBlock)) return false; // not this size
   if (!header_refused(p, shmch::off::kPoolCapacity, 0)) return false;              // a v1 size
