@@ -1,5 +1,6 @@
 // What a Channel can be told, its defaults, and the checks the constructor runs on it.
 import { createError } from './errors';
+import { MAX_CLIENTS } from './native';
 import { MAX_MESSAGE_SIZE, MAX_POOL_CAPACITY, MAX_RING_CAPACITY, MIN_RING_CAPACITY, POOL_BLOCK_SIZE } from './protocol';
 
 export interface ChannelOptions {
@@ -23,6 +24,13 @@ export interface ChannelOptions {
    * into a message after sending it (API.md "Zero-copy"). Default false.
    */
   borrow?: boolean;
+  /**
+   * Server: how many clients may be connected at once, 1 to 256. Each gets rings (and a loan
+   * pool) of its own, made when it connects, and one that stops reading, floods, breaks the
+   * protocol or dies affects no other (API.md "Many clients"). 1: the server takes one client
+   * at a time on one segment, and a second one gets ERR_CHANNEL_BUSY. Default 16.
+   */
+  maxClients?: number;
   /** Server: file mode of the segment. Default 0o600 (only this user). */
   permissions?: number;
   /** Client: how long open() waits for the server to appear, in ms. Default 5000. */
@@ -59,6 +67,7 @@ export const DEFAULT_CONNECT_TIMEOUT = 5000;
 export const DEFAULT_POLL_WINDOW_US = 200;
 export const DEFAULT_CLOSE_TIMEOUT = 2000;
 export const DEFAULT_PERMISSIONS = 0o600;
+export { DEFAULT_MAX_CLIENTS } from './native';
 const MIN_QUEUE_BOUND = 64 << 20;
 
 /** The bound of the outgoing queue: never less than a whole message, which may be partly sent. */
@@ -110,6 +119,7 @@ export function checkOptions(o: ChannelOptions): void {
     throw createError('ERR_INVALID_ARG_TYPE', `options.borrow must be a boolean, got ${typeof o.borrow}`);
   }
   wholeNumber('maxQueuedBytes', 0, Number.MAX_SAFE_INTEGER, 'ERR_INVALID_SIZE');
+  wholeNumber('maxClients', 1, MAX_CLIENTS, 'ERR_INVALID_ARG_VALUE');
   wholeNumber('permissions', 0, 0o777, 'ERR_INVALID_ARG_VALUE');
   wholeNumber('connectTimeout', 0, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');
   wholeNumber('requestTimeout', 1, 2 ** 31 - 1, 'ERR_INVALID_ARG_VALUE');

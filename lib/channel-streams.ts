@@ -1,10 +1,11 @@
-// The hot streams a channel offers, fed by its connection: notifications (each, or in
-// batches), requests, a server's dropped clients, and the channel's state.
+// The hot streams a channel offers, fed by its peer link(s): notifications (each, or in
+// batches), requests, a server's clients and the ones it dropped, and the channel's state.
 import type { Buffer } from 'node:buffer';
 
 import { BehaviorSubject, Observable } from 'rxjs';
 
 import { Broadcast } from './broadcast';
+import type { Connection } from './connection';
 import type { ShmChannelError } from './errors';
 import type { IncomingRequest } from './incoming-request';
 import type { NotificationBatch } from './notification-batch';
@@ -12,7 +13,9 @@ import type { NotificationBatch } from './notification-batch';
 /**
  * 'idle' before open(); a server is 'open' until a client says hello, then 'connected';
  * 'peer-lost' when the peer leaves or dies, or a server drops a client that broke the protocol (a
- * server then returns to 'open' once the client left); 'closed' at the end.
+ * server then returns to 'open' once the client left); 'closed' at the end. A server of many
+ * clients is 'connected' while any client is, and passes through 'peer-lost' back to 'open'
+ * when the last one leaves.
  */
 export type ChannelState = 'idle' | 'open' | 'connected' | 'peer-lost' | 'closed';
 
@@ -21,6 +24,8 @@ export class ChannelStreams {
   readonly batches = new Broadcast<NotificationBatch>();
   readonly requests = new Broadcast<IncomingRequest>();
   readonly clientErrors = new Broadcast<ShmChannelError>();
+  /** A server of many clients: each client, once it said hello. */
+  readonly clients = new Broadcast<Connection>();
   private readonly stateSubject = new BehaviorSubject<ChannelState>('idle');
 
   /** The current state, replayed to each new subscriber; a late one still learns 'closed'. */
@@ -43,12 +48,12 @@ export class ChannelStreams {
     if (this.stateSubject.value !== state) this.stateSubject.next(state);
   }
 
-  /** A server dropped its client for `error`: told on clientErrors$, else as a process warning, never silently. */
-  clientDropped(name: string, error: ShmChannelError): void {
+  /** A server dropped a client for `error`: told on clientErrors$, else as a process warning, never silently. */
+  clientDropped(name: string, error: ShmChannelError, client = 'its client'): void {
     if (this.clientErrors.observed) {
       this.clientErrors.next(error);
     } else {
-      process.emitWarning(`shmchannel: server ${name} dropped its client: ${error.message}`, {
+      process.emitWarning(`shmchannel: server ${name} dropped ${client}: ${error.message}`, {
         code: 'SHMCHANNEL_CLIENT_DROPPED',
       });
     }
@@ -67,6 +72,7 @@ export class ChannelStreams {
     this.batches.complete();
     this.requests.complete();
     this.clientErrors.complete();
+    this.clients.complete();
     this.stateSubject.next('closed');
     this.stateSubject.complete();
   }

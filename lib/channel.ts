@@ -1,34 +1,27 @@
 import type { Buffer } from 'node:buffer';
-import { debuglog } from 'node:util';
 
 import type { Observable } from 'rxjs';
 
 import {
   checkModeAndOptions,
   checkRequestTimeout,
-  DEFAULT_CLOSE_TIMEOUT,
-  DEFAULT_POLL_WINDOW_US,
+  DEFAULT_MAX_CLIENTS,
   type ChannelOptions,
   type RequestOptions,
 } from './channel-options';
+import type { ChannelCore } from './channel-core';
 import { ChannelStreams, type ChannelState } from './channel-streams';
-import { Connection } from './connection';
-import { toBuffer, type Data } from './data';
-import { createError, fromNativeError, nativeReason, ShmChannelError } from './errors';
-import { closeAtExit, forgetAtExit, type ClosableAtExit } from './exit-cleanup';
+import type { Connection } from './connection';
+import { toBuffer, toBuffers, type Data } from './data';
+import type { ShmChannelError } from './errors';
 import type { IncomingRequest } from './incoming-request';
 import type { NotificationBatch } from './notification-batch';
-import { PeerState, SegmentState, WakeEvent, type NativeChannel } from './native';
 import { release, type LoanedBuffer } from './loans';
 import { validateName } from './names';
-import { attachSegment, checkServerLimit, createSegment } from './open-segment';
-import { PollLoop, PUMP_ENDED } from './poll-loop';
-import { RequestTable } from './request-table';
-import { channelIdle } from './message-pool';
+import { MultiClientServer } from './server';
+import { SinglePeer } from './single-peer';
 
 export type { ChannelOptions, RequestOptions } from './channel-options';
-
-const debug = debuglog('shmchannel');
 
 export const Mode = { SERVER: 'server', CLIENT: 'client' } as const;
 export type Mode = (typeof Mode)[keyof typeof Mode];
@@ -45,27 +38,18 @@ export type { ChannelState } from './channel-streams';
  * server.requests$.subscribe((req) => req.respond(req.data));
  * ```
  */
-export class Channel implements ClosableAtExit {
+export class Channel {
   readonly name: string;
   readonly mode: Mode;
 
   private readonly options: Readonly<ChannelOptions>;
-  private native: NativeChannel | undefined;
-  /** From open() on, also after close (answers still go out while it delivers the queue). */
-  private connection: Connection | undefined;
-  private readonly poll: PollLoop;
-  private opening = false;
-  private closed = false;
-  private closing: Promise<void> | undefined;
-  private failure: ShmChannelError | undefined;
-  private referenced = true;
-
   private readonly streams = new ChannelStreams();
-  private readonly requests: RequestTable;
+  /** One peer (a client, or a server with maxClients 1), or a server of many clients. */
+  private readonly core: ChannelCore;
 
   /** Lifecycle of this end: see ChannelState. Replays the current state to new subscribers. */
   readonly state$: Observable<ChannelState> = this.streams.state$;
-  /** Every notification the peer sends while subscribed. Completes on close. */
+  /** Every notification the peer (a server: every client) sends while subscribed. Completes on close. */
   readonly notifications$: Observable<Buffer> = this.streams.notifications.observable;
   /**
    * The same notifications, one value per group read from the ring together: for millions of
@@ -74,16 +58,27 @@ export class Channel implements ClosableAtExit {
    * errors with notifications$.
    */
   readonly notificationBatches$: Observable<NotificationBatch> = this.streams.batches.observable;
-  /** Every request the peer sends. With no subscriber, the peer gets ERR_NO_HANDLER. */
+  /**
+   * Every request the peer (a server: every client) sends. With no subscriber, the peer gets
+   * ERR_NO_HANDLER. On a server of many clients, each request's `client` is its Connection.
+   */
   readonly requests$: Observable<IncomingRequest> = this.streams.requests.observable;
   /**
-   * Server: the ERR_PROTOCOL of each client that broke the protocol. Such a client is dropped
-   * (requests to it fail with the same error, its requests are cancelled, it is told to leave)
-   * and the server goes on with the next one, as a `net.Server` outlives a bad connection; its
-   * streams do not end.
-   * Never emits on a client. Completes on close.
+   * Server: the error of each client it dropped: ERR_PROTOCOL for one that broke the protocol
+   * (requests to it fail with the same error, its requests are cancelled, it is told to leave),
+   * and on a server of many ERR_QUEUE_FULL for one that could not take a broadcast within its
+   * maxQueuedBytes. The server goes on with the others, as a `net.Server` outlives a bad
+   * connection; its streams do not end. With no subscriber, a process warning
+   * (SHMCHANNEL_CLIENT_DROPPED) says it instead. Never emits on a client. Completes on close.
    */
   readonly clientErrors$: Observable<ShmChannelError> = this.streams.clientErrors.observable;
+  /**
+   * A server of many clients (maxClients > 1): each client that connects, as a Connection, once
+   * it said hello. Hot: a client that connects with nobody subscribed is served all the same
+   * (its requests reach requests$). Never emits on a client or a server of one client.
+   * Completes on close.
+   */
+  readonly clients$: Observable<Connection> = this.streams.clients.observable;
 
   constructor(name: string, mode: Mode, options: ChannelOptions = {}) {
     validateName(name);
@@ -91,21 +86,14 @@ export class Channel implements ClosableAtExit {
     this.name = name;
     this.mode = mode;
     this.options = { ...options };
-    this.poll = new PollLoop(
-      (options.pollWindowUs ?? DEFAULT_POLL_WINDOW_US) / 1000,
-      (events) => this.pump(events),
-      () => this.armWaker(),
-    );
-    this.requests = new RequestTable({
-      name,
-      checkCanRequest: (payload) => this.connected().checkCanRequest(payload),
-      sendRequest: (id, payload) => this.connected().sendRequest(id, payload),
-      sendCancel: (id) => this.connection?.sendCancel(id),
-    });
+    this.core =
+      mode === 'server' && (this.options.maxClients ?? DEFAULT_MAX_CLIENTS) > 1
+        ? new MultiClientServer(name, this.options, this.streams)
+        : new SinglePeer(name, mode, this.options, this.streams);
   }
 
   get isOpen(): boolean {
-    return this.native !== undefined;
+    return this.core.isOpen;
   }
 
   get state(): ChannelState {
@@ -113,62 +101,8 @@ export class Channel implements ClosableAtExit {
   }
 
   /** Creates (server) or attaches to (client) the segment. */
-  async open(): Promise<void> {
-    if (this.closed) throw this.closedError();
-    if (this.native !== undefined || this.opening) {
-      throw createError('ERR_ALREADY_OPEN', `channel ${this.name} is already open`);
-    }
-    this.opening = true;
-    try {
-      const onWake = (events: number) => this.poll.onWake(events);
-      this.native =
-        this.mode === 'server'
-          ? createSegment(this.name, this.options, onWake)
-          : await attachSegment(this.name, this.options, onWake, () => this.closed);
-    } finally {
-      this.opening = false;
-    }
-    if (this.closed) {
-      // close() was called while a client waited for its server.
-      this.native.close();
-      this.native = undefined;
-      throw this.closedError();
-    }
-    const info = this.native.info();
-    try {
-      if (this.mode === 'client') checkServerLimit(this.name, info, this.options);
-    } catch (err) {
-      this.native.close();
-      this.native = undefined;
-      throw err;
-    }
-    const native = this.native;
-    this.connection = new Connection(native, info, this.options, this.mode, this.name, this.requests, {
-      notificationsObserved: () => this.streams.notifications.observed,
-      notification: (data) => this.streams.notifications.next(data),
-      batchesObserved: () => this.streams.batches.observed,
-      notificationBatch: (batch) => this.streams.batches.next(batch),
-      requestsObserved: () => this.streams.requests.observed,
-      request: (request) => this.streams.requests.next(request),
-      hello: () => {
-        if (this.mode === 'server') this.streams.enter('connected');
-      },
-      bye: () => this.onPeerBye(),
-      failed: (err) => this.fail(err),
-      sent: () => this.poll.start(),
-      closing: () => this.closed,
-      checkPeerAttached: () => this.checkPeerAttached(),
-    });
-    if (!this.referenced) this.native.unref();
-    closeAtExit(this);
-    debug('%s %s open: ring %d B, max message %d B', this.mode, this.name, info.ringCapacity, info.maxMessageSize);
-    if (this.mode === 'client') {
-      this.connection.hello();
-      this.streams.enter('connected');
-    } else {
-      this.streams.enter('open');
-    }
-    this.native.arm();
+  open(): Promise<void> {
+    return this.core.open();
   }
 
   /**
@@ -177,35 +111,7 @@ export class Channel implements ClosableAtExit {
    * requests being handled, and (server) removes the segment. Idempotent.
    */
   close(): Promise<void> {
-    this.closing ??= this.shutdown(true);
-    return this.closing;
-  }
-
-  private async shutdown(drain: boolean): Promise<void> {
-    // From here on sends fail with ERR_CHANNEL_CLOSED; responses may still arrive.
-    this.closed = true;
-    if (drain) {
-      await this.connection?.drainBeforeClose(
-        Date.now() + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT),
-        () => this.failure === undefined && this.peerMayRead(),
-      );
-    }
-    const native = this.native;
-    const connection = this.connection;
-    if (native !== undefined && connection !== undefined) connection.sayGoodbye(this.peerMayRead());
-    this.native = undefined;
-    connection?.detach(this.failure ?? (this.state === 'peer-lost' ? peerLostError(this.name) : this.closedError()));
-    native?.close();
-    channelIdle();
-    forgetAtExit(this);
-    this.requests.endAll(() => this.closedError());
-    this.streams.close();
-  }
-
-  /** Whether anyone may still read what we send (not after the peer left). */
-  private peerMayRead(): boolean {
-    const state = this.streams.state;
-    return this.native !== undefined && state !== 'peer-lost' && state !== 'closed';
+    return this.core.close();
   }
 
   /**
@@ -216,8 +122,7 @@ export class Channel implements ClosableAtExit {
    * (nothing is sent). The data is copied before this returns.
    */
   notify(data: Data): boolean {
-    const payload = toBuffer(data, 'notification data');
-    return this.connected().notify(payload);
+    return this.core.notify(toBuffer(data, 'notification data'));
   }
 
   /**
@@ -227,15 +132,7 @@ export class Channel implements ClosableAtExit {
    * does), none is sent. Returns false when some wait in the queue (see notify()).
    */
   notifyMany(messages: Iterable<Data>): boolean {
-    if (
-      typeof messages === 'string' ||
-      typeof (messages as Partial<Iterable<Data>> | null)?.[Symbol.iterator] !== 'function'
-    ) {
-      throw createError('ERR_INVALID_ARG_TYPE', 'notifyMany() takes an iterable (an array, say) of messages');
-    }
-    const payloads: Buffer[] = [];
-    for (const m of messages) payloads.push(toBuffer(m, 'notification data'));
-    return this.connected().notifyMany(payloads);
+    return this.core.notifyMany(toBuffers(messages));
   }
 
   /**
@@ -245,13 +142,7 @@ export class Channel implements ClosableAtExit {
    * first, or ERR_CHANNEL_CLOSED if the channel closes or is not open.
    */
   drained(): Promise<void> {
-    let connection: Connection;
-    try {
-      connection = this.connected();
-    } catch (err) {
-      return Promise.reject(err as ShmChannelError);
-    }
-    return connection.drained();
+    return this.core.drained();
   }
 
   /**
@@ -265,7 +156,7 @@ export class Channel implements ClosableAtExit {
    * maxMessageSize, or no pool at all), ERR_CHANNEL_CLOSED when not open.
    */
   loan(size: number): LoanedBuffer {
-    return this.connected().loans.loan(size);
+    return this.core.loan(size);
   }
 
   /**
@@ -275,13 +166,7 @@ export class Channel implements ClosableAtExit {
    * closes, or a client loses its server, first; a server's waiters outlive its clients.
    */
   waitForLoan(size: number): Promise<LoanedBuffer> {
-    let connection: Connection;
-    try {
-      connection = this.connected();
-    } catch (err) {
-      return Promise.reject(err as ShmChannelError);
-    }
-    return connection.loans.waitForLoan(size);
+    return this.core.waitForLoan(size);
   }
 
   /**
@@ -297,7 +182,7 @@ export class Channel implements ClosableAtExit {
 
   /** Bytes waiting in the outgoing queue for room in the ring (0 when the peer keeps up). */
   get queuedBytes(): number {
-    return this.connection?.queuedBytes ?? 0;
+    return this.core.queuedBytes;
   }
 
   /**
@@ -309,179 +194,17 @@ export class Channel implements ClosableAtExit {
   request(data: Data, options: RequestOptions = {}): Observable<Buffer> {
     const payload = toBuffer(data, 'request data');
     const timeout = checkRequestTimeout(options.timeout ?? this.options.requestTimeout);
-    return this.requests.request(payload, timeout);
+    return this.core.request(payload, timeout);
   }
 
   /** An open channel keeps the process alive, like a socket; unref() lets it exit. */
   unref(): this {
-    this.referenced = false;
-    this.native?.unref();
+    this.core.unref();
     return this;
   }
 
   ref(): this {
-    this.referenced = true;
-    this.native?.ref();
+    this.core.ref();
     return this;
   }
-
-  /**
-   * @internal ClosableAtExit: the process is ending. The exit path cannot await, so this
-   * writes what is queued while the peer reads, blocking for at most closeTimeout, releases
-   * the segment, and warns (SHMCHANNEL_UNSENT) of what is left.
-   */
-  closeAtExit(startedAt: number): void {
-    const connection = this.connection;
-    if (this.native === undefined || connection === undefined) return;
-    this.native = undefined;
-    connection.closeAtExit(startedAt + (this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT));
-  }
-
-  // ---- the wake-up path ----
-
-  /**
-   * Hands the ring back to the waker. Not once closing after the peer left: nothing more can
-   * come, and a peer's leave flag would end each of its waits at once until the close ends.
-   */
-  private armWaker(): void {
-    if (!(this.closed && this.streams.state === 'peer-lost')) this.native?.arm();
-    channelIdle();
-  }
-
-  /**
-   * Drains, flushes and handles peer loss: PUMP_READ, PUMP_SENT if it read or sent anything,
-   * PUMP_MORE if it stopped reading for the budget, PUMP_ENDED if the channel ended meanwhile.
-   */
-  private pump(events: number): number {
-    if (this.native === undefined) return PUMP_ENDED;
-    let result = 0;
-    try {
-      result = this.connection?.pump() ?? 0;
-    } catch (err) {
-      // A server drops a client that broke the protocol and goes on; anything else ends here.
-      this.fail(err);
-    }
-    try {
-      if ((events & WakeEvent.PEER_LOST) !== 0 && this.native !== undefined) this.onPeerGone();
-    } catch (err) {
-      this.fail(err);
-    }
-    return this.native === undefined ? PUMP_ENDED : result;
-  }
-
-  // ---- peer loss and failure ----
-
-  /** The peer said goodbye. Its requests end now; a server frees the slot once it detached. */
-  private onPeerBye(): void {
-    debug('%s %s: peer said goodbye', this.mode, this.name);
-    this.loseRequests();
-    if (this.mode === 'client') this.closeNow();
-  }
-
-  /** The waker found the peer gone (closed, exited, killed). */
-  private onPeerGone(): void {
-    const native = this.native;
-    if (native === undefined) return;
-    if (this.mode === 'client') {
-      if ((native.info().state & SegmentState.CLIENT_DROPPED) !== 0) {
-        // The server reads nothing more from us: like a lost peer, what is queued goes nowhere.
-        this.streams.enter('peer-lost');
-        this.fail(
-          createError('ERR_PROTOCOL', `server ${this.name} dropped this client: it refused what this client wrote`),
-        );
-        return;
-      }
-      debug('client %s: server is gone', this.name);
-      this.loseRequests();
-      this.closeNow();
-      return;
-    }
-    // Only a client that attached can be lost, and only if it is still gone now: the event may
-    // be stale, from before a new client attached.
-    if ((native.info().state & SegmentState.CLIENT_ATTACHED) === 0) return;
-    if (native.peerState() !== PeerState.GONE) return;
-    debug('server %s: client is gone', this.name);
-    this.loseRequests();
-    this.connection?.peerLeft(
-      createError('ERR_PEER_LOST', `the client of ${this.name} left before reading what was queued`),
-    );
-    native.acceptNext();
-    // What the client held of our pool is ours again.
-    this.connection?.loans.retryWaiters();
-    this.streams.enter('open');
-  }
-
-  /**
-   * Server: the client broke the protocol. It is told to leave and nothing more is read from
-   * it; its requests fail with `error`, and what was queued for it is gone. Once it has left
-   * (or died), onPeerGone takes the next client as usual.
-   */
-  private dropClient(native: NativeChannel, error: ShmChannelError): void {
-    if (this.connection === undefined || this.connection.isDropping) return;
-    debug('server %s dropped its client: %s', this.name, error.message);
-    native.dropClient();
-    this.connection.drop(error);
-    // Why first, then that the client is gone: state$ watchers (the CLI) tell it in that order.
-    this.streams.clientDropped(this.name, error);
-    if (!this.closed) this.streams.enter('peer-lost');
-  }
-
-  private loseRequests(): void {
-    this.streams.enter('peer-lost');
-    this.requests.endAll(() => peerLostError(this.name));
-  }
-
-  /**
-   * A protocol violation or an internal failure: report it on the streams and close. A server
-   * drops a client that broke the protocol instead, unless the segment itself lost pages.
-   */
-  private fail(err: unknown): void {
-    if (this.native === undefined || this.failure !== undefined) return;
-    const error = err instanceof ShmChannelError ? err : fromNativeError(err);
-    if (this.mode === 'server' && error.code === 'ERR_PROTOCOL' && nativeReason(err) !== 'TRUNCATED') {
-      try {
-        this.dropClient(this.native, error);
-        return;
-      } catch (dropErr) {
-        debug('server %s cannot drop its client: %s', this.name, (dropErr as Error).message);
-      }
-    }
-    this.failure = error;
-    debug('%s %s failed: %s', this.mode, this.name, error.message);
-    this.requests.failPending(() => error);
-    this.streams.fail(error);
-    this.closeNow();
-  }
-
-  /** Closes without waiting for the queue: the peer is gone or the channel is broken. */
-  private closeNow(): void {
-    this.closing ??= this.shutdown(false);
-  }
-
-  // ---- helpers ----
-
-  /** The connection, or why there is none to send on: closed, or not open yet. */
-  private connected(): Connection {
-    if (this.closed) throw this.closedError();
-    if (this.connection === undefined) {
-      throw createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is not open: call open() first`);
-    }
-    return this.connection;
-  }
-
-  /** A server's request needs a client to answer it; none attached would mean waiting forever. */
-  private checkPeerAttached(): void {
-    if (this.mode === 'client' || this.streams.state === 'connected') return;
-    // Attached but its hello not read yet counts as connected.
-    if (this.native !== undefined && (this.native.info().state & SegmentState.CLIENT_ATTACHED) !== 0) return;
-    throw createError('ERR_PEER_LOST', `no client is connected to ${this.name}: nobody could answer the request`);
-  }
-
-  private closedError(): ShmChannelError {
-    return createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is closed`);
-  }
-}
-
-function peerLostError(name: string): ShmChannelError {
-  return createError('ERR_PEER_LOST', `the peer of ${name} went away`);
 }

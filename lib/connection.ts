@@ -1,415 +1,341 @@
-// One peer on one pair of rings: what goes out (the queue), what comes in (the reader), the
-// requests in flight both ways, and the callers of drained(). A Channel owns one from open() to
-// its close, and decides what the connection's events mean for the channel.
+// A server's view of one of its clients (a server of many: maxClients > 1): rings, queues,
+// pending requests and bounds of its own, so that a client that stops reading, floods, breaks
+// the protocol or dies is its own problem and nobody else's.
 import type { Buffer } from 'node:buffer';
-import { debuglog } from 'node:util';
 
-import { queueBound, type ChannelOptions } from './channel-options';
-import { DrainWaiters } from './drain-waiters';
-import { createError, fromNativeError, ShmChannelError } from './errors';
-import { warnAtExit } from './exit-cleanup';
-import { InboundReader } from './inbound-reader';
-import { Loans } from './loans';
+import type { Observable } from 'rxjs';
+
+import { Broadcast } from './broadcast';
+import {
+  checkRequestTimeout,
+  DEFAULT_CLOSE_TIMEOUT,
+  type ChannelOptions,
+  type RequestOptions,
+} from './channel-options';
+import { toBuffer, toBuffers, type Data } from './data';
+import { createError, type ShmChannelError } from './errors';
+import { release, type LoanedBuffer, type Loans } from './loans';
 import type { NotificationBatch } from './notification-batch';
-import { IncomingRequest, type ResponseSink } from './incoming-request';
-import { PeerState, SegmentState, type NativeChannel, type NativeChannelInfo } from './native';
-import { OutboundQueue } from './outbound-queue';
-import { PUMP_SENT } from './poll-loop';
-import { EMPTY, fitRemoteError, FrameKind, protocolError } from './protocol';
+import type { IncomingRequest } from './incoming-request';
+import { SegmentState, type NativeChannel } from './native';
+import { PeerLink } from './peer-link';
 import { RequestTable } from './request-table';
 
-const debug = debuglog('shmchannel');
-
-/** What a connection tells its channel, and asks of it. */
-export interface ConnectionEvents {
-  /** Whether anyone wants each notification as a Buffer of its own (notifications$). */
+/** @internal What a Connection needs of its server. */
+export interface ConnectionHost {
+  readonly name: string;
+  debug(message: string): void;
+  readonly options: Readonly<ChannelOptions>;
+  /** The server is closing: only answers and cancels still go out. */
+  closing(): boolean;
+  /** Whether the server's own streams want notifications each, in batches, or requests. */
   notificationsObserved(): boolean;
   notification(data: Buffer): void;
-  /** Whether anyone wants notifications in batches (notificationBatches$). */
   batchesObserved(): boolean;
-  /** The notifications read together; valid until this returns. */
   notificationBatch(batch: NotificationBatch): void;
-  /** Whether anyone handles requests now; if not, the connection answers ERR_NO_HANDLER itself. */
   requestsObserved(): boolean;
   request(request: IncomingRequest): void;
-  hello(): void;
-  bye(): void;
-  /** A write failed (a corrupt ring, a lost segment): the channel drops the peer or fails. */
-  failed(err: unknown): void;
+  /** The client said hello: it is connected. */
+  hello(connection: Connection): void;
+  /** A read, a write or a loan of this client's rings failed: the server drops or ends it. */
+  failed(connection: Connection, err: unknown): void;
   /** Something went out: the answer may follow within microseconds. */
   sent(): void;
-  /** The channel is closing: only answers and cancels still go out. */
-  closing(): boolean;
-  /** Throws if a request now could never be answered (a server with no client). */
-  checkPeerAttached(): void;
+  /** This connection ended (`reason` as `closed` resolves): the server disconnects it. */
+  ended(connection: Connection, native: NativeChannel): void;
 }
 
-export class Connection implements ResponseSink {
-  readonly maxMessageSize: number;
-  /** Zero-copy: loans out of this side's pool, messages borrowed from the peer's. */
-  readonly loans: Loans;
-  private readonly outbound: OutboundQueue;
-  private readonly inbound: InboundReader;
-  private readonly drainWaiters = new DrainWaiters();
-  /** Server: the client broke the protocol and was told to leave; nothing is read until it has. */
-  private dropping = false;
-  /** The channel let go of the segment: nothing more goes out or comes in. */
-  private detached = false;
+/**
+ * One client of a server of many (`maxClients` > 1), as `server.clients$` emits it once the
+ * client said hello. What a Channel does for its one peer, this does for one client: notify(),
+ * request() and the rest reach that client alone, with backpressure and bounds of its own.
+ *
+ * ## Example
+ * ```ts
+ * server.clients$.subscribe((client) => {
+ *   client.notify(`welcome, ${client.pid}`);
+ *   client.closed.then((why) => console.log(`client ${client.id} left`, why?.code ?? 'saying goodbye'));
+ * });
+ * ```
+ */
+export class Connection {
+  /** Resolves once the connection ended: undefined when the client closed (said goodbye); else why it ended. */
+  readonly closed: Promise<ShmChannelError | undefined>;
+  /** Every notification this client sends while subscribed. Completes when the connection ends. */
+  readonly notifications$: Observable<Buffer>;
 
+  private readonly link: PeerLink;
+  private readonly requests: RequestTable;
+  private readonly notifications = new Broadcast<Buffer>();
+  private resolveClosed!: (reason: ShmChannelError | undefined) => void;
+  private phase: 'open' | 'closing' | 'ended' = 'open';
+  private closingDone: Promise<void> | undefined;
+  private helloSeen = false;
+  private goodbyeSeen = false;
+  /** Once ended: what a send, a loan or drained() is told. */
+  private endedError: ShmChannelError | undefined;
+
+  /** @internal Made by the server when it accepts a client. */
   constructor(
-    readonly native: NativeChannel,
-    info: NativeChannelInfo,
-    options: Readonly<ChannelOptions>,
-    private readonly mode: 'server' | 'client',
-    private readonly name: string,
-    /** The requests in flight on this connection, both ways. */
-    readonly requests: RequestTable,
-    private readonly events: ConnectionEvents,
+    /** Unique among the connections of this server for its whole life. */
+    readonly id: number,
+    /** The client's process id. */
+    readonly pid: number,
+    private readonly native: NativeChannel,
+    private readonly host: ConnectionHost,
   ) {
-    this.maxMessageSize = info.maxMessageSize;
-    this.loans = new Loans(native, info.poolCapacity, info.maxMessageSize, options.borrow === true, name, (err) =>
-      events.failed(err),
-    );
-    this.inbound = new InboundReader(
-      info.ringCapacity,
-      (kind, id, data) => this.dispatch(kind, id, data),
-      () => this.reading,
-      {
-        wantsEach: () => events.notificationsObserved(),
-        wantsBatches: () => events.batchesObserved(),
-        batch: (batch) => events.notificationBatch(batch),
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.notifications$ = this.notifications.observable;
+    const name = host.name;
+    this.requests = new RequestTable({
+      name,
+      checkCanRequest: (payload) => {
+        this.checkOpen();
+        this.link.checkCanRequest(payload);
       },
-      this.loans,
-    );
-    this.outbound = new OutboundQueue(
-      native,
-      info.ringCapacity,
-      info.maxFramePayload,
-      queueBound(options, info.maxMessageSize, info.ringCapacity),
-      (err) => events.failed(err),
-    );
+      sendRequest: (id, payload) => this.link.sendRequest(id, payload),
+      sendCancel: (id) => this.link.sendCancel(id),
+    });
+    this.link = new PeerLink(native, native.info(), host.options, 'server', name, this.requests, {
+      notificationsObserved: () => this.notifications.observed || host.notificationsObserved(),
+      notification: (data) => {
+        this.notifications.next(data);
+        host.notification(data);
+      },
+      batchesObserved: () => host.batchesObserved(),
+      notificationBatch: (batch) => host.notificationBatch(batch),
+      requestsObserved: () => host.requestsObserved(),
+      request: (request) => host.request(request),
+      hello: () => {
+        if (this.helloSeen || this.phase === 'ended') return;
+        this.helloSeen = true;
+        host.hello(this);
+      },
+      bye: () => {
+        this.goodbyeSeen = true;
+        // Nothing it was asked will be answered now; the server ends it once it left.
+        this.requests.endAll(() => this.goneError('said goodbye'));
+      },
+      failed: (err) => host.failed(this, err),
+      sent: () => host.sent(),
+      closing: () => this.phase !== 'open' || host.closing(),
+      checkPeerAttached: () => undefined,
+      client: this,
+    });
   }
 
-  /** Frames are read and dispatched: not detached, and not waiting for a dropped client to leave. */
-  get reading(): boolean {
-    return !this.detached && !this.dropping;
+  /** True until the connection ends (the client leaves, dies or is dropped, or the server ends it). */
+  get isOpen(): boolean {
+    return this.phase === 'open';
   }
 
-  get isDropping(): boolean {
-    return this.dropping;
-  }
-
+  /** Bytes waiting in this client's outgoing queue for room in its ring. */
   get queuedBytes(): number {
-    return this.outbound.bytesQueued;
+    return this.phase === 'ended' ? 0 : this.link.queuedBytes;
   }
 
-  get queueIsEmpty(): boolean {
-    return this.outbound.isEmpty;
+  /** Channel.notify(), to this client alone. */
+  notify(data: Data): boolean {
+    const payload = toBuffer(data, 'notification data');
+    this.checkOpen();
+    return this.link.notify(payload);
   }
 
-  /** Says hello (a client's first frame). */
-  hello(): void {
-    this.outbound.send(FrameKind.HELLO, 0, EMPTY, true);
-  }
-
-  notify(payload: Buffer): boolean {
-    this.checkSendable();
-    return this.send(FrameKind.NOTIFY, 0, this.checkSize(payload));
+  /** Channel.notifyMany(), to this client alone. */
+  notifyMany(messages: Iterable<Data>): boolean {
+    const payloads = toBuffers(messages);
+    this.checkOpen();
+    return this.link.notifyMany(payloads);
   }
 
   /**
-   * Sends every message of `payloads`, in order, or (ERR_MESSAGE_TOO_LARGE, ERR_QUEUE_FULL, a
-   * closed channel) none of them. False when some wait in the outgoing queue.
+   * Channel.request(), to this client alone: cold, one request per subscription; ERR_PEER_LOST
+   * if the client leaves first.
    */
-  notifyMany(payloads: readonly Buffer[]): boolean {
-    this.checkMaySend(false);
-    let total = 0;
-    for (const p of payloads) {
-      if (p.length === 0) this.loans.refuseDetached(p);
-      total += this.checkSize(p).length;
-    }
-    let inRing: boolean;
-    try {
-      this.outbound.checkRoomFor(total);
-      inRing = this.outbound.sendMany(FrameKind.NOTIFY, payloads);
-    } catch (err) {
-      throw this.writeFailed(err);
-    }
-    this.events.sent();
-    return inRing;
+  request(data: Data, options: RequestOptions = {}): Observable<Buffer> {
+    const payload = toBuffer(data, 'request data');
+    const timeout = checkRequestTimeout(options.timeout ?? this.host.options.requestTimeout);
+    return this.requests.request(payload, timeout);
   }
 
-  /** What RequestTable asks before a request goes out: see RequestSender. */
-  checkCanRequest(payload: Buffer): void {
-    this.checkSendable();
-    this.checkSize(payload);
-    this.events.checkPeerAttached();
-  }
-
-  sendRequest(id: number, payload: Buffer): void {
-    this.send(FrameKind.REQUEST, id, payload);
-  }
-
-  sendCancel(id: number): void {
-    this.send(FrameKind.CANCEL, id, EMPTY, true, true);
-  }
-
-  /** See Channel.drained(). */
+  /**
+   * Resolves once nothing waits in this client's outgoing queue; rejects with why it never
+   * will (ERR_PEER_LOST, ERR_QUEUE_FULL, ERR_PROTOCOL, ERR_CHANNEL_CLOSED) if the connection
+   * ends first.
+   */
   drained(): Promise<void> {
     try {
-      this.checkSendable();
+      this.checkOpen();
     } catch (err) {
       return Promise.reject(err as ShmChannelError);
     }
+    return this.link.drained();
+  }
+
+  /** Channel.loan(), out of this client's pool (each client's connection has a pool of poolSize). */
+  loan(size: number): LoanedBuffer {
+    this.checkOpen();
+    return this.link.loans.loan(size);
+  }
+
+  /** Channel.waitForLoan(), out of this client's pool. */
+  waitForLoan(size: number): Promise<LoanedBuffer> {
     try {
-      this.outbound.flush();
+      this.checkOpen();
     } catch (err) {
-      this.events.failed(err);
-      return Promise.reject(fromNativeError(err));
+      return Promise.reject(err as ShmChannelError);
     }
-    if (this.outbound.isEmpty) return Promise.resolve();
-    return this.drainWaiters.wait();
+    return this.link.loans.waitForLoan(size);
   }
 
-  /** @internal ResponseSink: frames of the responses this end sends. */
-  sendResponse(kind: number, id: number, data: Buffer): void {
-    if (kind === FrameKind.RESPONSE) this.checkSize(data);
-    // An error text longer than the peer accepts must still end the request.
-    const payload = kind === FrameKind.ERROR ? fitRemoteError(data, this.maxMessageSize) : data;
-    // Answers to requests already received still go out while close() delivers the queue.
-    this.send(kind, id, payload, kind !== FrameKind.RESPONSE, true);
-  }
-
-  /** @internal ResponseSink */
-  unsent(data: unknown): void {
-    if (data instanceof Uint8Array) this.loans.abandon(data);
-  }
-
-  /** @internal ResponseSink */
-  finished(id: number): void {
-    this.requests.answered(id);
-  }
-
-  /** Reads what came and writes what waits: PUMP_READ, PUMP_SENT, PUMP_MORE bits. Throws what broke. */
-  pump(): number {
-    if (this.dropping) {
-      this.inbound.checkWhileDropped(this.native);
-      return 0;
-    }
-    let result = this.inbound.drain(this.native);
-    const queuedBefore = this.outbound.bytesQueued;
-    this.outbound.flush();
-    if (this.outbound.isEmpty) this.drainWaiters.settle();
-    if (this.outbound.bytesQueued < queuedBefore) result |= PUMP_SENT;
-    this.loans.retryWaiters();
-    return result;
+  /** Channel.release(). */
+  release(buffer: Buffer): void {
+    release(buffer);
   }
 
   /**
-   * close(): waits until nothing is queued, `deadline` (a Date.now() time) passes, or
-   * `peerMayRead` says nobody will read. The waker flushes when the peer frees space; this
-   * only waits for that to happen.
+   * The server ends this client: what is queued goes out while it reads (closeTimeout at most),
+   * then a goodbye, and its connection is gone (the client sees its server close). Requests to
+   * it fail and its requests are cancelled, as at the server's close(); `closed` resolves with
+   * ERR_CHANNEL_CLOSED. Idempotent.
    */
-  async drainBeforeClose(deadline: number, peerMayRead: () => boolean): Promise<void> {
-    while (!this.outbound.isEmpty && peerMayRead() && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+  close(): Promise<void> {
+    this.closingDone ??= this.shutdown();
+    return this.closingDone;
   }
 
-  /**
-   * Writes what is queued and a goodbye, as far as the ring takes them. What is left is
-   * reported with a SHMCHANNEL_UNSENT warning if the peer could still have read it.
-   */
-  sayGoodbye(peerMayRead: boolean): void {
+  private async shutdown(): Promise<void> {
+    if (this.phase !== 'open') return;
+    this.phase = 'closing';
+    const deadline = Date.now() + (this.host.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT);
+    await this.link.drainBeforeClose(deadline, () => this.phase === 'closing' && this.peerReads());
+    if (this.phase !== 'closing') return;
+    this.link.sayGoodbye(this.peerReads());
+    this.end(this.closedError(), this.closedError());
+  }
+
+  // ---- what the server does with it ----
+
+  /** @internal It said hello (clients$ has it). */
+  get saidHello(): boolean {
+    return this.helloSeen;
+  }
+
+  /** @internal Requests to it can be answered: it said hello, or attached and its hello is on its way. */
+  get attached(): boolean {
+    if (this.phase !== 'open') return false;
+    if (this.helloSeen) return true;
     try {
-      this.outbound.flush();
-      this.outbound.send(FrameKind.BYE, 0, EMPTY, true);
-      this.outbound.flush();
-    } catch (err) {
-      debug('%s: goodbye not sent: %s', this.label(), (err as Error).message);
-    }
-    // The goodbye itself may wait in the queue: the peer then learns from the state flag.
-    const unsent = this.outbound.bytesQueued;
-    if (unsent > 0 && peerMayRead) {
-      process.emitWarning(
-        `shmchannel: ${this.label()} closed with ${unsent} bytes its peer did not read within closeTimeout`,
-        { code: 'SHMCHANNEL_UNSENT' },
-      );
-    }
-  }
-
-  /**
-   * The process is ending, and the exit path cannot await: writes the queue while the peer
-   * reads, blocking until `deadline` (a performance.now() time) at most, detaches the native
-   * side, and warns (SHMCHANNEL_UNSENT, reported at once) of what is left.
-   */
-  closeAtExit(deadline: number): void {
-    try {
-      this.outbound.flushBlocking(deadline, () => this.peerReadsNow());
-    } catch (err) {
-      debug('%s: queue not written at exit: %s', this.label(), (err as Error).message);
-    }
-    const unsent = this.outbound.isEmpty ? 0 : this.outbound.bytesQueued;
-    const why = unsent > 0 && this.peerReadsNow() ? 'did not read within closeTimeout' : 'was gone';
-    this.detached = true;
-    this.native.close();
-    if (unsent > 0) {
-      warnAtExit(
-        `shmchannel: ${this.label()}: the process exited with ${unsent} bytes unsent: the peer ${why}`,
-        'SHMCHANNEL_UNSENT',
-      );
-    }
-  }
-
-  /** Whether the peer still reads what we write, asked of the segment itself (no event loop at exit). */
-  peerReadsNow(): boolean {
-    if (this.dropping || this.detached) return false;
-    const state = this.native.info().state;
-    if (this.mode === 'client') {
-      if ((state & (SegmentState.SERVER_CLOSED | SegmentState.CLIENT_DROPPED)) !== 0) return false;
-    } else if ((state & SegmentState.CLIENT_ATTACHED) === 0 || (state & SegmentState.CLIENT_CLOSED) !== 0) {
+      return (this.native.info().state & SegmentState.CLIENT_ATTACHED) !== 0;
+    } catch {
       return false;
     }
-    return this.native.peerState() !== PeerState.GONE;
   }
 
-  /** The peer left: what was queued for it is gone, and drained() says why (`err`). */
-  peerLeft(err: ShmChannelError): void {
-    this.outbound.clear(this.unloan);
-    this.loans.peerLeft();
-    this.drainWaiters.settle(err);
-    this.inbound.reset();
-    this.dropping = false;
+  /** @internal Whether `loans` is this connection's pool (a broadcast sends its loan by reference last). */
+  lendsFrom(loans: Loans | undefined): boolean {
+    return loans !== undefined && this.link.loans === loans;
   }
 
-  /**
-   * Server: the client broke the protocol. Nothing more is read from it; its requests fail
-   * with `error`, what was queued for it is gone. The channel flags it to leave.
-   */
-  drop(error: ShmChannelError): void {
-    this.dropping = true;
-    this.loans.pause();
-    this.outbound.clear(this.unloan);
-    this.drainWaiters.settle(error);
-    this.inbound.reset();
-    this.requests.endAll(() => error);
+  /** @internal Reads what came and writes what waits (PUMP_* bits); throws what broke. */
+  pump(): number {
+    return this.phase === 'ended' ? 0 : this.link.pump();
   }
 
-  /** The channel lets go of the segment: drained() waiters learn `err` unless all went out. */
-  detach(err: ShmChannelError): void {
-    this.detached = true;
-    if (this.outbound.isEmpty) this.drainWaiters.settle();
-    // First: loans given back by the clear below must not go to waiters of a closing channel.
-    this.loans.close(err);
-    this.outbound.clear(this.unloan);
-    this.drainWaiters.settle(err);
-    // A message cut off by the close would otherwise hold its buffer as long as this object.
-    this.inbound.reset();
+  /** @internal The server's broadcast: notify() without the argument checks. */
+  broadcast(payload: Buffer): boolean {
+    return this.link.notify(payload);
   }
 
-  /**
-   * Every outgoing message goes through here; a corrupt outbound ring fails the channel.
-   * `duringClose`: allowed while close() still delivers the queue (answers, cancels).
-   */
-  private send(kind: number, id: number, data: Buffer, control = false, duringClose = false): boolean {
-    this.checkMaySend(duringClose);
-    // A loan of ours goes by reference; any other bytes (a loan of another channel too) by copy.
-    // (An empty Buffer may be a detached loan of any channel: take() refuses to send it.)
-    const loan = (this.loans.poolCapacity > 0 || data.length === 0) && !control ? this.loans.take(data) : undefined;
-    let inRing: boolean;
+  /** @internal The server's broadcast: notifyMany() without the argument checks. */
+  broadcastMany(payloads: readonly Buffer[]): boolean {
+    return this.link.notifyMany(payloads);
+  }
+
+  /** @internal The server's close(): wait until this client read what is queued, or `deadline`. */
+  drainBeforeClose(deadline: number): Promise<void> {
+    return this.link.drainBeforeClose(deadline, () => this.phase !== 'ended' && this.peerReads());
+  }
+
+  /** @internal The server closes: a goodbye, then the end (ERR_CHANNEL_CLOSED). */
+  sayGoodbyeAndEnd(): void {
+    if (this.phase === 'ended') return;
+    this.link.sayGoodbye(this.peerReads());
+    this.end(this.closedError(), this.closedError());
+  }
+
+  /** @internal The process exits: writes what it can by `deadline` (performance.now()); the server then closes every connection. */
+  closeAtExit(deadline: number): void {
+    if (this.phase === 'ended') return;
+    this.link.closeAtExit(deadline, () => undefined);
+    this.finish(this.closedError());
+    this.resolveClosed(this.closedError());
+  }
+
+  /** @internal The client left (left()): it closed on purpose (said goodbye, or flagged its close), or died. */
+  left(): void {
+    if (this.phase === 'ended') return;
+    let closedOnPurpose = this.goodbyeSeen;
     try {
-      inRing =
-        loan === undefined
-          ? this.outbound.send(kind, id, data, control)
-          : this.outbound.sendLoaned(kind, id, loan.offset, loan.start, loan.length);
+      closedOnPurpose ||= (this.native.info().state & SegmentState.CLIENT_CLOSED) !== 0;
+    } catch {
+      // A segment that lost pages: the client is gone either way.
+    }
+    const lost = this.goneError(closedOnPurpose ? 'closed' : 'died or left without a goodbye');
+    this.end(closedOnPurpose ? undefined : lost, lost);
+  }
+
+  /** @internal Flags the client dropped: it stops writing, and learns why its connection ends. */
+  flagDropped(): void {
+    try {
+      this.native.dropClient();
     } catch (err) {
-      if (loan !== undefined) this.loans.unsent(loan.offset);
-      throw this.writeFailed(err);
-    }
-    this.events.sent();
-    return inRing;
-  }
-
-  /** Throws why nothing may be sent now. `duringClose`: answers and cancels, still allowed while closing. */
-  private checkMaySend(duringClose: boolean): void {
-    if (this.dropping && !this.events.closing()) {
-      throw createError(
-        'ERR_PEER_LOST',
-        `the client of ${this.name} was dropped for breaking the protocol; the next one can connect once it left`,
-      );
-    }
-    if (!(duringClose && !this.detached)) this.checkSendable();
-  }
-
-  /** What a write that threw means: a corrupt outbound ring fails the channel. The error to throw. */
-  private writeFailed(err: unknown): ShmChannelError {
-    if (err instanceof ShmChannelError) return err;
-    const error = fromNativeError(err);
-    // The native error itself: its reason tells a dropped client from a lost segment.
-    if (error.code === 'ERR_PROTOCOL') this.events.failed(err);
-    return error;
-  }
-
-  private readonly unloan = (offset: number): void => this.loans.unsent(offset);
-
-  private label(): string {
-    return `${this.mode} ${this.name}`;
-  }
-
-  private checkSendable(): void {
-    if (this.events.closing()) throw createError('ERR_CHANNEL_CLOSED', `channel ${this.name} is closed`);
-  }
-
-  private checkSize(payload: Buffer): Buffer {
-    if (payload.length > this.maxMessageSize) {
-      throw createError(
-        'ERR_MESSAGE_TOO_LARGE',
-        `message of ${payload.length} bytes exceeds maxMessageSize (${this.maxMessageSize}) of ${this.name}`,
-      );
-    }
-    return payload;
-  }
-
-  private dispatch(kind: number, id: number, data: Buffer): void {
-    switch (kind) {
-      case FrameKind.NOTIFY:
-        this.events.notification(data);
-        return;
-      case FrameKind.REQUEST:
-        this.onRequest(id, data);
-        return;
-      case FrameKind.RESPONSE:
-        if (!this.requests.response(id, data)) this.loans.discard(data);
-        return;
-      case FrameKind.COMPLETE:
-        this.requests.complete(id);
-        return;
-      case FrameKind.ERROR:
-        this.requests.remoteError(id, data);
-        return;
-      case FrameKind.CANCEL:
-        this.requests.cancelled(id);
-        return;
-      case FrameKind.HELLO:
-        this.events.hello();
-        return;
-      case FrameKind.BYE:
-        this.events.bye();
-        return;
-      default:
-        throw protocolError(`unknown frame kind ${kind}`);
+      // A segment that lost pages, or a connection already ended: the disconnect still tells it.
+      this.host.debug(`client ${this.id} not flagged as dropped: ${(err as Error).message}`);
     }
   }
 
-  private onRequest(id: number, data: Buffer): void {
-    this.requests.checkIncomingId(id);
-    const request = new IncomingRequest(id, data, this);
-    if (!this.events.requestsObserved()) {
-      this.loans.discard(data);
-      request.rejectUnhandled(`no handler for requests on ${this.label()}`);
-      return;
-    }
-    this.requests.handling(request);
-    this.events.request(request);
+  /** @internal The server drops it: `error` says why (ERR_PROTOCOL, ERR_QUEUE_FULL, a lost segment). */
+  drop(error: ShmChannelError): void {
+    if (this.phase === 'ended') return;
+    this.link.drop(error);
+    this.end(error, error);
+  }
+
+  /**
+   * Ends the connection: pending requests fail with `requestError`, those being handled are
+   * cancelled, queued output and drained() waiters learn it, notifications$ completes, `closed`
+   * resolves with `reason`, and the server disconnects it.
+   */
+  private end(reason: ShmChannelError | undefined, requestError: ShmChannelError): void {
+    this.finish(requestError);
+    this.resolveClosed(reason);
+    this.host.ended(this, this.native);
+  }
+
+  private finish(requestError: ShmChannelError): void {
+    if (this.phase === 'ended') return;
+    this.phase = 'ended';
+    this.endedError = requestError.code === 'ERR_CHANNEL_CLOSED' ? requestError : this.goneError('is gone');
+    this.link.detach(requestError);
+    this.requests.endAll(() => requestError);
+    this.notifications.complete();
+  }
+
+  private peerReads(): boolean {
+    return !this.goodbyeSeen && this.link.peerReadsNow();
+  }
+
+  private checkOpen(): void {
+    if (this.phase === 'open') return;
+    throw this.endedError ?? this.closedError();
+  }
+
+  private goneError(what: string): ShmChannelError {
+    return createError('ERR_PEER_LOST', `client ${this.id} (pid ${this.pid}) of ${this.host.name} ${what}`);
+  }
+
+  private closedError(): ShmChannelError {
+    return createError('ERR_CHANNEL_CLOSED', `the connection of client ${this.id} of ${this.host.name} is closed`);
   }
 }

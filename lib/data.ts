@@ -37,3 +37,16 @@ export function describeType(value: unknown): string {
   if (typeof value === 'string') shown = `'${shown}'`;
   return `type ${typeof value} (${shown})`;
 }
+
+/** The messages of notifyMany() as Buffers; ERR_INVALID_ARG_TYPE for what is not an iterable of Data. */
+export function toBuffers(messages: unknown): Buffer[] {
+  if (
+    typeof messages === 'string' ||
+    typeof (messages as Partial<Iterable<unknown>> | null)?.[Symbol.iterator] !== 'function'
+  ) {
+    throw createError('ERR_INVALID_ARG_TYPE', 'notifyMany() takes an iterable (an array, say) of messages');
+  }
+  const payloads: Buffer[] = [];
+  for (const m of messages as Iterable<unknown>) payloads.push(toBuffer(m, 'notification data'));
+  return payloads;
+}

@@ -3,6 +3,7 @@ import { getSystemErrorName } from 'node:util';
 /** Every `code` a shmchannel error can carry. */
 export type ErrorCode =
   | 'ERR_ALREADY_OPEN'
+  | 'ERR_AMBIGUOUS_CLIENT'
   | 'ERR_CHANNEL_BUSY'
   | 'ERR_CHANNEL_CLOSED'
   | 'ERR_INVALID_NAME'

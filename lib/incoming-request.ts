@@ -1,5 +1,6 @@
 import { AsyncSubject, Observable } from 'rxjs';
 
+import type { Connection } from './connection';
 import { toBuffer, type Data } from './data';
 import { createError } from './errors';
 import { EMPTY, encodeRemoteError, FrameKind } from './protocol';
@@ -38,6 +39,8 @@ export class IncomingRequest {
     readonly id: number,
     readonly data: Buffer,
     private readonly sink: ResponseSink,
+    /** A server of many clients: the client that sent it (undefined on a client, or a server of one). */
+    readonly client?: Connection,
   ) {}
 
   get cancelled(): boolean {

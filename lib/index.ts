@@ -1,5 +1,6 @@
 export { Channel, Mode } from './channel';
 export type { ChannelOptions, ChannelState, RequestOptions } from './channel';
+export { Connection } from './connection';
 export type { Data } from './data';
 export type { LoanedBuffer } from './loans';
 export { createError, isShmChannelError, ShmChannelError } from './errors';

@@ -53,6 +53,12 @@ export function release(data: unknown): void {
   if (entry !== undefined) entry.loans.giveBack(entry);
 }
 
+/** The Loans that `data` is an unsent loan of, if it is one (a broadcast sends it by reference last). */
+export function lenderOf(data: Uint8Array): Loans | undefined {
+  const entry = lent.get(data.buffer);
+  return entry !== undefined && entry.own && !entry.done ? entry.loans : undefined;
+}
+
 export class Loans {
   /** Offsets lent now, own and borrowed, to what stands for them. */
   private readonly live = new Map<string, Lent>();
