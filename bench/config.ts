@@ -37,11 +37,17 @@ export const config = {
   /** How long a fresh idle pair sits before it is measured (see bench/scenarios/idle.ts). */
   idleSettleMs: envInt('BENCH_IDLE_SETTLE_MS', 10_000, 1_000),
   idleRuns: envInt('BENCH_IDLE_RUNS', 3, 1),
+  /**
+   * Many clients (rt_clients): how long the common window of a run lasts, in which every client
+   * process makes sequential round trips (after 200 ms of them untimed, all clients at once).
+   */
+  clientsMs: envInt('BENCH_CLIENTS_MS', 1_000, 300),
   /** Comma-separated transport keys (shm, socket, ipc, zmq); default all. */
   transports: (process.env.BENCH_TRANSPORTS ?? '').split(',').filter(Boolean),
   /**
    * Comma-separated scenario ids (rt, rt1core, notify64, notify64_batch, notify4k, payload1m,
-   * payload1m_copy, payload16m, payload16m_copy, handoff16m, idle, runtimes); default all.
+   * payload1m_copy, payload16m, payload16m_copy, handoff16m, idle, idle_clients, runtimes,
+   * rt_clients, clients_resources); default all.
    */
   scenarios: (process.env.BENCH_SCENARIOS ?? '').split(',').filter(Boolean),
 };

@@ -12,11 +12,12 @@ export function fmtValue(metric: Metric, v: number): string {
   if (!Number.isFinite(v)) return '-';
   switch (metric.unit) {
     case 'msgs/s':
+    case 'round trips/s':
       return fmtRate(v);
     case 'GB/s':
       return v.toFixed(v >= 10 ? 1 : 3);
     default:
-      if (metric.id === 'idle') return v.toFixed(3);
+      if (metric.idle === true) return v.toFixed(3);
       return v >= 100 ? v.toFixed(0) : v.toFixed(1);
   }
 }

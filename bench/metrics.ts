@@ -6,10 +6,11 @@ export type Better = 'lower' | 'higher';
 /** A goal for shmchannel's figure of a metric: reported as met or missed, never asserted. */
 export interface Target {
   /**
-   * What the goal is about: shmchannel's median, its ratio to the baseline's median, or its
-   * ratio to shmchannel's own 64 B round trip p50 in the same run.
+   * What the goal is about: shmchannel's median, its ratio to the baseline's median, its ratio
+   * to shmchannel's own 64 B round trip p50 in the same run, or its ratio to the highest idle
+   * run with nothing open (the idle floor) of the same run.
    */
-  of: 'value' | 'ratio' | 'rt_p50';
+  of: 'value' | 'ratio' | 'rt_p50' | 'idle_floor';
   /** The goal as the report states it. */
   goal: string;
   met: (x: number) => boolean;
@@ -29,6 +30,11 @@ export interface Metric {
   unit: string;
   better: Better;
   targets?: Target[];
+  /**
+   * CPU of something left alone, % of a core: printed with three decimals, and no ratio to a
+   * baseline below IDLE_RATIO_FLOOR_PCT (noise).
+   */
+  idle?: true;
 }
 
 const showRatio = (x: number) => `${x.toFixed(2)}x`;
@@ -179,9 +185,73 @@ export const METRICS: Metric[] = [
     column: 'idle %core',
     unit: '% of one core (both processes)',
     better: 'lower',
+    idle: true,
     targets: [{ of: 'value', goal: 'idle channel < 1% of a core', met: (x) => x < 1, show: (x) => `${x.toFixed(3)}%` }],
   },
+  ...manyClients(4, 2),
+  ...manyClients(16, 1.5),
+  {
+    id: 'idle_clients16',
+    short: 'idle, 16 clients',
+    scenario: 'idle_clients',
+    label: 'idle server with 16 connected clients (server and client processes)',
+    column: 'idle 16 clients %core',
+    unit: '% of one core (the server and its 16 client processes)',
+    better: 'lower',
+    idle: true,
+    targets: [
+      {
+        of: 'idle_floor',
+        goal: '16 idle clients and their server cost no more CPU than the bench with nothing open',
+        met: (x) => x <= 1,
+        show: (x) => `${x.toFixed(2)}x the highest nothing-open run`,
+      },
+    ],
+  },
 ];
+
+/**
+ * rt_clients<n> and its p99: n client processes, each making sequential 64 B round trips
+ * against one server process (scenario rt_clients), with the goal for the aggregate rate as a
+ * multiple of the socket server's with the same clients; p99 no worse than the socket's.
+ */
+function manyClients(n: number, goal: number): Metric[] {
+  return [
+    {
+      id: `rt_clients${n}`,
+      short: `RT/s, ${n} clients`,
+      scenario: 'rt_clients',
+      label: `round trips 64 B per second, ${n} client processes against one server`,
+      column: `${n} clients RT/s`,
+      unit: 'round trips/s',
+      better: 'higher',
+      targets: [
+        {
+          of: 'ratio',
+          goal: `${n} clients: round trips/s >= ${goal}x the socket server's`,
+          met: (x) => x >= goal,
+          show: showRatio,
+        },
+      ],
+    },
+    {
+      id: `rt_clients${n}_p99`,
+      short: `RT p99, ${n} clients`,
+      scenario: 'rt_clients',
+      label: `round trip 64 B p99, ${n} client processes against one server`,
+      column: `${n} clients p99 µs`,
+      unit: 'µs',
+      better: 'lower',
+      targets: [{ of: 'ratio', goal: `${n} clients: p99 <= the socket server's`, met: (x) => x <= 1, show: showRatio }],
+    },
+  ];
+}
+
+/**
+ * The side table of the clients_resources scenario: the server process's threads, descriptors
+ * and RSS with this many clients connected (and with none, before and after them).
+ */
+export const RESOURCE_CLIENT_COUNTS = [1, 16, 64] as const;
 
 /** Below this the baseline's idle CPU is noise, and a ratio to it means nothing. */
 export const IDLE_RATIO_FLOOR_PCT = 0.01;
@@ -189,7 +259,7 @@ export const IDLE_RATIO_FLOOR_PCT = 0.01;
 /** value / baseline value; null where either is missing or the ratio would mean nothing. */
 export function ratioOf(metric: Metric, value: number, base: number): number | null {
   if (!Number.isFinite(value) || !Number.isFinite(base) || base <= 0) return null;
-  if (metric.id === 'idle' && base < IDLE_RATIO_FLOOR_PCT) return null;
+  if (metric.idle === true && base < IDLE_RATIO_FLOOR_PCT) return null;
   return value / base;
 }
 

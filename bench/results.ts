@@ -1,7 +1,19 @@
 // What a benchmark run found: every run's figure per transport and metric, the extra figures
 // the JSON carries, the in-process bounds, and what went wrong or was left out. The scenarios
 // write it; the report reads it.
+import type { ProcessResources } from './many-clients';
 import { median } from './stats';
+
+/** One row of the clients_resources side table: a server process with `clients` connected. */
+export interface ClientResources extends ProcessResources {
+  transport: string;
+  /**
+   * What was measured: 'server' with `clients` connected (0: open, none yet), 'server, after'
+   * once all had left, or 'client' (one client process, the median of those connected).
+   */
+  of: 'server' | 'server, after' | 'client';
+  clients: number;
+}
 
 export class Results {
   /** Per transport, per metric: the value of each run. */
@@ -29,6 +41,8 @@ export class Results {
   readonly runtimes = new Map<string, number[]>();
   /** Per runtime pair (RUNTIME_PAIRS key) that has no figures: why (no compiler, no python3, a failure). */
   readonly runtimesSkipped: Record<string, string> = {};
+  /** The clients_resources side table, in the order measured. */
+  readonly clientResources: ClientResources[] = [];
 
   record(transport: string, metric: string, value: number): void {
     let m = this.samples.get(transport);

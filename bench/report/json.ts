@@ -85,6 +85,12 @@ export function jsonReport(report: Report): string {
           ),
         }
       : null,
+    /**
+     * The clients_resources side table: the server process (threads, fds, VmRSS and RssShmem in
+     * KiB) per transport with `clients` connected, after they left, and one client process
+     * (the median of those connected). null if the scenario did not run.
+     */
+    clientResources: wanted('clients_resources') ? results.clientResources : null,
     notes: results.notes,
     problems: results.problems,
   };

@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import { BASELINE, config, wanted } from '../config';
 import { fmtRate, fmtRatio, fmtValue, table } from '../format';
 import { IDLE_RATIO_FLOOR_PCT, METRICS, RUNTIME_METRICS, RUNTIME_PAIRS, type Metric } from '../metrics';
-import type { Results } from '../results';
+import { RESOURCE_CLIENT_COUNTS } from '../metrics';
+import type { ClientResources, Results } from '../results';
 import { median, relativeSpread } from '../stats';
 import { ratioToBaseline, type Report } from './report';
 
@@ -14,7 +15,8 @@ export function textReport(report: Report): string {
   const runsNote =
     `medians of ${config.runs} runs (idle: ${config.idleRuns} runs of ${config.idleMs / 1000} s); ` +
     `round trips: ${config.roundTrips}/run; notifications: runs of about ${config.notifyMs} ms; ` +
-    `payloads: ${config.payload1m} x 1 MiB, ${config.payload16m} x 16 MiB per run`;
+    `payloads: ${config.payload1m} x 1 MiB, ${config.payload16m} x 16 MiB per run; ` +
+    `many clients: windows of ${config.clientsMs} ms`;
   const rows = (cell: (key: string, m: Metric) => string) =>
     entries.map((e) => [e.label, ...metrics.map((m) => cell(e.key, m))]);
   const valueRows = rows((key, m) => (ran.includes(key) ? fmtValue(m, results.median(key, m.id)) : 'skipped'));
@@ -57,6 +59,7 @@ export function textReport(report: Report): string {
   for (const n of results.notes) out.push(`note: ${n}`);
   for (const p of results.problems) out.push(`VERIFICATION PROBLEM: ${p}`);
   if (wanted('runtimes')) out.push('', ...runtimeLines(results));
+  if (wanted('clients_resources')) out.push('', ...clientResourceLines(results));
   out.push('');
   out.push(...goalLines(report));
   out.push('');
@@ -105,6 +108,46 @@ function runtimeLines(results: Results): string[] {
   return lines;
 }
 
+/**
+ * The clients_resources side table: the server process's threads, descriptors and RSS (with its
+ * shared-memory part) with none, 1, 16 and 64 clients connected and after they left, per kind of
+ * server; and one client process.
+ */
+function clientResourceLines(results: Results): string[] {
+  const rows = results.clientResources;
+  const kinds = ['shm', BASELINE].filter((k) => rows.some((r) => r.transport === k));
+  const mib = (kib: number) => (kib / 1024).toFixed(1);
+  const steps: { label: string; of: ClientResources['of']; clients?: number }[] = [
+    { label: 'open, no client', of: 'server', clients: 0 },
+    ...RESOURCE_CLIENT_COUNTS.map((n) => ({
+      label: `${n} client${n === 1 ? '' : 's'}`,
+      of: 'server' as const,
+      clients: n,
+    })),
+    { label: 'after they left', of: 'server, after' },
+    { label: 'one client process (median)', of: 'client' },
+  ];
+  const body = steps.map((step) => [
+    step.label,
+    ...kinds.flatMap((k) => {
+      const r = rows.find(
+        (x) => x.transport === k && x.of === step.of && (step.clients === undefined || x.clients === step.clients),
+      );
+      return r === undefined
+        ? ['-', '-', '-']
+        : [String(r.threads), String(r.fds), `${mib(r.rssKiB)} (${mib(r.rssShmemKiB)})`];
+    }),
+  ]);
+  const label = (k: string) => (k === 'shm' ? 'shmchannel' : 'socket');
+  const lines = [
+    `Many clients: the server process (scenario clients_resources; shmchannel: maxClients ${Math.max(...RESOURCE_CLIENT_COUNTS)}): ` +
+      'threads, descriptors, VmRSS MiB (of which shared memory, RssShmem)',
+  ];
+  if (kinds.length === 0) return [...lines, 'no figures: see the problems above'];
+  lines.push(table(['', ...kinds.flatMap((k) => [`${label(k)} threads`, 'fds', 'RSS MiB (shm)'])], body));
+  return lines;
+}
+
 /** Informational: how shmchannel compares with the project's goals (never fails the run). */
 function goalLines({ results, ran }: Report): string[] {
   if (!ran.includes('shm')) return [];
@@ -117,19 +160,23 @@ function goalLines({ results, ran }: Report): string[] {
     const base = med(BASELINE, m.id);
     const rt = med('shm', 'rt_p50');
     for (const target of m.targets ?? []) {
-      const of = { value: 1, ratio: base, rt_p50: rt }[target.of];
+      const floor = results.idleFloorRuns.length > 0 ? Math.max(...results.idleFloorRuns) : NaN;
+      const of = { value: 1, ratio: base, rt_p50: rt, idle_floor: floor }[target.of];
       if (!Number.isFinite(value)) continue;
       if (!Number.isFinite(of)) {
         if (target.of === 'rt_p50') check(null, `${target.goal}: the round-trip scenario (rt) did not run`);
+        if (target.of === 'idle_floor') check(null, `${target.goal}: the nothing-open floor was not measured`);
         continue;
       }
       const x = value / of;
       const aside =
-        m.id === 'idle'
-          ? idleFloorAside(results)
-          : target.of === 'rt_p50'
-            ? ` (${value.toFixed(1)} µs, rt_p50 ${rt.toFixed(1)} µs)`
-            : '';
+        target.of === 'idle_floor'
+          ? ` (${value.toFixed(3)} %${idleFloorAside(results).replace(' (', '; ')}`
+          : m.id === 'idle'
+            ? idleFloorAside(results)
+            : target.of === 'rt_p50'
+              ? ` (${value.toFixed(1)} µs, rt_p50 ${rt.toFixed(1)} µs)`
+              : '';
       check(target.met(x), `${target.goal}: ${target.show(x)}${aside}`);
     }
     const bound = boundLine(m.id, results, base);
@@ -139,7 +186,7 @@ function goalLines({ results, ran }: Report): string[] {
   if (ran.includes('zmq')) {
     // Idle: a row no higher than a run with nothing open does nothing, and is behind no one.
     const behind = METRICS.filter((m) => Number.isFinite(med('shm', m.id)) && Number.isFinite(med('zmq', m.id)))
-      .filter((m) => !(m.id === 'idle' && results.idleAtFloor(med('shm', m.id))))
+      .filter((m) => !(m.idle === true && results.idleAtFloor(med('shm', m.id))))
       .filter((m) =>
         m.better === 'lower' ? med('shm', m.id) >= med('zmq', m.id) : med('shm', m.id) <= med('zmq', m.id),
       );
@@ -153,14 +200,49 @@ function goalLines({ results, ran }: Report): string[] {
   return lines;
 }
 
-/** The idle figure with nothing open, to read the idle goal against; '' if not measured. */
+/** The idle figure with nothing open, to read the idle goals against; '' if not measured. */
 function idleFloorAside(results: Results): string {
   const runs = results.idleFloorRuns;
-  return runs.length > 0 ? ` (nothing open: ${median(runs).toFixed(3)}%)` : '';
+  return runs.length > 0
+    ? ` (nothing open: ${median(runs).toFixed(3)}%, highest of ${runs.length} ${Math.max(...runs).toFixed(3)}%)`
+    : '';
+}
+
+/**
+ * What bounds a many-clients row: the CPU of the server and client processes in the window, per
+ * round trip, and the rate every core busy at that cost would give, for shmchannel and the socket.
+ */
+function manyClientsBound(metric: string, results: Results): string | undefined {
+  const m = /^rt_clients(\d+)$/.exec(metric);
+  if (m === null) return undefined;
+  const cores = os.cpus().length;
+  const parts = (['shm', BASELINE] as const).map((key) => {
+    const runs = (results.extrasOf(key)[`${metric}_cpu`] as ManyClientsCpu[] | undefined) ?? [];
+    const of = (f: keyof ManyClientsCpu) => median(runs.map((r) => r[f]));
+    const perRt = of('cpuPerRoundTripUs');
+    const rate = results.median(key, metric);
+    const full = (cores * 1e6) / perRt;
+    return (
+      `${key === 'shm' ? 'shmchannel' : 'the socket'}: server ${of('serverPct').toFixed(0)} % of a core ` +
+      `(its main thread ${of('serverMainThreadPct').toFixed(0)} %), clients ${of('clientsPct').toFixed(0)} %, ` +
+      `${perRt.toFixed(1)} µs CPU per round trip: all ${cores} cores at that cost give ${fmtRate(full)} RT/s, ` +
+      `it reached ${((rate / full) * 100).toFixed(0)} % of that`
+    );
+  });
+  return `CPU in the window (medians; ${m[1]} clients): ${parts.join('; ')}`;
+}
+
+interface ManyClientsCpu {
+  serverPct: number;
+  serverMainThreadPct: number;
+  clientsPct: number;
+  cpuPerRoundTripUs: number;
 }
 
 /** The in-process bound of a row (bench/floor.ts), against the baseline's figure; undefined if none. */
 function boundLine(metric: string, results: Results, base: number): string | undefined {
+  const many = manyClientsBound(metric, results);
+  if (many !== undefined) return many;
   const floor64 = results.deliveryFloor64;
   const floor1m = results.deliveryFloor1m;
   if (metric === 'notify64' && Number.isFinite(floor64)) {

@@ -58,7 +58,7 @@ async function idleRun(bench: Bench, entry: TransportEntry): Promise<void> {
  * (its timer, its /proc reads, V8's own threads). A transport whose row sits at this level does
  * nothing while idle; nothing can be measured below it.
  */
-async function idleFloorRun(bench: Bench): Promise<void> {
+export async function idleFloorRun(bench: Bench): Promise<void> {
   const self0 = threadCpuUs(process.pid);
   const w0 = now();
   await sleep(config.idleMs);

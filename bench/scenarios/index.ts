@@ -12,6 +12,7 @@ import {
   payload1mCopy,
   payload1mCopyBound,
 } from './payload';
+import { clientsResources, idleManyClients, roundTripsManyClients } from './many-clients';
 import { roundTrip, roundTripOneCore } from './round-trip';
 import { runtimes } from './runtimes';
 import type { Scenario } from './scenario';
@@ -20,6 +21,7 @@ export type { Bench, Scenario, Stage } from './scenario';
 
 export const SCENARIOS: Scenario[] = [
   idle,
+  idleManyClients,
   roundTrip,
   notify64,
   notify64Batch,
@@ -31,6 +33,8 @@ export const SCENARIOS: Scenario[] = [
   handOff16m,
   roundTripOneCore,
   runtimes,
+  roundTripsManyClients,
+  clientsResources,
   notify64Bound,
   notify64BatchBound,
   payload1mCopyBound,
