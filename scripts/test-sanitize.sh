@@ -3,8 +3,9 @@
 #  1. the core mutation fuzzer (native/test/fuzz_segment.cc) from the seed corpus plus random runs,
 #     the SIGBUS guard's cases (native/test/truncation_guard_test.cc), and when a wait returns
 #     for a peer that left and what ends a wait with no timeout (native/test/wait_test.cc), and
-#     the loan pools' allocator and checks (native/test/pool_test.cc), and the message API
-#     against misbehaving peers (native/test/message_test.cc);
+#     the loan pools' allocator and checks (native/test/pool_test.cc), the message API
+#     against misbehaving peers (native/test/message_test.cc), and a server of many clients
+#     with real, dying and hostile client processes (native/test/server_test.cc);
 #  2. the spec suite against a sanitized addon (spawned peers inherit it), including the
 #     hostile-peer specs. Any out-of-bounds access or undefined behaviour aborts the run.
 # FUZZ_RUNS (default 2000) sets the fuzzer's run count; SANITIZE_SPECS narrows the specs.
@@ -38,6 +39,11 @@ echo "== loan pools: allocator, releases, descriptors, v2 header (ASan+UBSan)"
 g++ -std=c++17 "${sanitize[@]}" -Wall -Wextra native/test/pool_test.cc native/core/*.cc \
   -o "$out/pool_test" -lrt -lpthread
 "$out/pool_test"
+
+echo "== many clients: directory, connections, hostile and dying peers (ASan+UBSan)"
+g++ -std=c++17 "${sanitize[@]}" -Wall -Wextra native/test/server_test.cc native/core/*.cc \
+  -o "$out/server_test" -lrt -lpthread
+"$out/server_test"
 
 echo "== sanitized addon"
 # Built from a copy so the regular build/ stays as it is.
