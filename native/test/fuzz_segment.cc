@@ -1,6 +1,9 @@
 // Mutation fuzzer for the core: a server and a client channel on one real segment exchange
 // frames while random and targeted byte mutations hit the header, the ring control blocks
-// and the frames in flight. Most runs have loan pools (PROTOCOL §6): both sides also loan,
+// and the frames in flight. Every other run also fuzzes a server of many clients (PROTOCOL §7):
+// clients connect, finish, cancel, talk and leave while the server waits, accepts, reads and
+// disconnects, and the mutations hit the directory (its header, every slot field, forged
+// claims) and the connections as they hit a channel. Most runs have loan pools (PROTOCOL §6): both sides also loan,
 // send by reference, borrow and release, while the mutations forge LOANED frames with random
 // descriptors, release-ring entries and the pools' counters. Built with AddressSanitizer +
 // UndefinedBehaviorSanitizer, any out-of-bounds access or UB aborts; a call that does not
@@ -21,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/directory.h"
 #include "../core/layout.h"
 #include "../core/pool.h"
 #include "../core/segment.h"
@@ -47,6 +51,10 @@ unsigned long long g_borrowed = 0;       // LOANED frames read and checked
 unsigned long long g_released = 0;       // releases that reached the release ring
 unsigned long long g_loan_protocol = 0;  // loans / releases refused as a protocol error
 unsigned long long g_forged = 0;         // releases a mutation forged exactly (indistinguishable)
+unsigned long long g_directory_runs = 0;
+unsigned long long g_accepted = 0;       // connections a server of many made
+unsigned long long g_finished = 0;       // attempts that became a client channel
+unsigned long long g_dir_mutations = 0;
 
 [[noreturn]] void violated(const char* what) {
   std::fprintf(stderr, "fuzz_segment: %s\n", what);
@@ -660,6 +668,230 @@ bool run_one(uint64_t seed, const std::string& name) {
   return true;
 }
 
+// ---- A server of many clients ----
+
+// What a scribbler writes into a directory: random bytes anywhere, nasty values into the
+// header's fields and into every slot field, forged claims of a live process (ours) or of a
+// dead one, and rings.
+void mutate_directory(uint8_t* d, size_t size, uint32_t max_clients, std::mt19937_64& rng) {
+  g_dir_mutations++;
+  uint32_t slot = static_cast<uint32_t>(rng() % (max_clients + 1));  // sometimes past the last
+  uint8_t* at = d + shmch::dir::kSlots + size_t(shmch::kSlotSize) * slot;
+  bool in_range = slot < max_clients;
+  switch (rng() % 6) {
+    case 0:
+      d[rng() % size] = static_cast<uint8_t>(rng());
+      break;
+    case 1: {
+      static const size_t header[] = {shmch::dir::kMagic,        shmch::dir::kVersion,       shmch::dir::kHeaderSize,
+                                      shmch::dir::kSegmentSize,  shmch::dir::kRingCapacity,  shmch::dir::kMaxMessageSize,
+                                      shmch::dir::kServerPid,    shmch::dir::kMaxClients,    shmch::dir::kClaims,
+                                      shmch::dir::kState,        shmch::dir::kDoorbell,      shmch::dir::kPoolCapacity,
+                                      shmch::dir::kKind};
+      uint32_t v = rng() % 2 ? nasty(rng) : static_cast<uint32_t>(rng() % 300);
+      __atomic_store_n(shmch::word32(d, header[rng() % (sizeof header / sizeof header[0])]), v, __ATOMIC_RELEASE);
+      break;
+    }
+    case 2:
+      if (in_range) {
+        size_t field = (rng() % 16) * 4;
+        uint32_t v = rng() % 2 ? nasty(rng) : static_cast<uint32_t>(rng() % 6);
+        __atomic_store_n(shmch::word32(at, field), v, __ATOMIC_RELEASE);
+      }
+      break;
+    case 3:
+      if (in_range) {  // a claim as a live client makes it, or by a pid that is no process
+        uint32_t pid = rng() % 2 ? static_cast<uint32_t>(getpid()) : 4194000u + static_cast<uint32_t>(rng() % 100);
+        __atomic_store_n(shmch::word32(at, shmch::dir::kOwnerPid), pid, __ATOMIC_RELEASE);
+        shmch::write_u64(at, shmch::dir::kOwnerStartTime, rng() % 2 ? 0 : rng());
+        __atomic_store_n(shmch::word32(at, shmch::dir::kPhase), static_cast<uint32_t>(rng() % 6), __ATOMIC_RELEASE);
+      }
+      break;
+    case 4:
+      __atomic_fetch_add(shmch::word32(d, shmch::dir::kClaims), 1, __ATOMIC_RELEASE);
+      __atomic_fetch_add(shmch::word32(d, shmch::dir::kDoorbell), 1, __ATOMIC_RELEASE);
+      break;
+    default:
+      if (in_range) __atomic_fetch_add(shmch::word32(at, shmch::dir::kOpenBell), 1, __ATOMIC_RELEASE);
+      break;
+  }
+}
+
+struct ServerConnection {
+  shmch_channel* ch;
+  uint32_t id;
+};
+
+bool run_directory(uint64_t seed, const std::string& name) {
+  std::mt19937_64 rng(seed);
+  g_directory_runs++;
+  // The connections have a channel's layout: mutate() hits them as it hits a channel.
+  g_pool = rng() % 2 == 0 ? 0 : kPool;
+  g_layout = shmch::segment_layout(kCapacity, g_pool);
+  g_segment_size = g_layout.size;
+  uint32_t max_clients = 1 + static_cast<uint32_t>(rng() % 4);
+  shmch_options o{kCapacity, kMaxMessage, 0600, g_pool};
+  shmch_server* srv = nullptr;
+  shmch_error err{};
+  if (shmch_server_create(name.c_str(), &o, max_clients, &srv, &err) != SHMCH_OK) {
+    std::fprintf(stderr, "fuzz_segment: server create failed (%s)\n", err.detail ? err.detail : "errno");
+    return false;
+  }
+  size_t dir_size = shmch::directory_size(max_clients);
+  shmch::Segment attacker;
+  if (attacker.open(name.c_str(), dir_size, dir_size, &err) != SHMCH_OK) {
+    std::fprintf(stderr, "fuzz_segment: attacker cannot map the directory\n");
+    shmch_server_close(srv);
+    return false;
+  }
+  std::vector<shmch_connect_attempt*> attempts;
+  std::vector<shmch_channel*> clients;
+  std::vector<ServerConnection> conns;
+  std::map<uint32_t, bool> ids_seen;
+  std::vector<uint8_t> scratch(kCapacity);
+  uint8_t payload[64] = {1, 2, 3};
+  bool shrunk = false;
+  auto drop_conn = [&](size_t i) {
+    shmch_server_disconnect(srv, conns[i].ch);
+    conns.erase(conns.begin() + static_cast<long>(i));
+  };
+  int rounds = 20 + static_cast<int>(rng() % 40);
+  int shrink_at = rng() % 16 == 0 ? static_cast<int>(rng() % rounds) : -1;
+  for (int r = 0; r < rounds; r++) {
+    if (r == shrink_at) {
+      shrink(name, rng() % 2 ? 0 : static_cast<off_t>(rng() % dir_size));
+      shrunk = true;
+    }
+    // Rarely enough that clients get through between mutations.
+    int mutations = rng() % 3 == 0 ? 1 + static_cast<int>(rng() % 2) : 0;
+    for (int m = mutations; m > 0 && !shrunk; m--) mutate_directory(attacker.data(), dir_size, max_clients, rng);
+    // A connection gets what a channel gets.
+    if (!conns.empty() && rng() % 3 == 0) {
+      shmch_info info;
+      shmch_get_info(conns[rng() % conns.size()].ch, &info);
+      char cname[256];
+      shmch::Segment c;
+      for (uint32_t slot = 0; slot < max_clients; slot++) {
+        if (!shmch::connection_name(name.c_str(), slot, cname, sizeof cname)) break;
+        if (rng() % 2 && c.open(cname, g_segment_size, g_segment_size, nullptr) == SHMCH_OK) {
+          for (int m = 1 + static_cast<int>(rng() % 3); m > 0; m--) mutate(c.data(), rng);
+          break;
+        }
+      }
+    }
+    // Clients: connect, finish, cancel, talk, leave.
+    switch (rng() % 6) {
+      case 0:
+      case 5: {
+        shmch_connect_attempt* a = nullptr;
+        if (shmch_connect(name.c_str(), &a, nullptr) == SHMCH_OK) attempts.push_back(a);
+        break;
+      }
+      case 1:
+        if (!attempts.empty()) {
+          size_t i = rng() % attempts.size();
+          shmch_channel* ch = nullptr;
+          shmch_status s = shmch_connect_finish(attempts[i], 0, &ch, nullptr);
+          if (s == SHMCH_OK) {
+            if (ch == nullptr) violated("connect_finish said OK without a channel");
+            clients.push_back(ch);
+            g_finished++;
+            shmch_write(ch, SHMCH_HELLO, 0, 0, nullptr, 0);
+          } else if (ch != nullptr) {
+            violated("connect_finish failed with a channel");
+          }
+          if (s != SHMCH_E_NOT_READY) {
+            shmch_connect_cancel(attempts[i]);
+            attempts.erase(attempts.begin() + static_cast<long>(i));
+          }
+        }
+        break;
+      case 2:
+        if (!attempts.empty()) {
+          size_t i = rng() % attempts.size();
+          shmch_connect_cancel(attempts[i]);
+          attempts.erase(attempts.begin() + static_cast<long>(i));
+        }
+        break;
+      case 3:
+        for (shmch_channel* ch : clients) {
+          uint32_t len = static_cast<uint32_t>(rng() % sizeof payload);
+          shmch_write(ch, SHMCH_NOTIFY, 0, len, payload, len);
+          size_t got = 0;
+          shmch_read(ch, scratch.data(), scratch.size(), &got);
+          shmch_wait(ch, 0);
+          shmch_peer_state(ch);
+        }
+        break;
+      case 4:
+        if (!clients.empty()) {
+          size_t i = rng() % clients.size();
+          shmch_close(clients[i]);
+          clients.erase(clients.begin() + static_cast<long>(i));
+        }
+        break;
+    }
+    // The server: one look, then what it asks for.
+    shmch_server_wait(srv, 0);
+    for (int k = 0; k < 4; k++) {
+      shmch_channel* ch = nullptr;
+      uint32_t id = 0, pid = 0;
+      shmch_status s = shmch_server_accept(srv, &ch, &id, &pid, nullptr);
+      if (s == SHMCH_E_NOT_FOUND) break;
+      if (s != SHMCH_OK) continue;
+      if (ch == nullptr || id == 0 || ids_seen.count(id) != 0) violated("accept gave no channel or a used id");
+      ids_seen[id] = true;
+      conns.push_back(ServerConnection{ch, id});
+      g_accepted++;
+    }
+    if (shmch_server_connections(srv) != conns.size()) violated("server_connections is not what accept handed out");
+    for (size_t i = 0; i < conns.size();) {
+      size_t got = 0;
+      shmch_status s = shmch_read(conns[i].ch, scratch.data(), scratch.size(), &got);
+      if (s == SHMCH_OK && rng() % 2) shmch_write(conns[i].ch, SHMCH_NOTIFY, 0, 3, payload, 3);
+      shmch_peer_state(conns[i].ch);
+      if (s == SHMCH_E_PROTOCOL || s == SHMCH_E_TRUNCATED || rng() % 16 == 0) {
+        if (s == SHMCH_E_PROTOCOL) shmch_drop_client(conns[i].ch);
+        drop_conn(i);
+        continue;
+      }
+      i++;
+    }
+    uint32_t left[SHMCH_MAX_CLIENTS];
+    size_t n = shmch_server_left(srv, left, rng() % 2 ? 1 : SHMCH_MAX_CLIENTS);
+    for (size_t k = 0; k < n; k++) {
+      for (size_t i = 0; i < conns.size(); i++) {
+        if (conns[i].id == left[k]) {
+          drop_conn(i);
+          break;
+        }
+      }
+    }
+  }
+  for (shmch_connect_attempt* a : attempts) shmch_connect_cancel(a);
+  for (shmch_channel* ch : clients) shmch_close(ch);
+  attacker.unmap();
+  shmch_server_close(srv);
+  // Whatever was scribbled, the server leaves nothing behind: not its directory, no connection.
+  char cname[256];
+  for (uint32_t slot = 0; slot <= max_clients; slot++) {
+    shmch::connection_name(name.c_str(), slot, cname, sizeof cname);
+    int fd = shm_open(cname, O_RDONLY, 0);
+    if (fd >= 0) {
+      std::fprintf(stderr, "fuzz_segment: the server's close left connection %s behind\n", cname);
+      std::abort();
+    }
+  }
+  int fd = shm_open(name.c_str(), O_RDONLY, 0);
+  if (fd >= 0 && !shrunk) {
+    std::fprintf(stderr, "fuzz_segment: the server's close left its directory behind\n");
+    std::abort();
+  }
+  if (fd >= 0) close(fd);
+  shmch_unlink(name.c_str(), nullptr);
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -692,13 +924,23 @@ int main(int argc, char** argv) {
       shmch_unlink(name.c_str(), nullptr);
       return 2;
     }
+    // The same seed, turned: a server of many clients every other run.
+    if (i % 2 == 0) {
+      alarm(10);
+      if (!run_directory(seeds[i] ^ 0x9e3779b97f4a7c15ull, name)) {
+        shmch_unlink(name.c_str(), nullptr);
+        return 2;
+      }
+    }
   }
   alarm(0);
   shmch_unlink(name.c_str(), nullptr);
   std::printf("fuzz_segment: %zu runs (%zu from the seed corpus, random base seed 0x%llx), %llu mutations, "
               "%llu continuation reads, %llu truncations; loans: %llu lent, %llu sent, %llu borrowed, %llu released, "
-              "%llu refused as a protocol error, %llu releases forged exactly; no crash, no hang, no invariant broken\n",
+              "%llu refused as a protocol error, %llu releases forged exactly; servers of many: %llu runs, %llu directory "
+              "mutations, %llu connections made, %llu attempts finished; no crash, no hang, no invariant broken\n",
               seeds.size(), corpus_size, static_cast<unsigned long long>(base), g_mutations, g_continued,
-              g_truncations, g_loans, g_loans_sent, g_borrowed, g_released, g_loan_protocol, g_forged);
+              g_truncations, g_loans, g_loans_sent, g_borrowed, g_released, g_loan_protocol, g_forged, g_directory_runs,
+              g_dir_mutations, g_accepted, g_finished);
   return 0;
 }
