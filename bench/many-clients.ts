@@ -61,8 +61,11 @@ interface ClientEnd {
   close(): Promise<void> | void;
 }
 
-async function openShmClient(name: string): Promise<ClientEnd> {
-  const ch = new Channel(name, 'client', { connectTimeout: 30_000 });
+async function openShmClient(name: string, pollWindowUs: number | undefined): Promise<ClientEnd> {
+  const ch = new Channel(name, 'client', {
+    connectTimeout: 30_000,
+    ...(pollWindowUs === undefined ? {} : { pollWindowUs }),
+  });
   await ch.open();
   return { roundTrip: (p) => lastValueFrom(ch.request(p)), close: () => ch.close() };
 }
@@ -121,12 +124,20 @@ async function timedRun(end: ClientEnd, go: Go): Promise<ClientRun> {
   return { op: 'run', count, latencies: latencies.slice(0, count), mismatches, cpuUs };
 }
 
-/** Client process (peer-many-client.js): connects, makes `warmup` round trips, then runs each 'go'. */
-export async function runManyClient(kind: ManyKind, address: string, warmup: number): Promise<void> {
+/**
+ * Client process (peer-many-client.js): connects, makes `warmup` round trips, then runs each
+ * 'go'. `pollWindowUs`: shmchannel's option, undefined for its default.
+ */
+export async function runManyClient(
+  kind: ManyKind,
+  address: string,
+  warmup: number,
+  pollWindowUs: number | undefined,
+): Promise<void> {
   let end: ClientEnd | undefined;
   const life = peerLifecycle(() => end?.close());
   try {
-    end = kind === 'shm' ? await openShmClient(address) : await openSocketClient(address);
+    end = kind === 'shm' ? await openShmClient(address, pollWindowUs) : await openSocketClient(address);
     const ping = Buffer.alloc(SIZE, 0x5a);
     ping[0] = OP_ECHO;
     for (let i = 0; i < warmup; i++) await end.roundTrip(ping);
@@ -147,12 +158,20 @@ export async function runManyClient(kind: ManyKind, address: string, warmup: num
 
 /**
  * Server process (peer-many-server.js): serves every client that comes until told to exit.
- * `maxClients`: shmchannel's option, 0 for its default; the socket server takes any number.
+ * shmchannel's options: `maxClients` (undefined: its default), `pollWindowUs` (the same); the
+ * socket server takes any number of clients.
  */
-export async function runManyServer(kind: ManyKind, address: string, maxClients: number): Promise<void> {
+export async function runManyServer(
+  kind: ManyKind,
+  address: string,
+  maxClients: number | undefined,
+  pollWindowUs: number | undefined,
+): Promise<void> {
   if (kind === 'shm') {
-    // 0: the default (16).
-    const server = new Channel(address, 'server', maxClients > 0 ? { maxClients } : {});
+    const server = new Channel(address, 'server', {
+      ...(maxClients === undefined ? {} : { maxClients }),
+      ...(pollWindowUs === undefined ? {} : { pollWindowUs }),
+    });
     const life = peerLifecycle(() => server.close());
     try {
       await server.open();
@@ -239,8 +258,9 @@ export interface GroupRun {
   serverPct: number;
   serverMainPct: number;
   clientsPct: number;
-  /** µs of CPU per round trip, all processes (server and clients). */
-  cpuPerRtUs: number;
+  /** µs of CPU per round trip: the server process's, and all clients' together. */
+  serverUsPerRt: number;
+  clientsUsPerRt: number;
 }
 
 let groups = 0;
@@ -257,7 +277,8 @@ export class ClientGroup {
 
   constructor(
     readonly kind: ManyKind,
-    private readonly maxClients: number,
+    /** shmchannel's options of the server (both) and of the clients (pollWindowUs); unset: the defaults. */
+    private readonly options: { maxClients?: number; pollWindowUs?: number } = {},
   ) {
     const n = ++groups;
     this.address =
@@ -285,7 +306,8 @@ export class ClientGroup {
   /** Forks the server and waits until it listens. */
   async start(): Promise<void> {
     ClientGroup.live.add(this);
-    this.server = forkPeer('many-server', [this.kind, this.address, String(this.maxClients)]);
+    const { maxClients, pollWindowUs } = this.options;
+    this.server = forkPeer('many-server', [this.kind, this.address, argOf(maxClients), argOf(pollWindowUs)]);
     await this.server.ready;
   }
 
@@ -296,7 +318,11 @@ export class ClientGroup {
   async grow(total: number, warmup: number, inParallel = 4): Promise<void> {
     while (this.clients.length < total) {
       const batch = Array.from({ length: Math.min(inParallel, total - this.clients.length) }, () =>
-        forkPeer('many-client', [this.kind, this.address, String(warmup)], 'advanced'),
+        forkPeer(
+          'many-client',
+          [this.kind, this.address, String(warmup), argOf(this.options.pollWindowUs)],
+          'advanced',
+        ),
       );
       this.clients.push(...batch);
       await Promise.all(batch.map((c) => c.ready));
@@ -340,7 +366,8 @@ export class ClientGroup {
       serverPct: ((server1 - server0) / windowUs) * 100,
       serverMainPct: ((main1 - main0) / windowUs) * 100,
       clientsPct: (clientsUs / windowUs) * 100,
-      cpuPerRtUs: (server1 - server0 + clientsUs) / count,
+      serverUsPerRt: (server1 - server0) / count,
+      clientsUsPerRt: clientsUs / count,
     };
   }
 
@@ -391,6 +418,12 @@ export class ClientGroup {
 }
 
 process.once('exit', () => ClientGroup.killAll());
+
+/** An optional number as a peer's argument ('' for unset); numberArg() reads it back. */
+const argOf = (v: number | undefined): string => (v === undefined ? '' : String(v));
+
+export const numberArg = (arg: string | undefined): number | undefined =>
+  arg === undefined || arg === '' ? undefined : Number(arg);
 
 /** Sends `go` to a client and resolves with its run; rejects if it fails, exits or hangs. */
 function clientRun(client: Peer, go: Go): Promise<ClientRun> {

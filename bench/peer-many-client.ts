@@ -1,5 +1,7 @@
 // Forked by the many-clients scenarios: one client of a server of many (argv: shm|socket,
-// channel name or socket path, warm-up round trips).
-import { runManyClient, type ManyKind } from './many-clients';
+// channel name or socket path, warm-up round trips, then shmchannel's pollWindowUs, '' for the
+// default).
+import { numberArg, runManyClient, type ManyKind } from './many-clients';
 
-void runManyClient(process.argv[2] as ManyKind, process.argv[3], Number(process.argv[4]));
+const [kind, address, warmup, pollWindowUs] = process.argv.slice(2);
+void runManyClient(kind as ManyKind, address, Number(warmup), numberArg(pollWindowUs));

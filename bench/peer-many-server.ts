@@ -1,5 +1,6 @@
 // Forked by the many-clients scenarios: a server of many clients (argv: shm|socket, channel name
-// or socket path, maxClients).
-import { runManyServer, type ManyKind } from './many-clients';
+// or socket path, then shmchannel's maxClients and pollWindowUs, '' for the defaults).
+import { numberArg, runManyServer, type ManyKind } from './many-clients';
 
-void runManyServer(process.argv[2] as ManyKind, process.argv[3], Number(process.argv[4]));
+const [kind, address, maxClients, pollWindowUs] = process.argv.slice(2);
+void runManyServer(kind as ManyKind, address, numberArg(maxClients), numberArg(pollWindowUs));

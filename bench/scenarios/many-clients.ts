@@ -41,16 +41,10 @@ function kindsOf(bench: Bench): ManyKind[] {
  * A group per kind, each with `clients` client processes that made `warmup` round trips;
  * a kind that fails to start is noted (a problem) and left out.
  */
-async function startGroups(
-  bench: Bench,
-  what: string,
-  clients: number,
-  warmup: number,
-  maxClients = 0,
-): Promise<ClientGroup[]> {
+async function startGroups(bench: Bench, what: string, clients: number, warmup: number): Promise<ClientGroup[]> {
   const started: ClientGroup[] = [];
   for (const kind of kindsOf(bench)) {
-    const g = new ClientGroup(kind, maxClients);
+    const g = new ClientGroup(kind);
     try {
       await withTimeout(
         (async () => {
@@ -88,7 +82,8 @@ function recordRun(bench: Bench, g: ClientGroup, n: number, r: GroupRun): void {
     serverPct: r.serverPct,
     serverMainThreadPct: r.serverMainPct,
     clientsPct: r.clientsPct,
-    cpuPerRoundTripUs: r.cpuPerRtUs,
+    serverUsPerRoundTrip: r.serverUsPerRt,
+    clientsUsPerRoundTrip: r.clientsUsPerRt,
   });
   results.recordExtra(g.kind, `rt_clients${n}_per_client`, {
     min: Math.min(...r.perClient),
@@ -99,7 +94,8 @@ function recordRun(bench: Bench, g: ClientGroup, n: number, r: GroupRun): void {
   progress(
     `  ${g.label.padEnd(18)} ${fmtRate(r.rate)} RT/s  p50 ${r.p50.toFixed(1)} µs  p99 ${r.p99.toFixed(1)} µs  ` +
       `per client ${Math.min(...r.perClient)}..${Math.max(...r.perClient)}  CPU: server ${r.serverPct.toFixed(0)} % ` +
-      `(main thread ${r.serverMainPct.toFixed(0)} %), clients ${r.clientsPct.toFixed(0)} %, ${r.cpuPerRtUs.toFixed(1)} µs/RT`,
+      `(main thread ${r.serverMainPct.toFixed(0)} %), clients ${r.clientsPct.toFixed(0)} %; ` +
+      `per RT: server ${r.serverUsPerRt.toFixed(1)} µs, clients ${r.clientsUsPerRt.toFixed(1)} µs`,
   );
 }
 
@@ -249,7 +245,7 @@ export const clientsResources: Scenario = {
       `resources of a server of many clients (maxClients ${most}): none, ${RESOURCE_CLIENT_COUNTS.join(', ')} clients, none again`,
     );
     for (const kind of kindsOf(bench)) {
-      const g = new ClientGroup(kind, most);
+      const g = new ClientGroup(kind, { maxClients: most });
       try {
         await withTimeout(resourcesOfGroup(bench, g), STEP_TIMEOUT_MS, `${g.label} resources`);
       } catch (err) {
