@@ -73,6 +73,8 @@ struct shmch_server {
   Connection* by_slot[SHMCH_MAX_CLIENTS] = {};
   int64_t limbo_since_ms[SHMCH_MAX_CLIENTS] = {};
   std::atomic<uint32_t> connections{0};
+  // A wait announced its sleep in every connection: one made meanwhile announces it too.
+  bool asleep = false;
   uint32_t next_id = 1;
   uint32_t claims_seen = 0;
   // Connections the liveness thread watches by looking, not by a pidfd.
@@ -213,6 +215,7 @@ Look look(shmch_server* srv, bool requests) {
 }
 
 void set_sleeping(shmch_server* srv, uint32_t value) {
+  srv->asleep = value != 0;
   for (uint32_t i = 0; i < srv->max_clients; i++) {
     if (srv->by_slot[i] != nullptr) store_seq_cst(srv->by_slot[i]->ch->own_sleeping, value);
   }
@@ -358,6 +361,9 @@ Made make_connection(shmch_server* srv, uint32_t slot, uint32_t pid, uint64_t st
     return Made::kClientGone;
   }
   ch->server = srv;
+  // Made during a wait (the API says not to, but a binding may race): its client's first write
+  // must still ring the sleeping server.
+  if (srv->asleep) store_seq_cst(ch->own_sleeping, 1);
   doorbell_ring(slot_word(d, slot, dir::kOpenBell));
   watch(srv, c);
   srv->by_slot[slot] = c;
