@@ -1,7 +1,7 @@
 // What a benchmark run found: every run's figure per transport and metric, the extra figures
 // the JSON carries, the in-process bounds, and what went wrong or was left out. The scenarios
 // write it; the report reads it.
-import type { ProcessResources } from './many-clients';
+import type { ProcessResources } from './many-clients/group';
 import { median } from './stats';
 
 /** One row of the clients_resources side table: a server process with `clients` connected. */

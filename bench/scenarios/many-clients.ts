@@ -9,7 +9,7 @@
 import { now, sleep, threadCpuUs } from '../common';
 import { BASELINE, config, STEP_TIMEOUT_MS } from '../config';
 import { fmtRate } from '../format';
-import { ClientGroup, resourcesOf, type GroupRun, type ManyKind, type ProcessResources } from '../many-clients';
+import { ClientGroup, resourcesOf, type GroupRun, type ManyKind, type ProcessResources } from '../many-clients/group';
 import { RESOURCE_CLIENT_COUNTS } from '../metrics';
 import { progress } from '../progress';
 import { median } from '../stats';

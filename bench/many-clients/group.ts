@@ -1,219 +1,23 @@
-// Many clients per server, both sides (scenarios rt_clients, idle_clients, clients_resources):
-// one server process and N client processes, each client making sequential 64 B round trips.
-//   shmchannel:  the server is `new Channel(name, 'server', { maxClients })` answering
-//                requests$ with handleWith (an echo); each client an ordinary
-//                `new Channel(name, 'client')` awaiting request(), one in flight.
-//   unix socket: the server is a net.Server, each client a connection of its own, framed as
-//                the socket transport frames (FrameWriter / FrameReader of ./transports/socket);
-//                each connection echoes its requests.
-// The bench process forks the server (peer-many-server.js) and the clients (peer-many-client.js)
-// and drives the clients over their fork IPC channel: a 'go' names a common window on
+// Many clients per server, the bench process's side: a server process and its client
+// processes (a ClientGroup), forked as peer-many-server.js and peer-many-client.js. The bench
+// process drives the clients over their fork IPC channel: a 'go' names a common window on
 // CLOCK_MONOTONIC (shared by every process), each client answers with its count and latencies.
 // Nothing of that crosses the transport being measured, and nothing crosses IPC in the window.
-import { once } from 'node:events';
+// The CPU and resources of the processes are read from /proc, from outside.
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { lastValueFrom, of } from 'rxjs';
+import { SharedMemory } from '../../lib/index';
+import { now, sleep, threadCpuUs } from '../common';
+import { percentileSorted } from '../stats';
+import { forkPeer, isLifecycle, withTimeout, type Peer } from '../transports/transport';
+import { argOf, isRun, type ClientRun, type Go, type ManyKind } from './client';
+import { removeFile } from './socket';
 
-import { Channel, handleWith, SharedMemory } from '../lib/index';
-import { FrameType as Type, now, OP_ECHO, PendingReplies, sleep, threadCpuUs } from './common';
-import { percentileSorted } from './stats';
-import { FrameReader, FrameWriter } from './transports/socket';
-import { forkPeer, isLifecycle, peerLifecycle, withTimeout, type Peer } from './transports/transport';
-
-export type ManyKind = 'shm' | 'socket';
+export type { ManyKind } from './client';
 
 export const MANY_LABELS: Record<ManyKind, string> = { shm: 'shmchannel', socket: 'unix socket' };
-
-const SIZE = 64;
-
-/** The bench process's order to a client: round trips from now on, timed from startAt to endAt. */
-interface Go {
-  op: 'go';
-  /** CLOCK_MONOTONIC ns (process.hrtime.bigint()), as strings. */
-  startAt: string;
-  endAt: string;
-}
-
-/** A client's answer to a 'go'. */
-export interface ClientRun {
-  op: 'run';
-  /** Round trips that started and ended within the window. */
-  count: number;
-  /** Their latencies in µs. */
-  latencies: Float64Array;
-  /** Replies that did not echo their request. */
-  mismatches: number;
-  /** µs of CPU of all the client's threads over the window (scheduler clock); NaN without schedstat. */
-  cpuUs: number;
-}
-
-function isRun(msg: unknown): msg is ClientRun {
-  return typeof msg === 'object' && msg !== null && (msg as { op?: unknown }).op === 'run';
-}
-
-/** One client's end: sequential round trips. */
-interface ClientEnd {
-  roundTrip(payload: Buffer): Promise<Buffer>;
-  close(): Promise<void> | void;
-}
-
-async function openShmClient(name: string, pollWindowUs: number | undefined): Promise<ClientEnd> {
-  const ch = new Channel(name, 'client', {
-    connectTimeout: 30_000,
-    ...(pollWindowUs === undefined ? {} : { pollWindowUs }),
-  });
-  await ch.open();
-  return { roundTrip: (p) => lastValueFrom(ch.request(p)), close: () => ch.close() };
-}
-
-async function openSocketClient(socketPath: string): Promise<ClientEnd> {
-  const replies = new PendingReplies();
-  const reader = new FrameReader((type, id, data) => replies.frame(type, id, data));
-  const socket = net.connect({
-    path: socketPath,
-    onread: {
-      buffer: Buffer.allocUnsafeSlow(64 * 1024),
-      callback: (nread: number, buf: Uint8Array) => {
-        reader.push(buf as Buffer, nread);
-        return true;
-      },
-    },
-  });
-  await once(socket, 'connect');
-  socket.on('error', (err) => console.error('many-clients socket client:', err.message));
-  const writer = new FrameWriter(socket);
-  return {
-    roundTrip: (p) => replies.request((id) => writer.send(Type.REQUEST, id, p)),
-    close: () => void socket.end(),
-  };
-}
-
-/**
- * Round trips until the window opens (untimed: every client is busy when it does), then
- * timed ones until it closes. A round trip that straddles the end is not counted.
- */
-async function timedRun(end: ClientEnd, go: Go): Promise<ClientRun> {
-  const ping = Buffer.alloc(SIZE, 0x5a);
-  ping[0] = OP_ECHO;
-  const startAt = BigInt(go.startAt);
-  const endAt = BigInt(go.endAt);
-  while (now() < startAt) await end.roundTrip(ping);
-  let latencies = new Float64Array(1 << 16);
-  let count = 0;
-  let mismatches = 0;
-  const cpu0 = threadCpuUs(process.pid);
-  for (;;) {
-    const t0 = now();
-    if (t0 >= endAt) break;
-    const reply = await end.roundTrip(ping);
-    const t1 = now();
-    if (t1 > endAt) break;
-    if (reply.length !== SIZE || reply[SIZE - 1] !== ping[SIZE - 1]) mismatches++;
-    if (count === latencies.length) {
-      const grown = new Float64Array(2 * count);
-      grown.set(latencies);
-      latencies = grown;
-    }
-    latencies[count++] = Number(t1 - t0) / 1e3;
-  }
-  const cpuUs = threadCpuUs(process.pid) - cpu0;
-  return { op: 'run', count, latencies: latencies.slice(0, count), mismatches, cpuUs };
-}
-
-/**
- * Client process (peer-many-client.js): connects, makes `warmup` round trips, then runs each
- * 'go'. `pollWindowUs`: shmchannel's option, undefined for its default.
- */
-export async function runManyClient(
-  kind: ManyKind,
-  address: string,
-  warmup: number,
-  pollWindowUs: number | undefined,
-): Promise<void> {
-  let end: ClientEnd | undefined;
-  const life = peerLifecycle(() => end?.close());
-  try {
-    end = kind === 'shm' ? await openShmClient(address, pollWindowUs) : await openSocketClient(address);
-    const ping = Buffer.alloc(SIZE, 0x5a);
-    ping[0] = OP_ECHO;
-    for (let i = 0; i < warmup; i++) await end.roundTrip(ping);
-  } catch (err) {
-    life.fail(err);
-    return;
-  }
-  const client = end;
-  process.on('message', (msg: unknown) => {
-    if (typeof msg !== 'object' || msg === null || (msg as { op?: unknown }).op !== 'go') return;
-    timedRun(client, msg as Go).then(
-      (run) => process.send?.(run),
-      (err: unknown) => life.fail(err),
-    );
-  });
-  life.ready();
-}
-
-/**
- * Server process (peer-many-server.js): serves every client that comes until told to exit.
- * shmchannel's options: `maxClients` (undefined: its default), `pollWindowUs` (the same); the
- * socket server takes any number of clients.
- */
-export async function runManyServer(
-  kind: ManyKind,
-  address: string,
-  maxClients: number | undefined,
-  pollWindowUs: number | undefined,
-): Promise<void> {
-  if (kind === 'shm') {
-    const server = new Channel(address, 'server', {
-      ...(maxClients === undefined ? {} : { maxClients }),
-      ...(pollWindowUs === undefined ? {} : { pollWindowUs }),
-    });
-    const life = peerLifecycle(() => server.close());
-    try {
-      await server.open();
-    } catch (err) {
-      life.fail(err);
-      return;
-    }
-    server.requests$
-      .pipe(handleWith((data: Buffer) => of(data)))
-      .subscribe({ error: (err: unknown) => console.error('many-clients shm server:', err) });
-    life.ready();
-    return;
-  }
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    const writer = new FrameWriter(socket);
-    // `data` views this read's chunk; small frames are copied into the writer's chunk at once.
-    const reader = new FrameReader((type, id, data) => {
-      if (type === Type.REQUEST) writer.send(Type.RESPONSE, id, data);
-    });
-    socket.on('data', (chunk: Buffer) => reader.push(chunk));
-    socket.on('error', () => undefined); // a client that goes away mid-write: nothing to answer
-    socket.once('close', () => sockets.delete(socket));
-  });
-  removeFile(address);
-  const life = peerLifecycle(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-    removeFile(address);
-  });
-  server.once('error', (err) => life.fail(err));
-  server.listen({ path: address, backlog: 512 }, () => life.ready());
-}
-
-function removeFile(file: string): void {
-  try {
-    fs.unlinkSync(file);
-  } catch {
-    // not there
-  }
-}
 
 /** Threads, descriptors and memory of a process, from /proc. */
 export interface ProcessResources {
@@ -418,12 +222,6 @@ export class ClientGroup {
 }
 
 process.once('exit', () => ClientGroup.killAll());
-
-/** An optional number as a peer's argument ('' for unset); numberArg() reads it back. */
-const argOf = (v: number | undefined): string => (v === undefined ? '' : String(v));
-
-export const numberArg = (arg: string | undefined): number | undefined =>
-  arg === undefined || arg === '' ? undefined : Number(arg);
 
 /** Sends `go` to a client and resolves with its run; rejects if it fails, exits or hangs. */
 function clientRun(client: Peer, go: Go): Promise<ClientRun> {
