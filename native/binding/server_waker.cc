@@ -6,16 +6,19 @@
 #include <string>
 #include <system_error>
 
+#include "segment_watch.h"
 #include "waker.h"
 
 namespace shmch_binding {
 
 namespace {
 // Everything a server waits for rings its wait: data, space and leaves (the directory's
-// doorbell), deaths (the core's liveness thread), shmch_server_wake(). All but another process
-// cutting a connection's segment short: the timed-out wait looks at every connection's size,
-// which bounds how late that is noticed. A wake-up costs ~30 us of CPU here.
-constexpr int kIdleWaitMs = 2000;
+// doorbell), deaths (the core's liveness thread), shmch_server_wake(), and, through the segment
+// watch, another process cutting a connection's segment short. Where that last one may not ring
+// (a connection the segment watch could not take, a wake through the shared doorbell, lost with
+// its page), a timed-out wait looks at every connection's size: this bounds how late. A wake-up
+// costs ~30 us of CPU here.
+constexpr int kUnwatchedIdleWaitMs = 2000;
 }  // namespace
 
 ServerWaker::ServerWaker(Napi::Env env, shmch_server* server, Napi::Function on_wake) : server_(server) {
@@ -50,6 +53,12 @@ void ServerWaker::Stop() {
   // Remembered until a wait returns: also ends one the thread is about to start.
   shmch_server_wake(server_);
   if (thread_.joinable()) thread_.join();
+  // Before the server frees its connections: the segment watch never touches them again.
+  for (const Watched& w : watched_) {
+    if (w.segment_watched) segment_watch::Remove(w.connection);
+  }
+  watched_.clear();
+  unwatched_ = 0;
   tsfn_.Release();
 }
 
@@ -82,33 +91,51 @@ ServerWaker::Paused::~Paused() {
 }
 
 void ServerWaker::Watch(shmch_channel* connection) {
+  bool segment_watched = segment_watch::Add(connection);
   std::lock_guard<std::mutex> lock(mutex_);
-  watched_.push_back(connection);
+  watched_.push_back({connection, segment_watched});
+  if (!segment_watched) ++unwatched_;
 }
 
 void ServerWaker::Unwatch(shmch_channel* connection) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  watched_.erase(std::remove(watched_.begin(), watched_.end(), connection), watched_.end());
+  bool segment_watched = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = std::find_if(watched_.begin(), watched_.end(),
+                           [connection](const Watched& w) { return w.connection == connection; });
+    if (it == watched_.end()) return;
+    segment_watched = it->segment_watched;
+    if (!segment_watched) --unwatched_;
+    watched_.erase(it);
+  }
+  if (segment_watched) segment_watch::Remove(connection);
+}
+
+int ServerWaker::IdleWaitMs() const {
+  bool truncation_rings = unwatched_ == 0 && segment_watch::Working() && shmch_wake_is_private() != 0;
+  return truncation_rings ? -1 : kUnwatchedIdleWaitMs;
 }
 
 void ServerWaker::Run() {
   // Named so that top -H, perf and /proc/<pid>/task show what the thread is.
   pthread_setname_np(pthread_self(), "shmch-server");
   for (;;) {
+    int timeout_ms;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [this] { return stopping_ || (armed_ && pauses_ == 0); });
       if (stopping_) return;
       waiting_ = true;
+      timeout_ms = IdleWaitMs();
     }
-    int r = shmch_server_wait(server_, kIdleWaitMs);
+    int r = shmch_server_wait(server_, timeout_ms);
     bool lost = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       waiting_ = false;
       // Under the mutex: Unwatch() takes it before the connection is freed.
       if (r == SHMCH_WAIT_TIMEOUT) {
-        for (shmch_channel* connection : watched_) lost = shmch_check_segment(connection) != 0 || lost;
+        for (const Watched& w : watched_) lost = shmch_check_segment(w.connection) != 0 || lost;
       }
     }
     cv_.notify_all();

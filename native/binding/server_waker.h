@@ -46,13 +46,22 @@ class ServerWaker {
     ServerWaker* waker_;
   };
 
-  // The connections whose segments a timed-out wait checks for truncation. Only while Paused,
-  // before the connection is freed (Unwatch) or once it is made (Watch).
+  // Another process cutting a connection's segment short rings nothing: the process-wide
+  // segment watch (segment_watch.h) notices it and wakes the connection, which wakes the
+  // server's wait; a connection it cannot take is checked by a timed-out wait instead. Watch
+  // once the connection is made, Unwatch before it is freed (Stop() unwatches those left).
   void Watch(shmch_channel* connection);
   void Unwatch(shmch_channel* connection);
 
  private:
   void Run();
+  // How long a wait may sleep: -1, no timeout, if all that could need a look wakes it. Under mutex_.
+  int IdleWaitMs() const;
+
+  struct Watched {
+    shmch_channel* connection;
+    bool segment_watched;  // segment_watch::Add() took it
+  };
 
   shmch_server* server_;
   Napi::ThreadSafeFunction tsfn_;
@@ -63,7 +72,8 @@ class ServerWaker {
   int pauses_ = 0;        // Paused objects alive
   bool waiting_ = false;  // the thread is in shmch_server_wait() (or about to enter it)
   bool stopped_ = false;  // JS thread only
-  std::vector<shmch_channel*> watched_;
+  std::vector<Watched> watched_;
+  size_t unwatched_ = 0;  // connections of watched_ the segment watch did not take
   std::thread thread_;
 };
 
