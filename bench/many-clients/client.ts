@@ -3,6 +3,8 @@
 // each 'go' of the bench process makes sequential round trips in the window it names and
 // answers with its count and latencies (../peer-many-client.ts). Nothing here loads shmchannel:
 // the socket's processes run without it.
+import * as fs from 'node:fs';
+
 import { now, OP_ECHO, threadCpuUs } from '../common';
 import { peerLifecycle } from '../transports/transport';
 
@@ -29,7 +31,42 @@ export interface ClientRun {
   mismatches: number;
   /** µs of CPU of all the client's threads over the window (scheduler clock); NaN without schedstat. */
   cpuUs: number;
+  /** Context switches of all the client's threads over the window; NaN without /proc. */
+  switches: Switches;
 }
+
+/**
+ * Context switches of a process's threads: voluntary (it slept: a futex, epoll, a read) and
+ * involuntary (the scheduler took the core away).
+ */
+export interface Switches {
+  voluntary: number;
+  involuntary: number;
+}
+
+/** The context switches of every thread of `pid` so far (/proc/<pid>/task/<tid>/status). */
+export function switchesOf(pid: number): Switches {
+  const sum = { voluntary: 0, involuntary: 0 };
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+        sum.voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+        sum.involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+      } catch {
+        // The thread ended meanwhile.
+      }
+    }
+    return sum;
+  } catch {
+    return { voluntary: NaN, involuntary: NaN };
+  }
+}
+
+export const switchesSince = (a: Switches, b: Switches): Switches => ({
+  voluntary: b.voluntary - a.voluntary,
+  involuntary: b.involuntary - a.involuntary,
+});
 
 export function isRun(msg: unknown): msg is ClientRun {
   return typeof msg === 'object' && msg !== null && (msg as { op?: unknown }).op === 'run';
@@ -55,6 +92,7 @@ async function timedRun(end: ClientEnd, go: Go): Promise<ClientRun> {
   let count = 0;
   let mismatches = 0;
   const cpu0 = threadCpuUs(process.pid);
+  const switches0 = switchesOf(process.pid);
   for (;;) {
     const t0 = now();
     if (t0 >= endAt) break;
@@ -70,7 +108,8 @@ async function timedRun(end: ClientEnd, go: Go): Promise<ClientRun> {
     latencies[count++] = Number(t1 - t0) / 1e3;
   }
   const cpuUs = threadCpuUs(process.pid) - cpu0;
-  return { op: 'run', count, latencies: latencies.slice(0, count), mismatches, cpuUs };
+  const switches = switchesSince(switches0, switchesOf(process.pid));
+  return { op: 'run', count, latencies: latencies.slice(0, count), mismatches, cpuUs, switches };
 }
 
 /**

@@ -12,7 +12,16 @@ import { SharedMemory } from '../../lib/index';
 import { now, sleep, threadCpuUs } from '../common';
 import { percentileSorted } from '../stats';
 import { forkPeer, isLifecycle, withTimeout, type Peer } from '../transports/transport';
-import { argOf, isRun, type ClientRun, type Go, type ManyKind } from './client';
+import {
+  argOf,
+  isRun,
+  switchesOf,
+  switchesSince,
+  type ClientRun,
+  type Go,
+  type ManyKind,
+  type Switches,
+} from './client';
 import { removeFile } from './socket';
 
 export type { ManyKind } from './client';
@@ -65,6 +74,9 @@ export interface GroupRun {
   /** µs of CPU per round trip: the server process's, and all clients' together. */
   serverUsPerRt: number;
   clientsUsPerRt: number;
+  /** Context switches per round trip: of the server process's threads, and of all clients' together. */
+  serverSwitchesPerRt: Switches;
+  clientsSwitchesPerRt: Switches;
 }
 
 let groups = 0;
@@ -147,9 +159,11 @@ export class ClientGroup {
     await sleep(Number(startAt - now()) / 1e6);
     const server0 = threadCpuUs(serverPid);
     const main0 = mainThreadCpuUs(serverPid);
+    const switches0 = switchesOf(serverPid);
     await sleep(Number(endAt - now()) / 1e6);
     const server1 = threadCpuUs(serverPid);
     const main1 = mainThreadCpuUs(serverPid);
+    const serverSwitches = switchesSince(switches0, switchesOf(serverPid));
     const found = await runs;
     const windowUs = windowMs * 1e3;
     const count = found.reduce((sum, r) => sum + r.count, 0);
@@ -161,6 +175,14 @@ export class ClientGroup {
     }
     all.sort();
     const clientsUs = found.reduce((sum, r) => sum + r.cpuUs, 0);
+    const perRt = (s: Switches): Switches => ({ voluntary: s.voluntary / count, involuntary: s.involuntary / count });
+    const clientSwitches = found.reduce(
+      (sum, r) => ({
+        voluntary: sum.voluntary + r.switches.voluntary,
+        involuntary: sum.involuntary + r.switches.involuntary,
+      }),
+      { voluntary: 0, involuntary: 0 },
+    );
     return {
       rate: count / (windowUs / 1e6),
       p50: percentileSorted(all, 50),
@@ -172,6 +194,8 @@ export class ClientGroup {
       clientsPct: (clientsUs / windowUs) * 100,
       serverUsPerRt: (server1 - server0) / count,
       clientsUsPerRt: clientsUs / count,
+      serverSwitchesPerRt: perRt(serverSwitches),
+      clientsSwitchesPerRt: perRt(clientSwitches),
     };
   }
 

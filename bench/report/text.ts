@@ -220,7 +220,9 @@ function manyClientsBound(metric: string, results: Results): string | undefined 
   const cores = os.cpus().length;
   const parts = (['shm', BASELINE] as const).map((key) => {
     const runs = (results.extrasOf(key)[`${metric}_cpu`] as ManyClientsCpu[] | undefined) ?? [];
-    const of = (f: keyof ManyClientsCpu) => median(runs.map((r) => r[f]));
+    const of = (
+      f: 'serverPct' | 'serverMainThreadPct' | 'clientsPct' | 'serverUsPerRoundTrip' | 'clientsUsPerRoundTrip',
+    ) => median(runs.map((r) => r[f]));
     const perRt = median(runs.map((r) => r.serverUsPerRoundTrip + r.clientsUsPerRoundTrip));
     const busy = median(runs.map((r) => r.serverPct + r.clientsPct));
     const full = (cores * 1e6) / perRt;
@@ -229,7 +231,9 @@ function manyClientsBound(metric: string, results: Results): string | undefined 
       `(server ${of('serverPct').toFixed(0)} %, its main thread ${of('serverMainThreadPct').toFixed(0)} %; ` +
       `clients ${of('clientsPct').toFixed(0)} %), CPU per round trip ${perRt.toFixed(1)} µs ` +
       `(server ${of('serverUsPerRoundTrip').toFixed(1)}, clients ${of('clientsUsPerRoundTrip').toFixed(1)}): ` +
-      `${cores} cores at that cost give ${fmtRate(full)} RT/s`
+      `${cores} cores at that cost give ${fmtRate(full)} RT/s; context switches per round trip, ` +
+      `voluntary + involuntary: server ${switches(runs.map((r) => r.serverSwitchesPerRoundTrip))}, ` +
+      `clients ${switches(runs.map((r) => r.clientsSwitchesPerRoundTrip))}`
     );
   });
   return `CPU in the window (medians of the runs): ${parts.join('; ')}`;
@@ -241,6 +245,15 @@ interface ManyClientsCpu {
   clientsPct: number;
   serverUsPerRoundTrip: number;
   clientsUsPerRoundTrip: number;
+  serverSwitchesPerRoundTrip: { voluntary: number; involuntary: number };
+  clientsSwitchesPerRoundTrip: { voluntary: number; involuntary: number };
+}
+
+/** Medians of context switches per round trip, as 'voluntary + involuntary'. */
+function switches(runs: { voluntary: number; involuntary: number }[]): string {
+  const v = median(runs.map((r) => r.voluntary));
+  const i = median(runs.map((r) => r.involuntary));
+  return `${v.toFixed(2)} + ${i.toFixed(2)}`;
 }
 
 /** The in-process bound of a row (bench/floor.ts), against the baseline's figure; undefined if none. */

@@ -9,6 +9,7 @@
 import { now, sleep, threadCpuUs } from '../common';
 import { BASELINE, config, STEP_TIMEOUT_MS } from '../config';
 import { fmtRate } from '../format';
+import type { Switches } from '../many-clients/client';
 import { ClientGroup, resourcesOf, type GroupRun, type ManyKind, type ProcessResources } from '../many-clients/group';
 import { RESOURCE_CLIENT_COUNTS } from '../metrics';
 import { progress } from '../progress';
@@ -73,6 +74,9 @@ async function stopAll(groups: ClientGroup[]): Promise<void> {
   for (const g of groups) await g.stop().catch(() => undefined);
 }
 
+/** Context switches per round trip: voluntary + involuntary. */
+const switches = (s: Switches) => `${s.voluntary.toFixed(2)}+${s.involuntary.toFixed(2)}`;
+
 function recordRun(bench: Bench, g: ClientGroup, n: number, r: GroupRun): void {
   const { results } = bench;
   results.record(g.kind, `rt_clients${n}`, r.rate);
@@ -84,6 +88,8 @@ function recordRun(bench: Bench, g: ClientGroup, n: number, r: GroupRun): void {
     clientsPct: r.clientsPct,
     serverUsPerRoundTrip: r.serverUsPerRt,
     clientsUsPerRoundTrip: r.clientsUsPerRt,
+    serverSwitchesPerRoundTrip: r.serverSwitchesPerRt,
+    clientsSwitchesPerRoundTrip: r.clientsSwitchesPerRt,
   });
   results.recordExtra(g.kind, `rt_clients${n}_per_client`, {
     min: Math.min(...r.perClient),
@@ -95,7 +101,8 @@ function recordRun(bench: Bench, g: ClientGroup, n: number, r: GroupRun): void {
     `  ${g.label.padEnd(18)} ${fmtRate(r.rate)} RT/s  p50 ${r.p50.toFixed(1)} µs  p99 ${r.p99.toFixed(1)} µs  ` +
       `per client ${Math.min(...r.perClient)}..${Math.max(...r.perClient)}  CPU: server ${r.serverPct.toFixed(0)} % ` +
       `(main thread ${r.serverMainPct.toFixed(0)} %), clients ${r.clientsPct.toFixed(0)} %; ` +
-      `per RT: server ${r.serverUsPerRt.toFixed(1)} µs, clients ${r.clientsUsPerRt.toFixed(1)} µs`,
+      `per RT: server ${r.serverUsPerRt.toFixed(1)} µs, clients ${r.clientsUsPerRt.toFixed(1)} µs; ` +
+      `switches per RT: server ${switches(r.serverSwitchesPerRt)}, clients ${switches(r.clientsSwitchesPerRt)}`,
   );
 }
 
