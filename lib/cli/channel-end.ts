@@ -2,8 +2,10 @@ import { Buffer } from 'node:buffer';
 
 import { filter, firstValueFrom } from 'rxjs';
 
-import { Channel } from '../channel';
+import { Channel, type ChannelOptions } from '../channel';
 import { createError, isShmChannelError } from '../errors';
+import { inspectSegment } from '../inspect-segment';
+import { DEFAULT_MAX_CLIENTS, MAX_CLIENTS } from '../native';
 import { integerOption, UsageError, type OptionSpecs, type OptionValues } from './command';
 import type { StopSignal } from './signals';
 
@@ -18,6 +20,67 @@ export const CONNECT_HELP = `      --connect-timeout MS
                         a server`;
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+
+/** Options of the commands that serve many clients (serve, listen --server). */
+export const SERVER_OPTIONS: OptionSpecs = {
+  'max-clients': { type: 'string' },
+};
+
+export const MAX_CLIENTS_HELP = `      --max-clients N   clients served at once (1 to ${MAX_CLIENTS}, default ${DEFAULT_MAX_CLIENTS}); with 1, a
+                        second client is refused (ERR_CHANNEL_BUSY) until the first leaves`;
+
+/** The server's channel options from --max-clients. */
+export function serverOptionsOf(values: OptionValues): ChannelOptions {
+  const maxClients = integerOption(values, 'max-clients', 1);
+  if (maxClients !== undefined && maxClients > MAX_CLIENTS) {
+    throw new UsageError(`--max-clients must be at most ${MAX_CLIENTS}, got ${maxClients}`);
+  }
+  return maxClients === undefined ? {} : { maxClients };
+}
+
+/** A client of a server as the CLI reports it: its pid, and its connection's id (0 with maxClients 1). */
+export interface ClientEvent {
+  pid: number;
+  id: number;
+}
+
+/**
+ * Calls `connected` for each client of `server` (opened with `options`) as it connects and
+ * `left` as it goes: from clients$ for a server of many clients; for a server of one, from
+ * state$ and its segment's client pid.
+ */
+export function watchClients(
+  server: Channel,
+  options: ChannelOptions,
+  connected: (client: ClientEvent) => void,
+  left: (client: ClientEvent) => void,
+): void {
+  if ((options.maxClients ?? DEFAULT_MAX_CLIENTS) > 1) {
+    server.clients$.subscribe((client) => {
+      const event = { pid: client.pid, id: client.id };
+      connected(event);
+      void client.closed.then(() => left(event));
+    });
+    return;
+  }
+  let current: ClientEvent = { pid: 0, id: 0 };
+  server.state$.subscribe((state) => {
+    if (state === 'connected') {
+      current = { pid: clientPidOf(server.name), id: 0 };
+      connected(current);
+    } else if (state === 'peer-lost') {
+      left(current);
+    }
+  });
+}
+
+function clientPidOf(name: string): number {
+  try {
+    return inspectSegment(name).clientPid;
+  } catch {
+    return 0;
+  }
+}
 
 export function connectTimeoutOf(values: OptionValues): number | undefined {
   return integerOption(values, 'connect-timeout', 0);

@@ -8,8 +8,11 @@ import {
   connectTimeoutOf,
   DEFAULT_CONNECT_TIMEOUT_MS,
   END_OPTIONS,
+  MAX_CLIENTS_HELP,
   openClient,
   openUnlessStopped,
+  SERVER_OPTIONS,
+  serverOptionsOf,
 } from './channel-end';
 import { dataFields, printData, printJson, printStatus } from './output';
 import { onStopSignal } from './signals';
@@ -20,21 +23,23 @@ export const listen: Command = {
   operands: { min: 1, max: 1, names: ['NAME'] },
   options: {
     ...END_OPTIONS,
+    ...SERVER_OPTIONS,
     count: { type: 'string', short: 'n' },
     server: { type: 'boolean' },
   },
-  help: `Usage: shmchannel listen NAME [--count N] [--server] [--json]
+  help: `Usage: shmchannel listen NAME [--count N] [--server [--max-clients N]] [--json]
 
 Prints every notification that arrives on channel NAME (/NAME) until SIGINT or SIGTERM
 (exit 0), until N have arrived with --count (exit 0), or until the server closes the
 channel (exit 0; exit 1 with ERR_PEER_LOST if fewer than N had arrived). As a client (the
 default) it connects to the server of NAME; with --server it creates NAME and listens to
-whichever client connects (e.g. 'shmchannel notify NAME DATA'), one after another.
+every client that connects (e.g. 'shmchannel notify NAME DATA'), several at once.
 Requests that arrive are refused with ERR_NO_HANDLER.
 
 Options:
   -n, --count N         exit after N notifications
       --server          be the server end instead of a client
+${MAX_CLIENTS_HELP}
 ${CONNECT_HELP}
 ${COMMON_HELP}
                         (one {"data":…} line per notification; "dataBase64" if not UTF-8)
@@ -55,7 +60,7 @@ Examples:
     let received = 0;
     try {
       if (asServer) {
-        channel = new Channel(name, 'server');
+        channel = new Channel(name, 'server', serverOptionsOf(values));
         if (!(await openUnlessStopped(channel, stop))) return ExitCode.OK;
         if (!json) printStatus('listen', `listening on ${name} (pid ${process.pid}) as its server`);
       } else {

@@ -1,7 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 
 import { isShmChannelError } from '../errors';
-import { inspectSegment } from '../inspect-segment';
+import { inspectSegment, type ClientInfo, type SegmentKindName } from '../inspect-segment';
 import { COMMON_HELP, ExitCode, type Command } from './command';
 import { errorReport, printJson, printLine } from './output';
 
@@ -12,13 +12,18 @@ export type SegmentEntry =
   | {
       name: string;
       shmchannel: true;
+      /** 'channel' (one client), 'directory' (a server of many), or a 'connection' whose directory is gone. */
+      kind: SegmentKindName;
       /** 'alive': its server runs; 'stale': left by a dead server (`shmchannel rm` removes it). */
       status: 'alive' | 'stale';
       serverPid: number;
       serverAlive: boolean;
-      /** 0 when no client is attached. */
+      /** 0 when no client is attached; a directory's first client. */
       clientPid: number;
       clientAlive: boolean;
+      maxClients: number;
+      /** Every client: a directory's taken slots, or a channel's attached client. */
+      clients: ClientInfo[];
       ringCapacity: number;
       maxMessageSize: number;
       poolCapacity: number;
@@ -51,11 +56,14 @@ function listSegments(): SegmentEntry[] {
       entries.push({
         name,
         shmchannel: true,
+        kind: info.kind,
         status: info.serverAlive ? 'alive' : 'stale',
         serverPid: info.serverPid,
         serverAlive: info.serverAlive,
         clientPid: info.clientPid,
         clientAlive: info.clientAlive,
+        maxClients: info.maxClients,
+        clients: info.clients,
         ringCapacity: info.ringCapacity,
         maxMessageSize: info.maxMessageSize,
         poolCapacity: info.poolCapacity,
@@ -68,12 +76,25 @@ function listSegments(): SegmentEntry[] {
       entries.push({ name, shmchannel: false, code, reason: message, size });
     }
   }
-  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return foldConnections(entries).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * A server of many clients' connections (`<name>~<slot>`) are shown as its clients, not as
+ * entries of their own: only a connection whose directory is gone is listed by itself.
+ */
+function foldConnections(entries: SegmentEntry[]): SegmentEntry[] {
+  const directories = new Set(entries.filter((e) => e.shmchannel && e.kind === 'directory').map((e) => e.name));
+  return entries.filter((e) => {
+    if (!e.shmchannel || e.kind !== 'connection') return true;
+    const tilde = e.name.lastIndexOf('~');
+    return tilde < 0 || !directories.has(e.name.slice(0, tilde));
+  });
 }
 
 export const ls: Command = {
   name: 'ls',
-  summary: 'list the channels in /dev/shm, with their server pid and whether it is alive',
+  summary: 'list the channels in /dev/shm, with their server and client pids and whether they are alive',
   operands: { min: 0, max: 0, names: [] },
   options: {
     all: { type: 'boolean', short: 'a' },
@@ -82,14 +103,18 @@ export const ls: Command = {
 
 Lists the shmchannel segments in /dev/shm, read without attaching: name, server pid and
 whether it is alive ('stale': its server died, e.g. by SIGKILL; 'shmchannel rm NAME'
-removes it, and the next server on that name reclaims it), client pid, ring capacity.
+removes it, and the next server on that name reclaims it), its clients' pids ('(dead)'
+after one that died; a server of many clients lists each, and their connections NAME~SLOT
+are not listed apart), ring capacity, loan pool.
 
 Options:
   -a, --all             also list the other /dev/shm entries, marked as not shmchannel
                         (or unreadable, with the reason)
 ${COMMON_HELP}
-                        (prints {"segments":[{name, shmchannel, status, serverPid,
-                        serverAlive, clientPid, clientAlive, ringCapacity, …}]})`,
+                        (prints {"segments":[{name, shmchannel, kind, status, serverPid,
+                        serverAlive, clientPid, clientAlive, maxClients,
+                        clients:[{slot, pid, alive, connected, connectionId}],
+                        ringCapacity, …}]})`,
 
   run(invocation) {
     const all = invocation.values.all === true;
@@ -98,10 +123,11 @@ ${COMMON_HELP}
       printJson({ segments });
       return Promise.resolve(ExitCode.OK);
     }
-    const rows = [['NAME', 'SERVER', 'STATUS', 'CLIENT', 'RING', 'POOL']];
+    const rows = [['NAME', 'SERVER', 'STATUS', 'CLIENTS', 'RING', 'POOL']];
     for (const s of segments) {
       if (s.shmchannel) {
-        const client = s.clientPid === 0 ? '-' : `${s.clientPid}${s.clientAlive ? '' : ' (dead)'}`;
+        const client =
+          s.clients.length === 0 ? '-' : s.clients.map((c) => `${c.pid}${c.alive ? '' : ' (dead)'}`).join(', ');
         const pool = s.poolCapacity === 0 ? '-' : formatBytes(s.poolCapacity);
         rows.push([s.name, String(s.serverPid), s.status, client, formatBytes(s.ringCapacity), pool]);
       } else {

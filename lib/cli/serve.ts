@@ -2,8 +2,8 @@ import { defer, filter, firstValueFrom, of, tap } from 'rxjs';
 
 import { Channel } from '../channel';
 import { handleWith } from '../operators/handle-with';
-import { inspectSegment } from '../inspect-segment';
 import { channelName, COMMON_HELP, ExitCode, stringOption, type Command } from './command';
+import { MAX_CLIENTS_HELP, SERVER_OPTIONS, serverOptionsOf, watchClients } from './channel-end';
 import { runCommand } from './exec-command';
 import { dataFields, dataPreview, errorReport, printJson, printLine, printStatus } from './output';
 import { onStopSignal } from './signals';
@@ -15,13 +15,14 @@ export const serve: Command = {
   options: {
     exec: { type: 'string', short: 'e' },
     quiet: { type: 'boolean', short: 'q' },
+    ...SERVER_OPTIONS,
   },
-  help: `Usage: shmchannel serve NAME [--exec CMD] [--quiet] [--json]
+  help: `Usage: shmchannel serve NAME [--exec CMD] [--max-clients N] [--quiet] [--json]
 
-Creates the channel NAME (/NAME) and answers every request until SIGINT or SIGTERM, then
-closes it (the segment is removed) and exits 0. Without --exec a request is answered with
-its own data (echo). Prints each notification and request it receives on stdout, status
-on stderr.
+Creates the channel NAME (/NAME) and answers every request of every client until SIGINT
+or SIGTERM, then closes it (the segment is removed) and exits 0. Without --exec a request
+is answered with its own data (echo). Prints each notification and request it receives on
+stdout, and each client that connects or leaves (pid, connection id) on stderr.
 
 Options:
   -e, --exec CMD        answer each request by running CMD with /bin/sh: the request data
@@ -29,6 +30,7 @@ Options:
                         request (ERR_REMOTE, remote code ERR_EXEC_FAILED, its stderr as the
                         message); a cancelled request kills CMD
   -q, --quiet           do not print each message (only status)
+${MAX_CLIENTS_HELP}
 ${COMMON_HELP}
                         (JSON Lines: one {"event":…} object per line)
 
@@ -47,8 +49,9 @@ Examples:
       else printLine(text);
     };
 
+    const options = serverOptionsOf(invocation.values);
     const stop = onStopSignal();
-    const server = new Channel(name, 'server');
+    const server = new Channel(name, 'server', options);
     try {
       await server.open();
     } catch (err) {
@@ -62,19 +65,21 @@ Examples:
         `serving ${name} (pid ${process.pid})${exec === undefined ? ', echo' : `, exec ${JSON.stringify(exec)}`}; Ctrl-C stops`,
       );
 
-    server.state$.subscribe((state) => {
-      if (state === 'connected') {
-        const clientPid = clientPidOf(name);
-        if (json) log({ event: 'connected', clientPid }, '');
-        else printStatus('serve', `client connected (pid ${clientPid})`);
-      } else if (state === 'peer-lost') {
-        if (json) log({ event: 'disconnected' }, '');
-        else printStatus('serve', 'client left');
-      }
-    });
+    watchClients(
+      server,
+      options,
+      (client) => {
+        if (json) log({ event: 'connected', clientPid: client.pid, clientId: client.id }, '');
+        else printStatus('serve', `client connected (pid ${client.pid}${idText(client.id)})`);
+      },
+      (client) => {
+        if (json) log({ event: 'disconnected', clientPid: client.pid, clientId: client.id }, '');
+        else printStatus('serve', `client left (pid ${client.pid}${idText(client.id)})`);
+      },
+    );
     server.clientErrors$.subscribe((err) => {
       if (json) log({ event: 'client-dropped', code: err.code, message: err.message }, '');
-      else printStatus('serve', `dropped the client: ${err.message} (${err.code})`);
+      else printStatus('serve', `dropped a client: ${err.message} (${err.code})`);
     });
     // A broken channel (its segment lost pages) errors its streams and closes itself.
     let failure: unknown;
@@ -122,10 +127,7 @@ Examples:
   },
 };
 
-function clientPidOf(name: string): number {
-  try {
-    return inspectSegment(name).clientPid;
-  } catch {
-    return 0;
-  }
+/** ", connection 3" for a client of a server of many; nothing for the one client of a server of one. */
+function idText(id: number): string {
+  return id === 0 ? '' : `, connection ${id}`;
 }
