@@ -41,6 +41,7 @@ import type {
   PeerConfig,
   PeerEvent,
   PeerMessage,
+  RequestManyResult,
 } from './peer-messages';
 import { floodMessage, patternBuffer, sha256, summarize } from './payload';
 
@@ -370,6 +371,22 @@ async function request(
   }
 }
 
+/** `count` requests in flight together; what each was answered, in request order. */
+async function requestMany(count: number, prefix: string): Promise<RequestManyResult> {
+  const result: RequestManyResult = { answers: new Array<string>(count).fill(''), errors: new Array(count) };
+  await Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      try {
+        const value = await lastValueFrom(channel.request(`${prefix}${i}`));
+        result.answers[i] = value.toString('utf8');
+      } catch (err) {
+        result.errors[i] = report(err).code ?? 'unknown';
+      }
+    }),
+  );
+  return result;
+}
+
 async function run(command: PeerCommand): Promise<unknown> {
   switch (command.cmd) {
     case 'notify':
@@ -392,6 +409,8 @@ async function run(command: PeerCommand): Promise<unknown> {
     case 'close':
       await channel.close();
       return {};
+    case 'request-many':
+      return requestMany(command.count, command.prefix);
     case 'loan-notify': {
       const sent: unknown[] = [];
       const lengthsAfter: number[] = [];

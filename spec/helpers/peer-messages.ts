@@ -71,6 +71,9 @@ export type PeerCommand =
   | { cmd: 'stats' }
   | { cmd: 'flood'; count: number; size: number; requests: number }
   | { cmd: 'close' }
+  // `count` requests at once, texts `${prefix}${i}`; the text of each one's first value (or its
+  // error code), in request order.
+  | { cmd: 'request-many'; count: number; prefix: string }
   // Zero-copy. loan-notify: `count` loans (default 1) of `size` bytes, pattern of seed + i, sent
   // (bytes [from, to) of each with `slice`); reports what was sent and the loans' lengths after.
   | { cmd: 'loan-notify'; size: number; seed?: number; count?: number; slice?: [number, number] }
@@ -82,6 +85,11 @@ export type PeerCommand =
   | { cmd: 'release-held' }
   /** Loans `size` bytes and gives them back at once: that much of the pool is free. */
   | { cmd: 'loan-once'; size: number };
+
+export interface RequestManyResult {
+  answers: string[];
+  errors: (string | undefined)[];
+}
 
 export interface ErrorReport {
   message: string;

@@ -14,6 +14,7 @@ import type {
   PeerConfig,
   PeerEvent,
   PeerMessage,
+  RequestManyResult,
   RequestResult,
 } from './peer-messages';
 import type { Summary } from './payload';
@@ -211,6 +212,11 @@ export class Peer<R = Summary> {
     const { values, error } = await this.command<RequestResult>({ cmd: 'request', text });
     if (error !== undefined) throw new PeerError(error);
     return values[0]?.text ?? '';
+  }
+
+  /** `count` requests at once (texts `${prefix}${i}`): each one's answer or error code, in order. */
+  requestMany(count: number, prefix: string): Promise<RequestManyResult> {
+    return this.command({ cmd: 'request-many', count, prefix });
   }
 
   handle(handler: HandlerSpec): Promise<void> {
