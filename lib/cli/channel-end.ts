@@ -63,13 +63,15 @@ export function watchClients(
     });
     return;
   }
-  let current: ClientEvent = { pid: 0, id: 0 };
+  // A client that dies before its hello was never reported as connected: nor is it as gone.
+  let current: ClientEvent | undefined;
   server.state$.subscribe((state) => {
     if (state === 'connected') {
       current = { pid: clientPidOf(server.name), id: 0 };
       connected(current);
-    } else if (state === 'peer-lost') {
+    } else if (state === 'peer-lost' && current !== undefined) {
       left(current);
+      current = undefined;
     }
   });
 }
