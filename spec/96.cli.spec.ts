@@ -5,7 +5,8 @@ import { expect } from 'chai';
 
 import { inspectSegment, SharedMemory } from '../lib/index';
 import { CliProcess, jsonLines, runCli, startServe } from './helpers/cli';
-import { shmExists, uniqueName } from './helpers/names';
+import { shmEntries, shmExists, uniqueName } from './helpers/names';
+import { Peer } from './helpers/peer';
 import { releaseAll, unlinkLater } from './helpers/resources';
 import { publishUnknownKindFrame, ringSegment } from './helpers/segment-layout';
 import { waitUntil } from './helpers/wait';
@@ -221,7 +222,8 @@ describe('shmchannel serve / request', function () {
 
   it('should report a client dropped for breaking the protocol, and go on serving', async function () {
     const name = uniqueName('cli-dropped');
-    const server = await startServe(name, ['--json']);
+    // One client: the attack writes into the server's own segment, by its name.
+    const server = await startServe(name, ['--json', '--max-clients', '1']);
     // Bytes no client should write: a frame of an unknown kind in the client-to-server ring.
     const capacity = inspectSegment(name).ringCapacity;
     const memory = SharedMemory.open(name);
@@ -276,7 +278,8 @@ describe('shmchannel notify / listen', function () {
 
   /** A notify whose 3 MiB wait in its queue, for a listener that SIGSTOP keeps from reading. */
   async function notifyToStoppedListener(name: string): Promise<{ listener: CliProcess; notifier: CliProcess }> {
-    const listener = new CliProcess(['listen', name, '--server']);
+    // One client: it attaches to the server's segment without the (stopped) server's help.
+    const listener = new CliProcess(['listen', name, '--server', '--max-clients', '1']);
     await listener.waitForOutput('stderr', /listening on/);
     // A server killed while stopped leaves its segment behind.
     unlinkLater(name);
@@ -386,8 +389,46 @@ describe('shmchannel ls / rm', function () {
     const server = await startServe(name);
     const r = await runCli(['ls']);
     expect(r.status).to.equal(0);
-    expect(r.stdout).to.match(/^NAME +SERVER +STATUS +CLIENT +RING +POOL\n/);
+    expect(r.stdout).to.match(/^NAME +SERVER +STATUS +CLIENTS +RING +POOL\n/);
     expect(r.stdout).to.match(new RegExp(`^${name} +${server.pid} +alive +- +1 MiB +-$`, 'm'));
+  });
+
+  it("should list each client of a server of many, serve them at once, and remove a dead server's connections with it", async function () {
+    const name = uniqueName('cli-clients');
+    unlinkLater(name);
+    const server = await startServe(name);
+    const first = await Peer.spawn({ name, mode: 'client' });
+    await server.waitForOutput('stderr', new RegExp(`client connected \\(pid ${first.pid}, connection 1\\)`));
+    const second = await Peer.spawn({ name, mode: 'client' });
+    await server.waitForOutput('stderr', new RegExp(`client connected \\(pid ${second.pid}, connection 2\\)`));
+
+    const entry = (await lsJson()).find((s) => s.name === name) as LsEntry & { clients: unknown[] };
+    expect(entry).to.deep.include({ kind: 'directory', maxClients: 16, status: 'alive' });
+    expect(entry.clients).to.deep.equal([
+      { slot: 0, pid: first.pid, alive: true, connected: true, connectionId: 1 },
+      { slot: 1, pid: second.pid, alive: true, connected: true, connectionId: 2 },
+    ]);
+    // Its connections are its clients, not entries of their own.
+    expect((await lsJson()).map((s) => s.name).filter((n) => n.startsWith(`${name}~`))).to.deep.equal([]);
+    const table = await runCli(['ls']);
+    expect(table.stdout).to.match(
+      new RegExp(`^${name} +${server.pid} +alive +${first.pid}, ${second.pid} +1 MiB +-$`, 'm'),
+    );
+
+    // Two more clients at once, while both others stay connected: all four served.
+    const [a, b] = await Promise.all([
+      runCli(['request', name, 'a', ...CONNECT]),
+      runCli(['request', name, 'b', ...CONNECT]),
+    ]);
+    expect([a.stdout, b.stdout]).to.deep.equal(['a\n', 'b\n']);
+
+    await server.kill('SIGKILL');
+    await Promise.all([first.kill(), second.kill()]);
+    expect(shmEntries(name).sort()).to.deep.equal([name.slice(1), `${name.slice(1)}~0`, `${name.slice(1)}~1`]);
+    expect((await lsJson()).find((s) => s.name === name)).to.include({ status: 'stale', kind: 'directory' });
+    const removed = await runCli(['rm', name]);
+    expect(removed.status, removed.stderr).to.equal(0);
+    expect(shmEntries(name)).to.deep.equal([]);
   });
 
   it('should skip entries that are not shmchannel segments unless --all', async function () {
