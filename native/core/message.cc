@@ -28,8 +28,12 @@ constexpr int kLivenessCheckMs = 250;
 // However the peer is watched, how long a wait sleeps before it checks that the segment was not
 // shrunk (an fstat): the doorbell's page may be gone, and with it the ring that would wake us.
 constexpr int kSegmentCheckMs = 2000;
-// While a client's open sleeps between tries, how often it looks at options->abort_flag.
+// While a client's open sleeps between tries, or waits for a server of many clients to make its
+// connection, how often it looks at options->abort_flag.
 constexpr int kAbortCheckMs = 10;
+// connect_timeout_ms 0 does not wait for a server to appear; a server of many that is there
+// still gets this long to make the connection (as shmch_attach() gives it).
+constexpr int kConnectionMadeWithinMs = 2000;
 
 int64_t now_ms() {
   struct timespec ts;
@@ -523,6 +527,63 @@ shmch_status set_err(shmch_error* err, shmch_status s, const char* detail) {
   return s;
 }
 
+// shmch_connect_finish()'s NOT_READY when the server closed or died while we waited: that
+// attempt will never be finished (shmchannel.h), a new one may find the next server.
+bool server_gone(const shmch_error& e) { return e.detail != nullptr && strstr(e.detail, "server gone") != nullptr; }
+
+// Waits for a server of many clients to make the connection of `attempt` (a server of one
+// client's is there at once) until `until` (no_limit: no end), in slices of kAbortCheckMs so that
+// the abort flag is looked at between them. SHMCH_E_CLOSED "aborted"; SHMCH_E_NOT_READY when
+// `until` passed or the server is gone; otherwise shmch_connect_finish()'s status. The caller
+// cancels the attempt whatever this returns.
+shmch_status finish_connect(shmch_connect_attempt* attempt, int64_t until, bool no_limit, const int* abort_flag,
+                            shmch_channel** ch, shmch_error* err) {
+  for (;;) {
+    int64_t left = no_limit ? kAbortCheckMs : until - now_ms();
+    int slice = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(left, kAbortCheckMs)));
+    shmch_error e{};
+    shmch_status s = shmch_connect_finish(attempt, slice, ch, &e);
+    if (s != SHMCH_E_NOT_READY || server_gone(e) || (!no_limit && now_ms() >= until)) {
+      if (err != nullptr) *err = e;
+      return s;
+    }
+    if (aborted(abort_flag)) return set_err(err, SHMCH_E_CLOSED, "aborted");
+  }
+}
+
+// The client's open: connects, retrying NOT_FOUND and NOT_READY (no server yet, one still
+// creating its segment or freeing a slot, a server gone while we waited for it) after a pause
+// until options' connect_timeout_ms, and gives up at once when its abort_flag is set. A slot
+// claimed and not handed over as a channel goes back to the server (shmch_connect_cancel).
+shmch_status connect_client(const char* name, const shmch_endpoint_options& o, shmch_channel** ch,
+                            shmch_error* err) {
+  const bool no_limit = o.connect_timeout_ms < 0;
+  int64_t deadline = now_ms() + o.connect_timeout_ms;
+  int backoff = 5;
+  for (;;) {
+    if (aborted(o.abort_flag)) return set_err(err, SHMCH_E_CLOSED, "aborted");
+    shmch_connect_attempt* attempt = nullptr;
+    shmch_status s = shmch_connect(name, &attempt, err);
+    if (s == SHMCH_OK) {
+      // connect_timeout_ms 0 waits for no server; one that is there still gets as long as
+      // shmch_attach() gives it to make the connection.
+      int64_t until = o.connect_timeout_ms == 0 ? now_ms() + kConnectionMadeWithinMs : deadline;
+      s = finish_connect(attempt, until, no_limit, o.abort_flag, ch, err);
+      shmch_connect_cancel(attempt);
+      if (s == SHMCH_OK || s == SHMCH_E_CLOSED) return s;
+    }
+    if (s != SHMCH_E_NOT_FOUND && s != SHMCH_E_NOT_READY) return s;
+    int64_t left = deadline - now_ms();
+    if (!no_limit && left <= 0) return s;
+    int nap = no_limit ? backoff : static_cast<int>(std::min<int64_t>(backoff, left));
+    // In slices, so that an abort is seen within one of them.
+    for (int slept = 0; slept < nap && !aborted(o.abort_flag); slept += kAbortCheckMs) {
+      sleep_ms(std::min(kAbortCheckMs, nap - slept));
+    }
+    backoff = std::min(backoff * 2, 100);
+  }
+}
+
 shmch_status open_endpoint(const char* name, shmch_role role, const shmch_endpoint_options* options,
                            shmch_endpoint** out, shmch_error* err) {
   shmch_endpoint_options o = options != nullptr ? *options : shmch_endpoint_options{};
@@ -537,22 +598,8 @@ shmch_status open_endpoint(const char* name, shmch_role role, const shmch_endpoi
   } else {
     shmch_status s = shmch_validate_name(name, err);
     if (s != SHMCH_OK) return s;
-    int64_t deadline = now_ms() + o.connect_timeout_ms;
-    int backoff = 5;
-    for (;;) {
-      if (aborted(o.abort_flag)) return set_err(err, SHMCH_E_CLOSED, "aborted");
-      s = shmch_attach(name, &ch, err);
-      if (s == SHMCH_OK) break;
-      if (s != SHMCH_E_NOT_FOUND && s != SHMCH_E_NOT_READY) return s;
-      int64_t left = deadline - now_ms();
-      if (o.connect_timeout_ms >= 0 && left <= 0) return s;
-      int nap = o.connect_timeout_ms < 0 ? backoff : static_cast<int>(std::min<int64_t>(backoff, left));
-      // In slices, so that an abort is seen within one of them.
-      for (int slept = 0; slept < nap && !aborted(o.abort_flag); slept += kAbortCheckMs) {
-        sleep_ms(std::min(kAbortCheckMs, nap - slept));
-      }
-      backoff = std::min(backoff * 2, 100);
-    }
+    s = connect_client(name, o, &ch, err);
+    if (s != SHMCH_OK) return s;
     // The client's first frame (PROTOCOL §5.2): the ring is empty after the server's reset.
     s = shmch_write(ch, SHMCH_HELLO, 0, 0, nullptr, 0);
     if (s != SHMCH_OK) {

@@ -2,11 +2,13 @@
  * shmchannel message API: whole messages, requests and responses over the frame API of
  * shmchannel.h, so that a C program does not implement docs/PROTOCOL.md §2 and §5 itself.
  *
- * An endpoint is one end of a channel: a server (it creates the segment, and takes the next
- * client after one leaves) or a client (it attaches, waiting for the server if asked). It says
- * HELLO and BYE, cuts messages into fragments and puts them together again, allocates request
- * ids, keeps track of the requests in flight both ways, builds and parses ERROR payloads, and
- * watches the peer. It uses only the functions of shmchannel.h.
+ * An endpoint is one end of a channel: a server of one client (it creates the segment, and
+ * takes the next client after one leaves) or a client (it attaches, waiting for the server if
+ * asked), of such a server or of a server of many clients (shmch_server_create(): the client's
+ * channel is then its own connection of that server). It says HELLO and BYE, cuts messages
+ * into fragments and puts them together again, allocates request ids, keeps track of the
+ * requests in flight both ways, builds and parses ERROR payloads, and watches the peer. It
+ * uses only the functions of shmchannel.h.
  *
  *   shmch_endpoint* ep;
  *   shmch_endpoint_open("/name", SHMCH_CLIENT, NULL, &ep, NULL);    // waits for the server
@@ -61,12 +63,16 @@ typedef struct shmch_endpoint_options {
   uint32_t queue_limit;
   /* Client only: how long shmch_endpoint_open() waits for a server to appear (a missing
    * segment, SHMCH_E_NOT_FOUND, or one not ready yet or still freeing the previous client's
-   * slot, SHMCH_E_NOT_READY, are tried again until then). 0: one try; < 0: no limit. */
+   * slot, SHMCH_E_NOT_READY, are tried again until then), and for a server of many clients to
+   * make this client's connection (a server that closes or dies meanwhile is given up, and the
+   * name tried again). 0: one try, though a server of many that is there still gets up to 2 s
+   * to make the connection, as shmch_attach() gives it; < 0: no limit. */
   int connect_timeout_ms;
   /* Client only, may be NULL: a way to give up that wait from another thread. Set *abort_flag
    * to nonzero (any thread; a plain store will do, it is read with an atomic load before every
-   * try and at least every 10 ms while sleeping between tries) and shmch_endpoint_open()
-   * returns SHMCH_E_CLOSED within about 10 ms, having opened nothing. A flag already set
+   * try and at least every 10 ms while sleeping between tries or waiting for a server of many
+   * to make the connection) and shmch_endpoint_open() returns SHMCH_E_CLOSED within about
+   * 10 ms, having opened nothing (a slot it claimed goes back to the server). A flag already set
    * before the call makes it return SHMCH_E_CLOSED at once. The int must stay valid until
    * shmch_endpoint_open() returns; the endpoint does not keep the pointer. */
   const int* abort_flag;
@@ -121,10 +127,14 @@ typedef struct shmch_message {
 /* Opens an endpoint on channel `name`. SHMCH_SERVER creates the segment (shmch_create: a live
  * server of that name is SHMCH_E_EXISTS, a dead one's segment is reclaimed); SHMCH_CLIENT
  * attaches (waiting up to options->connect_timeout_ms, see above; a timeout returns the last
- * status: SHMCH_E_NOT_FOUND, no server, or SHMCH_E_NOT_READY; options->abort_flag set:
- * SHMCH_E_CLOSED, with err->detail "aborted") and sends HELLO. Other failures
- * are shmch_create's and shmch_attach's (SHMCH_E_BUSY: another client is connected), reported
- * in *err as they report them. An invalid role is SHMCH_E_INVALID_ARG. */
+ * status: SHMCH_E_NOT_FOUND, no server, or SHMCH_E_NOT_READY, a server not ready or one of many
+ * that has not made the connection; options->abort_flag set: SHMCH_E_CLOSED, with err->detail
+ * "aborted") and sends HELLO. It connects as shmch_connect() and shmch_connect_finish() do (a
+ * server of one client or of many). Other failures are shmch_create's and those of
+ * shmch_connect() and shmch_connect_finish() (SHMCH_E_BUSY: another client is connected, or
+ * every slot of a server of many is taken; SHMCH_E_RESOURCE: a server of many could not make
+ * the connection), reported in *err as they report them. An invalid role is
+ * SHMCH_E_INVALID_ARG. */
 shmch_status shmch_endpoint_open(const char* name, shmch_role role, const shmch_endpoint_options* options,
                                  shmch_endpoint** out, shmch_error* err);
 
