@@ -3,15 +3,18 @@
 // Each case runs its peer in a child process (forked before the parent opens anything, so the
 // child copies no endpoint) on a real segment; a case that hangs fails the run.
 // Usage: message_test
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -479,6 +482,300 @@ void wait_for_paused() {
   CHECK(reap(pid) == sent);
 }
 
+// ---- A server of many clients (PROTOCOL §7) at the frame level ----
+
+// Answers each REQUEST "x" of a connection with a RESPONSE "pong:x" and a COMPLETE, but only
+// once `hellos_needed` connections said HELLO, so that the clients are connected at once.
+struct ManyServer {
+  struct Conn {
+    shmch_channel* ch = nullptr;
+    uint32_t pid = 0;
+    bool hello = false;
+    std::vector<std::pair<uint32_t, std::string>> requests;  // not answered yet
+  };
+  shmch_server* srv = nullptr;
+  std::map<uint32_t, Conn> conns;  // by connection id
+  size_t hellos_needed = 0;
+  size_t hellos = 0;
+  size_t most_connected = 0;
+  int answered = 0;
+  int left = 0;
+  bool broken = false;  // a read, write or accept failed
+
+  void pump(int timeout_ms) {
+    shmch_server_wait(srv, timeout_ms);
+    for (;;) {
+      shmch_channel* ch = nullptr;
+      uint32_t id = 0, pid = 0;
+      shmch_status s = shmch_server_accept(srv, &ch, &id, &pid, nullptr);
+      if (s == SHMCH_E_NOT_FOUND) break;
+      if (s != SHMCH_OK) {
+        broken = true;
+        continue;
+      }
+      conns[id].ch = ch;
+      conns[id].pid = pid;
+    }
+    most_connected = std::max<size_t>(most_connected, shmch_server_connections(srv));
+    for (auto& entry : conns) read(entry.second);
+    for (auto& entry : conns) {
+      Conn& c = entry.second;
+      if (c.ch == nullptr || hellos < hellos_needed) continue;
+      for (const auto& [rid, payload] : c.requests) {
+        std::string pong = "pong:" + payload;
+        auto len = static_cast<uint32_t>(pong.size());
+        if (shmch_write(c.ch, SHMCH_RESPONSE, rid, len, reinterpret_cast<const uint8_t*>(pong.data()), len) !=
+                SHMCH_OK ||
+            shmch_write(c.ch, SHMCH_COMPLETE, rid, 0, nullptr, 0) != SHMCH_OK) {
+          broken = true;
+        }
+        answered++;
+      }
+      c.requests.clear();
+    }
+    uint32_t ids[SHMCH_MAX_CLIENTS];
+    size_t n = shmch_server_left(srv, ids, SHMCH_MAX_CLIENTS);
+    for (size_t i = 0; i < n; i++) {
+      Conn& c = conns[ids[i]];
+      if (c.ch == nullptr) continue;
+      read(c);  // what it wrote before it left
+      shmch_server_disconnect(srv, c.ch);
+      c.ch = nullptr;
+      left++;
+    }
+  }
+
+  void read(Conn& c) {
+    if (c.ch == nullptr) return;
+    static uint8_t buf[4096];
+    size_t got = 0;
+    if (shmch_read(c.ch, buf, sizeof buf, &got) != SHMCH_OK) {
+      broken = true;
+      return;
+    }
+    for (size_t at = 0; at + SHMCH_FRAME_HEADER_SIZE <= got;) {
+      uint32_t length, id;
+      std::memcpy(&length, buf + at, 4);
+      std::memcpy(&id, buf + at + 8, 4);
+      uint8_t kind = buf[at + 4];
+      if (kind == SHMCH_HELLO && !c.hello) {
+        c.hello = true;
+        hellos++;
+      }
+      if (kind == SHMCH_REQUEST) {
+        c.requests.emplace_back(id, std::string(reinterpret_cast<char*>(buf) + at + 16, length));
+      }
+      at += SHMCH_FRAME_HEADER_SIZE + ((length + 7u) & ~7u);
+    }
+  }
+
+  void close() {
+    for (auto& entry : conns) {
+      if (entry.second.ch != nullptr) shmch_server_disconnect(srv, entry.second.ch);
+      entry.second.ch = nullptr;
+    }
+    shmch_server_close(srv);
+    srv = nullptr;
+  }
+};
+
+shmch_server* create_many(uint32_t max_clients) {
+  shmch_options o{};
+  o.ring_capacity = 4096;
+  o.max_message_size = 1 << 16;
+  o.mode = 0600;
+  shmch_server* srv = nullptr;
+  if (shmch_server_create(g_name.c_str(), &o, max_clients, &srv, nullptr) != SHMCH_OK) return nullptr;
+  return srv;
+}
+
+// A message-API client of a server of many: one request "<k>", its answer "pong:<k>" and its
+// end, then close. 0 if all went so.
+int round_trip_client(int k) {
+  shmch_endpoint* ep = open_client(10000);
+  if (ep == nullptr) return 90;
+  std::string ask = std::to_string(k);
+  uint32_t id = 0;
+  if (shmch_endpoint_request(ep, reinterpret_cast<const uint8_t*>(ask.data()), ask.size(), &id) != SHMCH_OK) return 91;
+  shmch_message m = await_kind(ep, SHMCH_RESPONSE, 10000);
+  if (m.kind != SHMCH_RESPONSE || m.id != id) return 92;
+  if (std::string(reinterpret_cast<const char*>(m.data), m.size) != "pong:" + ask) return 93;
+  m = await_kind(ep, SHMCH_COMPLETE, 10000);
+  if (m.kind != SHMCH_COMPLETE || m.id != id) return 94;
+  return shmch_endpoint_close(ep, 1000) == SHMCH_OK ? 0 : 95;
+}
+
+// Two message-API clients of one server of 4 clients, connected at once (the server answers
+// neither before both said HELLO), each with its round trip on its own connection.
+void many_clients_round_trips() {
+  next_name();
+  pid_t a = spawn([] { return round_trip_client(1); });
+  pid_t b = spawn([] { return round_trip_client(2); });
+  ManyServer server;
+  server.srv = create_many(4);
+  server.hellos_needed = 2;
+  CHECK(server.srv != nullptr);
+  if (server.srv == nullptr) {
+    kill(a, SIGKILL);
+    kill(b, SIGKILL);
+    reap(a);
+    reap(b);
+    return;
+  }
+  int64_t deadline = now_ms() + 15000;
+  while ((server.answered < 2 || server.left < 2) && now_ms() < deadline) server.pump(50);
+  CHECK(server.answered == 2);
+  CHECK(server.left == 2);
+  CHECK(server.most_connected == 2);
+  CHECK(!server.broken);
+  CHECK(server.conns.size() == 2);
+  std::vector<uint32_t> pids;
+  for (const auto& entry : server.conns) pids.push_back(entry.second.pid);
+  CHECK(reap(a) == 0);
+  CHECK(reap(b) == 0);
+  CHECK(pids.size() == 2 && pids[0] != pids[1]);
+  for (uint32_t pid : pids) CHECK(pid == uint32_t(a) || pid == uint32_t(b));
+  server.close();
+}
+
+// A client's open with abort_flag set `after_ms` into it, timeout `timeout_ms`: its status,
+// and how long it took to return after the flag was set (*late_ms) and in all (*took_ms).
+shmch_status open_aborted(int timeout_ms, int after_ms, int64_t* late_ms, int64_t* took_ms, shmch_error* err) {
+  int flag = 0;
+  shmch_endpoint_options o{};
+  o.connect_timeout_ms = timeout_ms;
+  o.abort_flag = &flag;
+  int64_t set_at = 0;
+  std::thread aborter([&] {
+    usleep(after_ms * 1000);
+    set_at = now_ms();
+    __atomic_store_n(&flag, 1, __ATOMIC_RELEASE);
+  });
+  shmch_endpoint* ep = nullptr;
+  int64_t start = now_ms();
+  shmch_status s = shmch_endpoint_open(g_name.c_str(), SHMCH_CLIENT, &o, &ep, err);
+  int64_t returned_at = now_ms();
+  aborter.join();
+  if (ep != nullptr) shmch_endpoint_close(ep, 0);
+  *late_ms = returned_at - set_at;
+  *took_ms = returned_at - start;
+  return s;
+}
+
+// A client waiting for a server of many that never makes its connection (its process is
+// stopped): the abort ends the open promptly (shmch_attach() would sit 2 s per try, deaf to
+// the flag), its claimed slot goes back to the server, and a timeout is kept as well.
+void many_clients_abort() {
+  next_name();
+  int ready[2];
+  int stop[2];
+  if (pipe(ready) != 0 || pipe(stop) != 0) {
+    CHECK(false);
+    return;
+  }
+  pid_t server = spawn([&] {
+    close(ready[0]);
+    close(stop[1]);
+    ManyServer many;
+    many.srv = create_many(4);
+    if (many.srv == nullptr) return 90;
+    char one = 1;
+    if (write(ready[1], &one, 1) != 1) return 91;
+    // Serves until the parent closes `stop`.
+    for (;;) {
+      struct pollfd p = {stop[0], POLLIN, 0};
+      if (poll(&p, 1, 0) != 0) break;
+      many.pump(20);
+    }
+    int answered = many.answered;
+    bool broken = many.broken;
+    many.close();
+    return broken ? 92 : answered;
+  });
+  close(ready[1]);
+  close(stop[0]);
+  char one = 0;
+  CHECK(read(ready[0], &one, 1) == 1);
+  close(ready[0]);
+  kill(server, SIGSTOP);
+  int status = 0;
+  CHECK(waitpid(server, &status, WUNTRACED) == server && WIFSTOPPED(status));
+
+  int64_t late = 0, took = 0;
+  shmch_error err{};
+  // A long wait, and no limit: each ends within 200 ms of the flag, having waited till then.
+  shmch_status s = open_aborted(10000, 300, &late, &took, &err);
+  CHECK(s == SHMCH_E_CLOSED);
+  CHECK(err.detail != nullptr && std::strcmp(err.detail, "aborted") == 0);
+  CHECK(late < 200);
+  CHECK(took >= 250);
+  s = open_aborted(-1, 300, &late, &took, nullptr);
+  CHECK(s == SHMCH_E_CLOSED);
+  CHECK(late < 200);
+  CHECK(took >= 250);
+
+  // Its timeout, when shorter than shmch_attach()'s 2 s: NOT_READY, then.
+  shmch_endpoint_options o{};
+  o.connect_timeout_ms = 300;
+  shmch_endpoint* ep = nullptr;
+  int64_t start = now_ms();
+  s = shmch_endpoint_open(g_name.c_str(), SHMCH_CLIENT, &o, &ep, &err);
+  int64_t spent = now_ms() - start;
+  CHECK(s == SHMCH_E_NOT_READY && ep == nullptr);
+  CHECK(spent >= 290 && spent < 600);
+
+  // Every slot it claimed went back: with 4 slots, 4 clients at once still get theirs.
+  kill(server, SIGCONT);
+  std::vector<pid_t> clients;
+  for (int k = 0; k < 4; k++) clients.push_back(spawn([k] { return round_trip_client(k); }));
+  for (pid_t c : clients) CHECK(reap(c) == 0);
+  close(stop[1]);
+  CHECK(reap(server) == 4);
+}
+
+// A client waiting for a server of many that dies before it made the connection ("server
+// gone") gives that attempt up and connects to the next server of the name.
+void many_clients_server_gone() {
+  next_name();
+  int ready[2];
+  if (pipe(ready) != 0) {
+    CHECK(false);
+    return;
+  }
+  pid_t first = spawn([&] {
+    close(ready[0]);
+    ManyServer many;
+    many.srv = create_many(4);
+    if (many.srv == nullptr) return 90;
+    char one = 1;
+    if (write(ready[1], &one, 1) != 1) return 91;
+    pause();  // accepts nobody
+    return 0;
+  });
+  close(ready[1]);
+  char one = 0;
+  CHECK(read(ready[0], &one, 1) == 1);
+  close(ready[0]);
+  pid_t client = spawn([] { return round_trip_client(7); });
+  usleep(300 * 1000);  // its slot is claimed by now, and waits
+  kill(first, SIGKILL);
+  CHECK(reap(first) == 1000 + SIGKILL);
+  ManyServer next;
+  next.srv = create_many(4);  // reclaims the dead server's directory
+  CHECK(next.srv != nullptr);
+  if (next.srv == nullptr) {
+    kill(client, SIGKILL);
+    reap(client);
+    shmch_unlink(g_name.c_str(), nullptr);
+    return;
+  }
+  int64_t deadline = now_ms() + 10000;
+  while ((next.answered < 1 || next.left < 1) && now_ms() < deadline) next.pump(50);
+  CHECK(next.answered == 1 && next.left == 1 && !next.broken);
+  CHECK(reap(client) == 0);
+  next.close();
+}
+
 struct Case {
   const char* name;
   void (*run)();
@@ -493,6 +790,11 @@ const Case kCases[] = {
     {"a server drops a client that sends a frame after its BYE", frame_after_bye},
     {"an ERROR's message and code are NUL-free, valid UTF-8", error_strings},
     {"wait_for without READABLE sleeps through unread messages until the queue drains", wait_for_paused},
+    {"two clients of a server of many clients, connected at once, each with its round trip", many_clients_round_trips},
+    {"an open waiting for a server of many that never accepts ends soon after its abort_flag is set",
+     many_clients_abort},
+    {"a client whose server of many died before making its connection connects to the next one",
+     many_clients_server_gone},
 };
 
 }  // namespace
