@@ -12,8 +12,9 @@ own backend compiles the core into it). Reachable from Python: notifications, re
 streamed responses, cancellation, timeouts, remote errors with codes, waiting for a server, a
 server's next client, and the bounded outgoing queue (``max_queued_bytes``, ``ERR_QUEUE_FULL``,
 ``queued_bytes``, ``drained()``). Messages a peer sends by loan arrive copied. Not yet: sending
-by loan, borrowed views, notify_many, codecs (the C message API has none of these); many clients
-per server is not in the protocol yet.
+by loan, borrowed views, notify_many, codecs (the C message API has none of these); a server of
+many clients (a Python server takes one client at a time; a Python client connects to a server of
+either kind, of many as one of its connections).
 """
 
 from .channel import Channel, Data, Handler, Notifications, RequestStream

@@ -253,7 +253,9 @@ class Channel:
     """One end of a channel over POSIX shared memory, driven by the C core.
 
     ``mode`` 'server' creates the segment (and serves one client after another); 'client'
-    attaches, waiting up to ``connect_timeout`` seconds for the server. Use it as
+    attaches, waiting up to ``connect_timeout`` seconds for the server (of one client, or of
+    many clients, such as a Node server's default: then also for the connection that server
+    makes it). Use it as
     ``async with Channel('/name', 'client') as ch: ...`` (open, then close), or call
     :meth:`open` and :meth:`close`.
 
@@ -336,7 +338,9 @@ class Channel:
 
     async def open(self) -> None:
         """Creates (server) or attaches to (client) the segment. Raises ShmChannelError:
-        ERR_ALREADY_OPEN, ERR_CHANNEL_BUSY, ERR_TIMEOUT (no server within connect_timeout),
+        ERR_ALREADY_OPEN, ERR_CHANNEL_BUSY (another client, or every slot of a server of many
+        taken), ERR_TIMEOUT (no server, or no connection made by a server of many, within
+        connect_timeout), ERR_RESOURCE_LIMIT (a server of many could not make the connection),
         ERR_SHM_OPEN_FAILED, ERR_INVALID_NAME, ERR_INCOMPATIBLE_SEGMENT, ERR_CHANNEL_CLOSED
         (after close(), or close() called while it waited). Cancelling it (a task cancel,
         ``asyncio.wait_for``) gives up at once and leaves the channel idle: open() may be
