@@ -1,5 +1,6 @@
 // The message API (shmchannel_message.h) where the specs cannot reach it well: aborting a
-// client's open, SHMCH_EV_DRAINED, and the endpoint's behaviour against peers that misbehave.
+// client's open, SHMCH_EV_DRAINED, the endpoint's behaviour against peers that misbehave, and
+// clients of a server of many clients (a shmch_server answering at the frame level).
 // Each case runs its peer in a child process (forked before the parent opens anything, so the
 // child copies no endpoint) on a real segment; a case that hangs fails the run.
 // Usage: message_test
