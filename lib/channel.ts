@@ -17,7 +17,7 @@ import type { ShmChannelError } from './errors';
 import type { IncomingRequest } from './incoming-request';
 import type { NotificationBatch } from './notification-batch';
 import { release, type LoanedBuffer } from './loans';
-import { validateName } from './names';
+import { validateName, validateServerName } from './names';
 import { MultiClientServer } from './server';
 import { SinglePeer } from './single-peer';
 
@@ -86,10 +86,11 @@ export class Channel {
     this.name = name;
     this.mode = mode;
     this.options = { ...options };
-    this.core =
-      mode === 'server' && (this.options.maxClients ?? DEFAULT_MAX_CLIENTS) > 1
-        ? new MultiClientServer(name, this.options, this.streams)
-        : new SinglePeer(name, mode, this.options, this.streams);
+    const manyClients = mode === 'server' && (this.options.maxClients ?? DEFAULT_MAX_CLIENTS) > 1;
+    if (manyClients) validateServerName(name);
+    this.core = manyClients
+      ? new MultiClientServer(name, this.options, this.streams)
+      : new SinglePeer(name, mode, this.options, this.streams);
   }
 
   get isOpen(): boolean {

@@ -112,6 +112,7 @@ export class Connection {
         host.hello(this);
       },
       bye: () => {
+        host.debug(`peer said goodbye (client ${id}, pid ${pid})`);
         this.goodbyeSeen = true;
         // Nothing it was asked will be answered now; the server ends it once it left.
         this.requests.endAll(() => this.goneError('said goodbye'));

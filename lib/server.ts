@@ -9,6 +9,7 @@ import { Observable } from 'rxjs';
 
 import {
   DEFAULT_CLOSE_TIMEOUT,
+  DEFAULT_MAX_CLIENTS,
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_POLL_WINDOW_US,
   type ChannelOptions,
@@ -100,7 +101,7 @@ export class MultiClientServer implements ChannelCore {
     });
     if (!this.referenced) this.native.unref();
     closeAtExit(this);
-    debug('server %s open for %d clients', this.name, this.options.maxClients);
+    debug('server %s open for %d clients', this.name, this.options.maxClients ?? DEFAULT_MAX_CLIENTS);
     this.streams.enter('open');
     this.armWaker();
     return Promise.resolve();
