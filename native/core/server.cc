@@ -87,11 +87,28 @@ struct shmch_server {
   std::atomic<bool> stopping{false};
   pthread_t liveness{};
   bool liveness_started = false;
+  // The process that created it. A child forked from it has a copy of all this but not the
+  // liveness thread (nor a lock that thread held at the fork), and shares the epoll instance,
+  // the eventfd and every name with the parent.
+  pid_t owner = 0;
 };
 
 namespace {
 
 uint8_t* dir_base(shmch_server* srv) { return srv->directory.data(); }
+
+bool forked_copy(const shmch_server* srv) { return getpid() != srv->owner; }
+
+// A forked child's shmch_server_close() or shmch_server_disconnect(): frees the child's copies
+// (descriptors, mappings, memory) and nothing the parent still uses. No lock (the liveness
+// thread of the parent may have held it at the fork), no epoll_ctl (the epoll instance is the
+// parent's too: removing a pidfd would end the parent's watch of that client), no write to the
+// directory or a connection (they are the parent's server's), no join (no thread here).
+void release_forked_connection(Connection* c) {
+  if (c->pidfd >= 0) close(c->pidfd);
+  delete c->ch;  // unmaps, closes its descriptor; speaks on nothing
+  delete c;
+}
 uint32_t* doorbell(shmch_server* srv) { return word32(dir_base(srv), dir::kDoorbell); }
 
 // Ends a wait of the server from any thread of ours (async-signal-safe).
@@ -390,6 +407,7 @@ shmch_status shmch_server_create(const char* name, const shmch_options* o, uint3
     return fail(err, SHMCH_E_INVALID_ARG, 0, nullptr, "max_clients must be 1 to 256");
   shmch_server* srv = new (std::nothrow) shmch_server();
   if (srv == nullptr) return fail(err, SHMCH_E_RESOURCE, ENOMEM, nullptr, nullptr);
+  srv->owner = getpid();
   std::strncpy(srv->name, name, sizeof srv->name - 1);
   srv->max_clients = max_clients;
   srv->options = *o;
@@ -445,6 +463,16 @@ shmch_status shmch_server_create(const char* name, const shmch_options* o, uint3
 
 void shmch_server_close(shmch_server* srv) {
   if (srv == nullptr) return;
+  if (forked_copy(srv)) {
+    for (uint32_t i = 0; i < srv->max_clients; i++) {
+      if (srv->by_slot[i] != nullptr) release_forked_connection(srv->by_slot[i]);
+      srv->by_slot[i] = nullptr;
+    }
+    if (srv->epoll_fd >= 0) close(srv->epoll_fd);
+    if (srv->control_fd >= 0) close(srv->control_fd);
+    delete srv;  // the directory: unmapped, never unlinked nor flagged
+    return;
+  }
   uint8_t* d = dir_base(srv);
   if (d != nullptr) {
     // Unlink before saying we closed: after that a new server may reclaim the name.
@@ -548,6 +576,16 @@ size_t shmch_server_left(shmch_server* srv, uint32_t* ids, size_t capacity) {
 
 void shmch_server_disconnect(shmch_server* srv, shmch_channel* conn) {
   if (srv == nullptr || conn == nullptr) return;
+  if (forked_copy(srv)) {
+    for (uint32_t i = 0; i < srv->max_clients; i++) {
+      if (srv->by_slot[i] != nullptr && srv->by_slot[i]->ch == conn) {
+        release_forked_connection(srv->by_slot[i]);
+        srv->by_slot[i] = nullptr;
+        srv->connections.fetch_sub(1);
+      }
+    }
+    return;
+  }
   std::lock_guard<std::mutex> lock(srv->mu);
   Connection* c = nullptr;
   for (uint32_t i = 0; i < srv->max_clients && c == nullptr; i++) {

@@ -365,7 +365,11 @@ shmch_status shmch_server_create(const char* name, const shmch_options* options,
                                  shmch_server** out, shmch_error* err);
 /* Closes every connection (each client learns as from shmch_close on a channel), unlinks them and
  * the directory, joins the liveness thread, frees. Connections handed out are freed with it:
- * drop every pointer to them first. NULL is ignored. */
+ * drop every pointer to them first. NULL is ignored.
+ * fork(): a server belongs to the process that created it. A child forked from it may only free
+ * its copy, with this (or shmch_server_disconnect / shmch_close of a connection): that frees the
+ * child's descriptors and mappings and says nothing to anyone (no name unlinked, no flag set, the
+ * parent's watch of its clients untouched). */
 void shmch_server_close(shmch_server* srv);
 
 /* Sleeps until a client asks for a connection, a connection has data (SHMCH_WAIT_READABLE), a
