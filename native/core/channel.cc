@@ -175,7 +175,7 @@ shmch_status reclaim_if_stale(const char* name, shmch_error* err) {
     return fail(err, SHMCH_E_EXISTS, EEXIST, "shm_open", "name is used by another program");
   }
   // A directory's connections first: once the name is gone, a new server may make its own.
-  if (read_u32(b, off::kKind) == SHMCH_SEGMENT_DIRECTORY) unlink_connections(name, read_u32(b, dir::kMaxClients));
+  if (read_u32(b, off::kKind) == SHMCH_SEGMENT_DIRECTORY) unlink_connections(name, b, read_u32(b, dir::kMaxClients));
   if (shm_unlink(name) != 0 && errno != ENOENT) {
     int e = errno;
     return fail(err, status_from_errno(e), e, "shm_unlink", "cannot reclaim stale segment");

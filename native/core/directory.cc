@@ -34,14 +34,21 @@ bool connection_name(const char* name, uint32_t slot, char* out, size_t out_size
   return n > 0 && static_cast<size_t>(n) < out_size;
 }
 
-void unlink_connections(const char* name, uint32_t max_clients) {
+void unlink_connections(const char* name, const uint8_t* directory, uint32_t max_clients) {
   if (max_clients > SHMCH_MAX_CLIENTS) max_clients = SHMCH_MAX_CLIENTS;
+  uint32_t server_pid = read_u32(directory, dir::kServerPid);
+  uint64_t server_start_time = read_u64(directory, dir::kServerStartTime);
   for (uint32_t i = 0; i < max_clients; i++) {
     char conn[256];
     if (!connection_name(name, i, conn, sizeof conn)) return;
     Segment old;
     if (old.open(conn, kDirectoryHeaderSize, largest_segment(), nullptr) != SHMCH_OK) continue;
-    if (read_u64(old.data(), off::kMagic) == kMagic) shm_unlink(conn);
+    const uint8_t* b = old.data();
+    if (read_u64(b, off::kMagic) == kMagic && read_u32(b, off::kKind) == SHMCH_SEGMENT_CONNECTION &&
+        read_u32(b, off::kServerPid) == server_pid && read_u64(b, off::kServerStartTime) == server_start_time &&
+        !old.lost()) {
+      shm_unlink(conn);
+    }
   }
 }
 

@@ -72,8 +72,11 @@ inline uint32_t* slot_word(uint8_t* directory, uint32_t slot, size_t field) {
 bool connection_name(const char* name, uint32_t slot, char* out, size_t out_size);
 
 // Removes the connections "<name>~0" to "<name>~<max_clients - 1>" (at most SHMCH_MAX_CLIENTS)
-// that are shmchannel segments: a name that is not ours is never removed.
-void unlink_connections(const char* name, uint32_t max_clients);
+// of the directory `name` read: shmchannel segments of kind CONNECTION made by that directory's
+// server (the server pid and start time in their header are the directory's). Anything else
+// under those names (another program's object, a channel of one client that happens to be called
+// so, a connection of another server) is never removed: a directory is anyone's to write.
+void unlink_connections(const char* name, const uint8_t* directory, uint32_t max_clients);
 
 // Gives a slot back: everything but the owner cleared, then the owner (release), which lets
 // the next client take it.

@@ -133,7 +133,7 @@ shmch_status shmch_unlink(const char* name, shmch_error* err) {
     DirectoryHeader h;
     if (open_ours(name, &seg, &kind, nullptr) == SHMCH_OK && kind == SHMCH_SEGMENT_DIRECTORY &&
         validate_directory(seg.data(), seg.size(), &h, nullptr) == SHMCH_OK) {
-      unlink_connections(name, h.max_clients);
+      unlink_connections(name, seg.data(), h.max_clients);
     }
   }
   if (shm_unlink(name) != 0) {

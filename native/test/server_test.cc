@@ -819,6 +819,53 @@ bool a_forked_childs_close_leaves_the_parents_server_alone() {
   return true;
 }
 
+// A stale directory (its server dead) names <name>~0 .. <name>~<max_clients - 1>; the server that
+// reclaims the name removes those that are that server's connections, and nothing else: not a
+// live channel that happens to be called <name>~1, not a connection of another server.
+bool a_stale_directory_takes_only_its_own_connections_along() {
+  next_name();
+  Child dead = spawn([](int, int) { return 0; });
+  uint32_t dead_pid = static_cast<uint32_t>(dead.pid);
+  CHECK(reap(dead) == 0);
+  // A crafted directory of 256 slots whose server is gone.
+  shmch::Segment d;
+  CHECK(d.create(g_name.c_str(), shmch::directory_size(256), 0600, false, nullptr) == SHMCH_OK);
+  uint8_t* b = d.data();
+  shmch::write_u64(b, shmch::dir::kMagic, shmch::kMagic);
+  shmch::write_u32(b, shmch::dir::kVersion, SHMCH_PROTOCOL_VERSION);
+  shmch::write_u32(b, shmch::dir::kHeaderSize, 256);
+  shmch::write_u64(b, shmch::dir::kSegmentSize, shmch::directory_size(256));
+  shmch::write_u32(b, shmch::dir::kRingCapacity, kRing);
+  shmch::write_u32(b, shmch::dir::kMaxMessageSize, 64 * 1024);
+  shmch::write_u32(b, shmch::dir::kMaxClients, 256);
+  shmch::write_u32(b, shmch::dir::kKind, SHMCH_SEGMENT_DIRECTORY);
+  shmch::write_u32(b, shmch::dir::kServerPid, dead_pid);
+  shmch::write_u32(b, shmch::dir::kState, SHMCH_STATE_SERVER_READY);
+  // <name>~1: a live channel of a server of one client (of this process).
+  shmch_options o = options();
+  shmch_channel* other = nullptr;
+  CHECK(shmch_create(conn_name(1).c_str(), &o, &other, nullptr) == SHMCH_OK);
+  // <name>~2: a connection of the dead server, left behind.
+  shmch::Segment left;
+  size_t size = shmch::segment_layout(kRing, 0).size;
+  CHECK(left.create(conn_name(2).c_str(), size, 0600, false, nullptr) == SHMCH_OK);
+  shmch::write_u64(left.data(), shmch::off::kMagic, shmch::kMagic);
+  shmch::write_u32(left.data(), shmch::off::kVersion, SHMCH_PROTOCOL_VERSION);
+  shmch::write_u32(left.data(), shmch::off::kKind, SHMCH_SEGMENT_CONNECTION);
+  shmch::write_u32(left.data(), shmch::off::kServerPid, dead_pid);
+  left.unmap();
+  d.unmap();
+  shmch_server* srv = create_server(2);
+  CHECK(srv != nullptr);
+  CHECK(!exists(conn_name(2)));
+  bool kept = exists(conn_name(1));
+  shmch_close(other);
+  CHECK(kept);
+  shmch_server_close(srv);
+  CHECK(shm_entries() == 0);
+  return true;
+}
+
 struct Case {
   const char* what;
   bool (*run)();
@@ -840,6 +887,7 @@ const Case kCases[] = {
     {"shmch_connect reaches a server of one client", a_server_of_one_client_is_reached_by_connect},
     {"a forked child's close of its copy leaves the parent's server alone",
      a_forked_childs_close_leaves_the_parents_server_alone},
+    {"a stale directory takes only its own connections along", a_stale_directory_takes_only_its_own_connections_along},
 };
 
 const char* g_running = "";
