@@ -128,7 +128,7 @@ describe('Channel#open()', function () {
 
   it('should fail with ERR_CHANNEL_BUSY when another client is connected', async function () {
     const name = uniqueName('busy');
-    const server = await openChannel(name, 'server');
+    const server = await openChannel(name, 'server', { maxClients: 1 });
     await Peer.spawn({ name, mode: 'client' });
     await reaches(server, 'connected');
     // A busy server is not "not there yet": no waiting until connectTimeout.
@@ -200,7 +200,7 @@ describe('Channel#close()', function () {
         .sort();
     expect(channelThreads(), 'no channel open before').to.deep.equal([]);
     const name = uniqueName('threads');
-    const server = await openChannel(name, 'server');
+    const server = await openChannel(name, 'server', { maxClients: 1 });
     await Peer.spawn({ name, mode: 'client' });
     await reaches(server, 'connected');
     await waitUntil(() => channelThreads().length === 2);

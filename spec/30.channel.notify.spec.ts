@@ -244,7 +244,8 @@ describe('Channel#notify()', function () {
     it('should deliver what a process notified in the same tick as its process.exit()', async function () {
       this.timeout(60000);
       const name = uniqueName('exit-batch');
-      const server = await openChannel(name, 'server');
+      // One client: spawnSync blocks this event loop, which a server of many makes connections on.
+      const server = await openChannel(name, 'server', { maxClients: 1 });
       const arriving = firstValueFrom(
         server.notifications$.pipe(take(3), toArray(), timeout({ first: 10_000, with: () => of([] as Buffer[]) })),
       );
@@ -354,7 +355,13 @@ describe('Channel#notify()', function () {
         const name = uniqueName('queue-full');
         // No client reads yet: a 4 KiB ring and a 16 KiB queue bound fill in this loop.
         const maxQueuedBytes = 16 * 1024;
-        const server = await openChannel(name, 'server', { ringCapacity: 4096, maxMessageSize: 1024, maxQueuedBytes });
+        // One client: what the server sends before it connects waits in the ring for it.
+        const server = await openChannel(name, 'server', {
+          ringCapacity: 4096,
+          maxMessageSize: 1024,
+          maxQueuedBytes,
+          maxClients: 1,
+        });
         const accepted: string[] = [];
         const inRing: boolean[] = [];
         let refused: unknown;
@@ -387,7 +394,8 @@ describe('Channel#notify()', function () {
 
     it('should return false from notify() once the ring is full, and resolve drained() when the peer has read it', async function () {
       const name = uniqueName('drained');
-      const server = await openChannel(name, 'server', { ringCapacity: 4096, maxMessageSize: 1024 });
+      // One client: the ring fills before it connects, and it reads what waits there.
+      const server = await openChannel(name, 'server', { ringCapacity: 4096, maxMessageSize: 1024, maxClients: 1 });
       await server.drained(); // nothing waits: resolves at once
       const sent: string[] = [];
       let inRing = true;
@@ -436,7 +444,8 @@ describe('Channel#notify()', function () {
 
     it('should reject drained() with ERR_PEER_LOST when the reader dies before reading', async function () {
       const name = uniqueName('drained-lost');
-      const server = await openChannel(name, 'server', { ringCapacity: 4096 });
+      // One client: a server of many's drained() no longer counts a client that left.
+      const server = await openChannel(name, 'server', { ringCapacity: 4096, maxClients: 1 });
       const peer = await Peer.spawn({ name, mode: 'client' });
       await reaches(server, 'connected');
       process.kill(peer.pid, 'SIGSTOP');
@@ -459,7 +468,8 @@ describe('Channel#notify()', function () {
 
     it('should reject drained() with ERR_CHANNEL_CLOSED when closed with data waiting, or not open', async function () {
       const name = uniqueName('drained-closed');
-      const server = await openChannel(name, 'server', { ringCapacity: 4096, closeTimeout: 20 });
+      // One client: with none connected, the ring fills for the one to come.
+      const server = await openChannel(name, 'server', { ringCapacity: 4096, closeTimeout: 20, maxClients: 1 });
       while (server.notify(Buffer.alloc(512)));
       const draining = server.drained();
       const warned = new Promise((resolve) => process.once('warning', resolve));

@@ -93,7 +93,8 @@ describe('Channel zero-copy loans', function () {
     });
 
     it('should hand out a view of the peer pool itself, and recycle the pool once messages are released', async function () {
-      const { server, peer, name } = await serverWithPeer('zc-view');
+      // One client: its pool is in the server's segment, read here by name.
+      const { server, peer, name } = await serverWithPeer('zc-view', { maxClients: 1 });
       const memory = SharedMemory.open(name);
       try {
         const arriving = firstValueFrom(server.notifications$);
@@ -382,7 +383,8 @@ describe('Channel zero-copy loans', function () {
 
   describe('peer death', function () {
     it('should detach the views of a SIGKILLed client, take back the loans it held, and serve the next client', async function () {
-      const { server, peer, name } = await serverWithPeer('zc-kill');
+      // One client: the server's pool outlives its client (a server of many has one per client).
+      const { server, peer, name } = await serverWithPeer('zc-kill', { maxClients: 1 });
       await peer.command({ cmd: 'hold-views' });
       server.notify(loanOf(server, patternBuffer(3 * POOL_BLOCK, 12)));
       server.notify(loanOf(server, patternBuffer(5 * POOL_BLOCK, 13)));
@@ -458,7 +460,8 @@ describe('Channel zero-copy loans', function () {
     });
 
     it('should reclaim what a terminated worker held, and keep the process working', async function () {
-      const { server, peer, name } = await serverWithPeer('zc-worker-kill', {}, { borrow: true }, true);
+      // One client: the server's pool outlives its client (a server of many has one per client).
+      const { server, peer, name } = await serverWithPeer('zc-worker-kill', { maxClients: 1 }, { borrow: true }, true);
       await peer.command({ cmd: 'hold-views' });
       server.notify(loanOf(server, patternBuffer(6 * POOL_BLOCK, 42)));
       await peer.collect(1);
@@ -513,11 +516,14 @@ describe('Channel zero-copy loans', function () {
 
     async function victim(label: string) {
       const name = uniqueName(label);
+      // One client: the attacks write into the server's segment by name, and the server's pool
+      // outlives the client it drops.
       const server = await openChannel(name, 'server', {
         ringCapacity: CAP,
         poolSize: POOL,
         borrow: true,
         pollWindowUs: 0,
+        maxClients: 1,
       });
       const peer = await Peer.spawn({ name, mode: 'client', options: { borrow: true } });
       await reaches(server, 'connected');

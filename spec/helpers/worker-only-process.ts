@@ -26,6 +26,8 @@ export interface WorkerOnlyJob {
   name: string;
   mode: Mode;
   ending: Exclude<WorkerOnlyEnding, 'reload'> | 'close-when-told';
+  /** A server's maxClients; the default when undefined. */
+  maxClients?: number;
 }
 
 const THREAD_SCRIPT = path.join(__dirname, 'worker-only-thread.js');
@@ -90,14 +92,14 @@ function runWorker(job: WorkerOnlyJob, then: () => void): void {
   });
 }
 
-function main(name: string, mode: Mode, ending: WorkerOnlyEnding): void {
+function main(name: string, mode: Mode, ending: WorkerOnlyEnding, maxClients: number | undefined): void {
   const done = () => setTimeout(() => console.log('done'), LINGER_MS);
   if (ending !== 'reload') {
-    runWorker({ name, mode, ending }, done);
+    runWorker({ name, mode, ending, maxClients }, done);
     return;
   }
-  runWorker({ name, mode, ending: 'terminate' }, () =>
-    runWorker({ name, mode, ending: 'close-when-told' }, () => {
+  runWorker({ name, mode, ending: 'terminate', maxClients }, () =>
+    runWorker({ name, mode, ending: 'close-when-told', maxClients }, () => {
       console.log(
         `after: ${threadsLine()}; SIGBUS ${sigbusCaught() === sigbusCaughtAtStart ? 'as at start' : 'changed'}`,
       );
@@ -106,5 +108,5 @@ function main(name: string, mode: Mode, ending: WorkerOnlyEnding): void {
   );
 }
 
-const [name, mode, ending] = process.argv.slice(2);
-main(name, mode as Mode, ending as WorkerOnlyEnding);
+const [name, mode, ending, maxClients] = process.argv.slice(2);
+main(name, mode as Mode, ending as WorkerOnlyEnding, maxClients === undefined ? undefined : Number(maxClients));

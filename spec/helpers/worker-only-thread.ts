@@ -6,7 +6,7 @@ import { Channel } from '../../lib/index';
 import type { WorkerOnlyJob } from './worker-only-process';
 
 async function main(job: WorkerOnlyJob): Promise<void> {
-  const channel = new Channel(job.name, job.mode);
+  const channel = new Channel(job.name, job.mode, job.maxClients === undefined ? {} : { maxClients: job.maxClients });
   await channel.open();
   parentPort?.postMessage('open');
   if (job.ending === 'peer-lost') {
