@@ -104,7 +104,6 @@ export class MultiClientServer implements ChannelCore {
     debug('server %s open for %d clients', this.name, this.options.maxClients ?? DEFAULT_MAX_CLIENTS);
     this.streams.enter('open');
     this.armWaker();
-    return Promise.resolve();
   }
 
   close(): Promise<void> {
@@ -269,7 +268,7 @@ export class MultiClientServer implements ChannelCore {
     // The client learns it was dropped (ERR_PROTOCOL on its side), not that its server left.
     if (tellClient) c.flagDropped();
     // Why first, then that it is gone (closed, state$).
-    this.streams.clientDropped(this.name, error, `client ${c.id} (pid ${c.pid})`);
+    this.streams.clientDropped(this.name, error, 'a client');
     c.drop(error);
   }
 
