@@ -112,7 +112,13 @@ describe('Peer death', function () {
       const name = uniqueName('watch-broken');
       // After any preload already there (the sanitizer runtime must stay first).
       const preload = [process.env.LD_PRELOAD, shim].filter((p) => p !== undefined && p !== '').join(' ');
-      const server = await Peer.spawn({ name, mode: 'server', env: { LD_PRELOAD: preload, POLL_SHIM_MARK: mark } });
+      // One client: the peer-watch thread (poll on a pidfd) is a server of one client's.
+      const server = await Peer.spawn({
+        name,
+        mode: 'server',
+        options: { maxClients: 1 },
+        env: { LD_PRELOAD: preload, POLL_SHIM_MARK: mark },
+      });
       const client = await Peer.spawn({ name, mode: 'client' });
       await server.waitFor('state', (e) => e.state === 'connected');
       expect(existsSync(mark), 'the shim must have failed the watch thread').to.equal(true);

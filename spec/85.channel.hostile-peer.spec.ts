@@ -16,7 +16,8 @@ async function victimServer(
   label: string,
 ): Promise<{ server: Channel; peer: Peer; seg: Buffer; memory: SharedMemory }> {
   const name = uniqueName(label);
-  const server = await openChannel(name, 'server', { ringCapacity: CAPACITY, pollWindowUs: 0 });
+  // One client: the attacker writes into the server's segment by name.
+  const server = await openChannel(name, 'server', { ringCapacity: CAPACITY, pollWindowUs: 0, maxClients: 1 });
   const peer = await Peer.spawn({ name, mode: 'client' });
   await reaches(server, 'connected');
   const memory = SharedMemory.open(name);
@@ -109,7 +110,8 @@ describe('A hostile peer writing into the segment', function () {
 
   it('should fail a client with ERR_PROTOCOL, and close it, when its server writes an invalid frame', async function () {
     const name = uniqueName('bad-server');
-    const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: CAPACITY } });
+    // One client: the attacker writes into the server's segment by name.
+    const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: CAPACITY, maxClients: 1 } });
     const client = await openChannel(name, 'client');
     const memory = SharedMemory.open(name);
     const seg = memory.buffer;
@@ -217,7 +219,8 @@ describe('A hostile peer writing into the segment', function () {
 
   it('should take the slot back at once when the bad bytes came with no client attached', async function () {
     const name = uniqueName('no-client');
-    const server = await openChannel(name, 'server', { ringCapacity: CAPACITY });
+    // One client: the attacker writes into the server's segment by name.
+    const server = await openChannel(name, 'server', { ringCapacity: CAPACITY, maxClients: 1 });
     const memory = SharedMemory.open(name);
     const seg = memory.buffer;
     const reported = firstValueFrom(server.clientErrors$);
@@ -316,7 +319,8 @@ describe('A hostile peer writing into the segment', function () {
       const seed = baseSeed + round;
       const random = seededRandom(seed);
       const name = uniqueName('fuzz');
-      const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: 4096 } });
+      // One client: the fuzzer writes into the server's segment by name.
+      const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: 4096, maxClients: 1 } });
       await server.handle({ kind: 'ticks', ms: 1 });
       const client = await Peer.spawn({ name, mode: 'client' });
       const memory = SharedMemory.open(name);

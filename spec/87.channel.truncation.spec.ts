@@ -49,7 +49,8 @@ describe('A peer that shrinks the segment', function () {
   ] as const) {
     it(`should fail the channel with ERR_PROTOCOL, not die of SIGBUS, when it is shrunk ${what}`, async function () {
       const name = uniqueName('shrunk');
-      const server = await openChannel(name, 'server', { ringCapacity: CAPACITY });
+      // One client: another process shrinks the server's segment, by name.
+      const server = await openChannel(name, 'server', { ringCapacity: CAPACITY, maxClients: 1 });
       const client = await Peer.spawn({ name, mode: 'client' });
       await reaches(server, 'connected');
       const failed = streamError(server);
@@ -89,7 +90,8 @@ describe('A peer that shrinks the segment', function () {
 
   it('should fail both ends of an idle channel, which nothing sends to look, when it is shrunk', async function () {
     const name = uniqueName('shrunk-idle');
-    const server = await openChannel(name, 'server', { ringCapacity: CAPACITY });
+    // One client: another process shrinks the server's segment, by name.
+    const server = await openChannel(name, 'server', { ringCapacity: CAPACITY, maxClients: 1 });
     const client = await Peer.spawn({ name, mode: 'client' });
     await reaches(server, 'connected');
     const failed = streamError(server);
@@ -109,7 +111,8 @@ describe('A peer that shrinks the segment', function () {
 
   it('should still fail a server that is waiting for a dropped client to leave when the segment shrinks', async function () {
     const name = uniqueName('shrunk-dropping');
-    const server = await openChannel(name, 'server', { ringCapacity: CAPACITY });
+    // One client: another process shrinks the server's segment, by name.
+    const server = await openChannel(name, 'server', { ringCapacity: CAPACITY, maxClients: 1 });
     const client = await Peer.spawn({ name, mode: 'client' });
     await reaches(server, 'connected');
     // The client stays, stopped, so the server waits for it to leave, reading nothing.
@@ -136,7 +139,8 @@ describe('A peer that shrinks the segment', function () {
     for (const size of [0, 4096, Layout.data + CAPACITY / 2, Layout.data + CAPACITY + 100]) {
       const name = uniqueName('shrunk-live');
       unlinkLater(name);
-      const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: CAPACITY } });
+      // One client: another process shrinks the server's segment, by name.
+      const server = await Peer.spawn({ name, mode: 'server', options: { ringCapacity: CAPACITY, maxClients: 1 } });
       await server.handle({ kind: 'echo' });
       const client = await Peer.spawn({ name, mode: 'client' });
       const traffic = client.notify({ sizes: [200, 3000, 40_000, 70 * 1024], count: 200 }).catch(() => undefined);
@@ -220,7 +224,8 @@ describe('A full /dev/shm', function () {
 
   it('should fail a server open() with ERR_RESOURCE_LIMIT, not later in the middle of traffic', async function () {
     const r = await inSmallDevShm(`
-      const server = new lib.Channel('/full', 'server', { ringCapacity: 1024 * 1024 });
+      // One client: its whole segment is allocated at open() (a server of many's, as each client connects).
+      const server = new lib.Channel('/full', 'server', { ringCapacity: 1024 * 1024, maxClients: 1 });
       try { await server.open(); return { opened: true }; }
       catch (e) { return { code: e.code, message: e.message, left: require('fs').readdirSync('/dev/shm') }; }
     `);

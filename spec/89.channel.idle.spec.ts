@@ -79,7 +79,8 @@ describe('An idle open channel', function () {
   it('should leave every native thread of both processes asleep with no timeout, and not wake them', async function () {
     this.timeout(30_000);
     const name = uniqueName('idle');
-    const server = await openChannel(name, 'server');
+    // One client: the threads below are a server of one client's (waker and peer watch).
+    const server = await openChannel(name, 'server', { maxClients: 1 });
     const client = await Peer.spawn({ name, mode: 'client' });
     await reaches(server, 'connected');
     const received: string[] = [];
