@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -41,6 +42,14 @@ namespace {
 constexpr int64_t kLimboMs = 2000;
 // Without pidfds the liveness thread looks at the clients this often.
 constexpr int kPollMs = 250;
+// A client that has not attached to its connection this long after READY never will: its
+// claim named a process that is not connecting (a hostile client can name any live one), and
+// its slot is taken back (PROTOCOL §7.6).
+constexpr int64_t kAttachMs = 10000;
+// A wait sleeps at most this long before it looks again by itself: every client can write the
+// shared doorbell, and one that writes back the value the server read undoes a ring that
+// came in just before the server's futex_wait; and a client that never attaches rings nothing.
+constexpr int kLookAgainMs = 1000;
 // The epoll data of the control eventfd; connections use their id, never 0.
 constexpr uint64_t kControl = 0;
 
@@ -51,6 +60,7 @@ struct Connection {
   uint32_t pid = 0;
   uint64_t start_time = 0;
   int pidfd = -1;  // -1: the liveness thread looks at the process instead
+  int64_t ready_at_ms = 0;  // when the slot went READY (see kAttachMs)
   bool dead = false;
   bool left_reported = false;
 };
@@ -202,10 +212,17 @@ bool directory_asks(shmch_server* srv) {
   return asks;
 }
 
-// The client of c left: it flagged its close, died, or its connection lost pages. Under mu.
+// READY long ago, and still nobody attached (see kAttachMs). Under mu.
+bool never_attached(const Connection* c) {
+  return (load_acquire(word32(c->ch->segment.data(), off::kState)) & SHMCH_STATE_CLIENT_ATTACHED) == 0 &&
+         now_ms() - c->ready_at_ms > kAttachMs;
+}
+
+// The client of c left: it flagged its close, died, never attached, or its connection lost
+// pages. Under mu.
 bool client_left(const Connection* c) {
   return c->dead || peer_flagged_leave(c->ch) || c->ch->segment.lost() ||
-         (c->pidfd < 0 && !process_alive(c->pid, c->start_time));
+         (c->pidfd < 0 && !process_alive(c->pid, c->start_time)) || never_attached(c);
 }
 
 enum class Look { kNothing, kReadable, kWoken };
@@ -358,6 +375,7 @@ Made make_connection(shmch_server* srv, uint32_t slot, uint32_t pid, uint64_t st
   }
   c->id = take_id(srv);
   c->slot = slot;
+  c->ready_at_ms = now_ms();
   c->ch = ch;
   c->pid = pid;
   c->start_time = start_time;
@@ -513,13 +531,29 @@ int shmch_server_wait(shmch_server* srv, int timeout_ms) {
       return to_wait_result(l);
     }
   }
-  // Not under mu: the liveness thread takes it to report a death, then rings.
-  bool rang = doorbell_wait(doorbell(srv), seen, &srv->private_bell, private_seen, timeout_ms);
-  std::lock_guard<std::mutex> lock(srv->mu);
-  set_sleeping(srv, 0);
-  Look l = look(srv, false);
-  if (l != Look::kNothing) return to_wait_result(l);
-  return rang ? SHMCH_WAIT_WOKEN : SHMCH_WAIT_TIMEOUT;
+  int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
+  for (;;) {
+    int64_t left = deadline - now_ms();
+    int slice = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(left, kLookAgainMs)));
+    // Not under mu: the liveness thread takes it to report a death, then rings.
+    bool rang = doorbell_wait(doorbell(srv), seen, &srv->private_bell, private_seen, slice);
+    std::lock_guard<std::mutex> lock(srv->mu);
+    if (rang || now_ms() >= deadline) {
+      set_sleeping(srv, 0);
+      Look l = look(srv, false);
+      if (l != Look::kNothing) return to_wait_result(l);
+      return rang ? SHMCH_WAIT_WOKEN : SHMCH_WAIT_TIMEOUT;
+    }
+    // A slice that ended without a ring: look at everything again, still announced as asleep.
+    seen = __atomic_load_n(doorbell(srv), __ATOMIC_SEQ_CST);
+    private_seen = __atomic_load_n(&srv->private_bell, __ATOMIC_SEQ_CST);
+    Look l = srv->wake_requested.exchange(false) ? Look::kWoken : look(srv, true);
+    if (l == Look::kNothing) l = look(srv, false);
+    if (l != Look::kNothing) {
+      set_sleeping(srv, 0);
+      return to_wait_result(l);
+    }
+  }
 }
 
 void shmch_server_wake(shmch_server* srv) {

@@ -374,7 +374,9 @@ void shmch_server_close(shmch_server* srv);
 
 /* Sleeps until a client asks for a connection, a connection has data (SHMCH_WAIT_READABLE), a
  * blocked write or loan of one may go on, a client left or died, shmch_server_wake(), or
- * timeout_ms (< 0: none). SHMCH_WAIT_WOKEN for all but data and the timeout: then call
+ * timeout_ms (< 0: none); it looks again by itself at least every second (any client can write
+ * the shared doorbell, and so undo another's ring). SHMCH_WAIT_WOKEN for all but data and the
+ * timeout: then call
  * shmch_server_accept() and shmch_server_left(). One thread waits; shmch_server_accept() and
  * shmch_server_disconnect() must not run during its wait (call them between waits, as the
  * Node binding does while its waker is disarmed). NULL: SHMCH_WAIT_TIMEOUT at once. */
@@ -388,8 +390,9 @@ void shmch_server_wake(shmch_server* srv);
  * (it learns SHMCH_E_RESOURCE) and is reported here; call again for the next. */
 shmch_status shmch_server_accept(shmch_server* srv, shmch_channel** out, uint32_t* connection_id,
                                  uint32_t* client_pid, shmch_error* err);
-/* The ids of connections whose client closed (CLIENT_CLOSED), died or never attached and died,
- * each reported once: at most `capacity` into ids; returns how many. The caller then reads what
+/* The ids of connections whose client closed (CLIENT_CLOSED), died, or never attached (it died
+ * first, or 10 s passed since the server made its connection: its claim named a process that is
+ * not connecting), each reported once: at most `capacity` into ids; returns how many. The caller then reads what
  * is left and calls shmch_server_disconnect(). NULL srv: 0. */
 size_t shmch_server_left(shmch_server* srv, uint32_t* ids, size_t capacity);
 /* Ends one connection: flags SERVER_CLOSED and rings its client (who learns as from shmch_close

@@ -871,6 +871,55 @@ struct Case {
   bool (*run)();
 };
 
+
+// A claim in the name of a live process that never attaches (pid 1 here; a hostile client can
+// name any): the server makes the connection, and takes the slot back once nobody attached for
+// kAttachMs (10 s), with the doorbell silent all along (the wait looks again by itself).
+bool a_claim_nobody_attaches_to_is_taken_back() {
+  next_name();
+  shmch_server* srv = create_server(2);
+  CHECK(srv != nullptr);
+  int fd = shm_open(g_name.c_str(), O_RDWR, 0);
+  CHECK(fd >= 0);
+  size_t size = shmch::directory_size(2);
+  auto* d = static_cast<uint8_t*>(mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  close(fd);
+  CHECK(d != MAP_FAILED);
+  uint32_t free_pid = 0;
+  CHECK(__atomic_compare_exchange_n(shmch::slot_word(d, 0, shmch::dir::kOwnerPid), &free_pid, 1u, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+  __atomic_store_n(shmch::slot_word(d, 0, shmch::dir::kPhase), SHMCH_SLOT_CLAIMED, __ATOMIC_RELEASE);
+  __atomic_fetch_add(shmch::word32(d, shmch::dir::kClaims), 1, __ATOMIC_RELEASE);
+  munmap(d, size);
+  shmch_channel* conn = nullptr;
+  uint32_t id = 0;
+  uint32_t pid = 0;
+  int64_t start = now_ms();
+  shmch_status s = SHMCH_E_NOT_FOUND;
+  while (s == SHMCH_E_NOT_FOUND && now_ms() - start < 2000) {
+    shmch_server_wait(srv, 100);
+    s = shmch_server_accept(srv, &conn, &id, &pid, nullptr);
+  }
+  CHECK(s == SHMCH_OK && pid == 1);
+  CHECK(exists(conn_name(0)));
+  // One wait with no timeout: it must end by itself when the attach deadline passes.
+  int64_t made = now_ms();
+  int r = shmch_server_wait(srv, -1);
+  int64_t waited = now_ms() - made;
+  CHECK(r == SHMCH_WAIT_WOKEN);
+  CHECK(waited >= 9000 && waited < 13000);
+  uint32_t left[4];
+  CHECK(shmch_server_left(srv, left, 4) == 1 && left[0] == id);
+  shmch_server_disconnect(srv, conn);
+  CHECK(!exists(conn_name(0)));
+  shmch_client_info clients[2];
+  size_t count = 9;
+  CHECK(shmch_inspect_clients(g_name.c_str(), clients, 2, &count, nullptr) == SHMCH_OK && count == 0);
+  shmch_server_close(srv);
+  CHECK(shm_entries() == 0);
+  return true;
+}
+
 const Case kCases[] = {
     {"four clients, each in order on its own connection; one thread of the server's own",
      four_clients_each_in_order_on_its_connection},
@@ -888,6 +937,7 @@ const Case kCases[] = {
     {"a forked child's close of its copy leaves the parent's server alone",
      a_forked_childs_close_leaves_the_parents_server_alone},
     {"a stale directory takes only its own connections along", a_stale_directory_takes_only_its_own_connections_along},
+    {"a claim nobody attaches to is taken back after 10 s, with no ring", a_claim_nobody_attaches_to_is_taken_back},
 };
 
 const char* g_running = "";
