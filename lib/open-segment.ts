@@ -90,7 +90,12 @@ export async function attachSegment(
         if (connector.finish()) {
           const attached = connector;
           connector = undefined;
-          return new binding.Channel(ROLE_CLIENT, name, 0, 0, 0, onWake, 0, attached);
+          try {
+            return new binding.Channel(ROLE_CLIENT, name, 0, 0, 0, onWake, 0, attached);
+          } finally {
+            // Frees the attempt at once (not when collected); closes its channel if none took it.
+            attached.cancel();
+          }
         }
         waitingFor = undefined;
       } catch (err) {
