@@ -343,6 +343,41 @@ describe('A server of many clients', function () {
     await waitUntil(() => entriesOf(name).length === 1);
   });
 
+  it('ends one client with Connection.close(): it reads what was queued, then leaves; the others stay', async () => {
+    const name = uniqueName('mc-close-one');
+    const server = await openChannel(name, 'server');
+    const clients = recordClients(server);
+    answerWithClientPid(server);
+    const ended = await Peer.spawn({ name, mode: 'client' });
+    const kept = await Peer.spawn({ name, mode: 'client' });
+    await waitUntil(() => clients.length === 2);
+    const connection = clients.find((c) => c.pid === ended.pid) as Connection;
+
+    const heard = ended.collect(1);
+    connection.notify('last words');
+    await connection.close();
+    expect((await heard).map((m) => (m as { text?: string }).text)).to.deep.equal(['last words']);
+    await ended.waitFor('state', (e) => e.state === 'closed');
+    expect((await connection.closed)?.code).to.equal('ERR_CHANNEL_CLOSED');
+    expect(connection.isOpen).to.equal(false);
+    expect(() => connection.notify('too late'))
+      .to.throw()
+      .with.property('code', 'ERR_CHANNEL_CLOSED');
+    await waitUntil(() => entriesOf(name).length === 1 + 1);
+    expect(await kept.ask('still served?')).to.equal(`${kept.pid}:still served?`);
+    expect(server.state).to.equal('connected');
+  });
+
+  it('refuses a name that leaves no room for its connections (<name>~<slot>)', () => {
+    const long = `/${'n'.repeat(251)}`;
+    expect(() => new Channel(long, 'server'))
+      .to.throw()
+      .with.property('code', 'ERR_INVALID_NAME');
+    expect(new Channel(long.slice(0, 251), 'server', { maxClients: 2 }).name).to.have.length(251);
+    // A server of one client has no connections to name: the whole 255 bytes are its.
+    expect(new Channel(`/${'n'.repeat(254)}`, 'server', { maxClients: 1 }).name).to.have.length(255);
+  });
+
   it('keeps one-client behaviour with maxClients: 1', async () => {
     const name = uniqueName('mc-one');
     const server = await openChannel(name, 'server', { maxClients: 1 });
