@@ -306,6 +306,35 @@ describe('A server of many clients', function () {
     expect((await lastValueFrom(client.request('again'))).toString()).to.equal('again');
   });
 
+  it('keeps answering its other clients while one churns connects as fast as it can', async () => {
+    const name = uniqueName('mc-churn-others');
+    const server = await openChannel(name, 'server', { maxClients: 4, ringCapacity: 16 * 1024 });
+    answerWithClientPid(server);
+    const steady = await Peer.spawn({ name, mode: 'client' });
+    let churning = true;
+    let cycles = 0;
+    const churn = (async () => {
+      while (churning) {
+        const client = new Channel(name, 'client');
+        await client.open();
+        await client.close();
+        cycles += 1;
+      }
+    })();
+    try {
+      for (let round = 0; round < 3; round++) {
+        const r = await steady.requestMany(200, `r${round}-`);
+        expect(r.errors.filter((e) => e !== undefined)).to.deep.equal([]);
+        expect(r.answers[199]).to.equal(`${steady.pid}:r${round}-199`);
+      }
+    } finally {
+      churning = false;
+      await churn;
+    }
+    expect(cycles).to.be.greaterThan(0);
+    await waitUntil(() => entriesOf(name).length === 1 + 1);
+  });
+
   it('returns threads, descriptors, /dev/shm entries and memory to where they were after 1000 connects', async () => {
     const name = uniqueName('mc-churn');
     const server = await openChannel(name, 'server', { ringCapacity: 16 * 1024 });
