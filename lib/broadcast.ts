@@ -58,7 +58,15 @@ export class Broadcast<T> {
 
   private deliver(value: T): void {
     const subscribers = this.subscribers;
-    for (let i = 0; i < subscribers.length; i++) subscribers[i].next(value);
+    for (let i = 0; i < subscribers.length; i++) {
+      try {
+        subscribers[i].next(value);
+      } catch (err) {
+        // A subscription that ended on this value (take(1)) and whose finalizer threw: RxJS
+        // throws that UnsubscriptionError here. Reported; the others still get the value.
+        reportUnhandled(err);
+      }
+    }
   }
 
   private finish(end: { error: unknown } | 'complete', tell: (s: Subscriber<T>) => void): void {
@@ -66,7 +74,14 @@ export class Broadcast<T> {
     this.end = end;
     const subscribers = this.subscribers;
     this.subscribers = [];
-    for (const s of subscribers) tell(s);
+    for (const s of subscribers) {
+      try {
+        tell(s);
+      } catch (err) {
+        // A finalizer that threw as the subscription ended (see deliver()).
+        reportUnhandled(err);
+      }
+    }
   }
 }
 
@@ -77,7 +92,7 @@ export class Broadcast<T> {
  * reported as RxJS reports such errors otherwise (config.onUnhandledError, or thrown on a
  * timer): never lost.
  */
-function reportingErrors(run: () => void): void {
+export function reportingErrors(run: () => void): void {
   if (!config.useDeprecatedSynchronousErrorHandling) {
     run();
     return;
@@ -87,11 +102,30 @@ function reportingErrors(run: () => void): void {
   try {
     context.next();
   } catch (err) {
-    // On RxJS's own scheduler, as RxJS reports them: a TestScheduler's virtual time applies.
-    asyncScheduler.schedule(() => {
-      const onUnhandledError = config.onUnhandledError;
-      if (onUnhandledError) onUnhandledError(err);
-      else throw err;
-    });
+    reportUnhandled(err);
   }
+}
+
+/**
+ * Runs `run`, which calls into a user's code (a subscriber, a teardown: an RxJS teardown that
+ * throws makes unsubscribe() and a Subscriber's error() and complete() throw an
+ * UnsubscriptionError), and reports what it throws as RxJS reports such errors instead of
+ * letting it break the channel's own work (a read of the rings, a peer's end).
+ */
+export function reportingAll(run: () => void): void {
+  try {
+    reportingErrors(run);
+  } catch (err) {
+    reportUnhandled(err);
+  }
+}
+
+/** Reports `err` as RxJS reports an unhandled error: config.onUnhandledError, else thrown on a timer. */
+export function reportUnhandled(err: unknown): void {
+  // On RxJS's own scheduler, as RxJS reports them: a TestScheduler's virtual time applies.
+  asyncScheduler.schedule(() => {
+    const onUnhandledError = config.onUnhandledError;
+    if (onUnhandledError) onUnhandledError(err);
+    else throw err;
+  });
 }

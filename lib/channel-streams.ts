@@ -4,7 +4,7 @@ import type { Buffer } from 'node:buffer';
 
 import { BehaviorSubject, Observable } from 'rxjs';
 
-import { Broadcast } from './broadcast';
+import { Broadcast, reportingAll } from './broadcast';
 import type { Connection } from './connection';
 import type { ShmChannelError } from './errors';
 import type { IncomingRequest } from './incoming-request';
@@ -45,7 +45,9 @@ export class ChannelStreams {
 
   /** Moves to `state` unless it is the state already. */
   enter(state: ChannelState): void {
-    if (this.stateSubject.value !== state) this.stateSubject.next(state);
+    // A subscriber that throws (RxJS's deprecated synchronous error handling rethrows it here)
+    // is reported, never thrown into the channel's work: the state changes all the same.
+    if (this.stateSubject.value !== state) reportingAll(() => this.stateSubject.next(state));
   }
 
   /** A server dropped a client for `error`: told on clientErrors$, else as a process warning, never silently. */
@@ -73,7 +75,7 @@ export class ChannelStreams {
     this.requests.complete();
     this.clientErrors.complete();
     this.clients.complete();
-    this.stateSubject.next('closed');
-    this.stateSubject.complete();
+    reportingAll(() => this.stateSubject.next('closed'));
+    reportingAll(() => this.stateSubject.complete());
   }
 }

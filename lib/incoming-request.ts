@@ -1,5 +1,6 @@
 import { AsyncSubject, Observable } from 'rxjs';
 
+import { reportingAll } from './broadcast';
 import type { Connection } from './connection';
 import { toBuffer, type Data } from './data';
 import { createError } from './errors';
@@ -111,10 +112,14 @@ export class IncomingRequest {
     this.cancelledFlag = true;
     this.sink.finished(this.id);
     this.abortController?.abort(this.cancelReason());
-    // A copy: a watcher unwatches as it is told.
-    for (const watcher of this.cancelWatchers?.slice() ?? []) watcher.requestCancelled();
-    this.cancelSubject?.next();
-    this.cancelSubject?.complete();
+    // A copy: a watcher unwatches as it is told. What a handler's teardown or a cancelled$
+    // subscriber throws is reported; the others are still told, and the channel goes on.
+    for (const watcher of this.cancelWatchers?.slice() ?? []) reportingAll(() => watcher.requestCancelled());
+    const subject = this.cancelSubject;
+    if (subject !== undefined) {
+      reportingAll(() => subject.next());
+      reportingAll(() => subject.complete());
+    }
   }
 
   /** @internal Calls `watcher.requestCancelled()` when the caller cancels, until unwatched. */

@@ -5,6 +5,7 @@ import { debuglog } from 'node:util';
 
 import { Observable, type Subscriber } from 'rxjs';
 
+import { reportUnhandled } from './broadcast';
 import { createError, type ShmChannelError } from './errors';
 import type { IncomingRequest } from './incoming-request';
 import { decodeRemoteError, protocolError } from './protocol';
@@ -54,9 +55,13 @@ export class RequestTable {
         timeout === undefined
           ? undefined
           : setTimeout(() => {
-              subscriber.error(
-                createError('ERR_TIMEOUT', `request ${id} on ${sender.name} timed out after ${timeout} ms`),
-              );
+              try {
+                subscriber.error(
+                  createError('ERR_TIMEOUT', `request ${id} on ${sender.name} timed out after ${timeout} ms`),
+                );
+              } catch (err) {
+                reportUnhandled(err);
+              }
             }, timeout);
       return () => {
         if (timer !== undefined) clearTimeout(timer);
@@ -78,17 +83,33 @@ export class RequestTable {
   /** A response to request `id`; false if nobody waits for it (any more). */
   response(id: number, data: Buffer): boolean {
     const request = this.outgoing.get(id);
-    request?.next(data);
-    return request !== undefined;
+    if (request === undefined) return false;
+    try {
+      request.next(data);
+    } catch (err) {
+      // An operator downstream ended (take(1)) and a finalizer of the caller's threw.
+      reportUnhandled(err);
+    }
+    return true;
   }
 
   complete(id: number): void {
-    this.take(id)?.complete();
+    const request = this.take(id);
+    try {
+      request?.complete();
+    } catch (err) {
+      reportUnhandled(err);
+    }
   }
 
   /** The handler failed request `id`: `data` is its ERROR payload. */
   remoteError(id: number, data: Buffer): void {
-    this.take(id)?.error(decodeRemoteError(data));
+    const request = this.take(id);
+    try {
+      request?.error(decodeRemoteError(data));
+    } catch (err) {
+      reportUnhandled(err);
+    }
   }
 
   /** The peer sent request `id`: ERR_PROTOCOL if a request of that id is still being answered. */
@@ -123,7 +144,14 @@ export class RequestTable {
   failPending(makeError: () => ShmChannelError): void {
     const subscribers = [...this.outgoing.values()];
     this.outgoing.clear();
-    for (const s of subscribers) s.error(makeError());
+    for (const s of subscribers) {
+      try {
+        s.error(makeError());
+      } catch (err) {
+        // A finalizer of the caller's threw (an UnsubscriptionError): reported, and the others still fail.
+        reportUnhandled(err);
+      }
+    }
   }
 
   /** Registers a request under a fresh id: 32 bits, never 0, never one still in flight. */
