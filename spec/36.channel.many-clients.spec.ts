@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { delay, firstValueFrom, lastValueFrom, NEVER, of, take, toArray } from 'rxjs';
 
 import { Channel, handleWith, SharedMemory, type Connection, type ShmChannelError } from '../lib/index';
+import { recordClients } from './helpers/clients';
 import { expectRejectsCode } from './helpers/expect-error';
 import { shmEntries, uniqueName } from './helpers/names';
 import { Peer } from './helpers/peer';
@@ -29,13 +30,6 @@ function fdCount(): number {
 function rssBytes(): number {
   const pages = Number(readFileSync('/proc/self/statm', 'utf8').split(' ')[1]);
   return pages * 4096;
-}
-
-/** Every Connection the server emits from now on, as they come. */
-function recordClients(server: Channel): Connection[] {
-  const seen: Connection[] = [];
-  server.clients$.subscribe((c) => seen.push(c));
-  return seen;
 }
 
 /** Answers every request with `<client pid>:<request text>`, after `maxDelayMs` at most. */

@@ -2,15 +2,16 @@ import { expect } from 'chai';
 import { config as rxjsConfig, firstValueFrom, NEVER, Observable, take } from 'rxjs';
 
 import { handleWith, type Connection } from '../lib/index';
+import { recordClients } from './helpers/clients';
 import { uniqueName } from './helpers/names';
 import { openChannel, releaseAll } from './helpers/resources';
 import { waitUntil } from './helpers/wait';
 
-/** Every Connection the server emits from now on, as they come. */
-function recordClients(server: Awaited<ReturnType<typeof openChannel>>): Connection[] {
-  const seen: Connection[] = [];
-  server.clients$.subscribe((c) => seen.push(c));
-  return seen;
+/** What RxJS reports as unhandled from now on (config.onUnhandledError; afterEach resets it). */
+function recordUnhandled(): unknown[] {
+  const reported: unknown[] = [];
+  rxjsConfig.onUnhandledError = (err: unknown) => reported.push(err);
+  return reported;
 }
 
 describe('A server of many clients, at its edges', function () {
@@ -25,8 +26,7 @@ describe('A server of many clients, at its edges', function () {
     const name = uniqueName('mce-teardown');
     const server = await openChannel(name, 'server');
     const clients = recordClients(server);
-    const reported: unknown[] = [];
-    rxjsConfig.onUnhandledError = (err: unknown) => reported.push(err);
+    const reported = recordUnhandled();
     const drops: string[] = [];
     server.clientErrors$.subscribe((e) => drops.push(e.code));
     let handling = 0;
@@ -69,8 +69,7 @@ describe('A server of many clients, at its edges', function () {
     const name = uniqueName('mce-finalize');
     const server = await openChannel(name, 'server');
     const clients = recordClients(server);
-    const reported: unknown[] = [];
-    rxjsConfig.onUnhandledError = (err: unknown) => reported.push(err);
+    const reported = recordUnhandled();
     const client = await openChannel(name, 'client');
     client.requests$.pipe(handleWith(() => NEVER)).subscribe();
     await waitUntil(() => clients.length === 1);
@@ -101,10 +100,9 @@ describe('A server of many clients, at its edges', function () {
     const name = uniqueName('mce-state-throw');
     const server = await openChannel(name, 'server');
     const clients = recordClients(server);
-    const reported: unknown[] = [];
+    const reported = recordUnhandled();
     const drops: string[] = [];
     server.clientErrors$.subscribe((e) => drops.push(e.code));
-    rxjsConfig.onUnhandledError = (err: unknown) => reported.push(err);
     rxjsConfig.useDeprecatedSynchronousErrorHandling = true;
     server.state$.subscribe((s) => {
       if (s === 'connected' || s === 'peer-lost') throw new Error(`state bug ${s}`);
@@ -136,8 +134,7 @@ describe('A server of many clients, when a subscriber finalizer throws', functio
     const name = uniqueName('mce-notify-final');
     const server = await openChannel(name, 'server');
     const clients = recordClients(server);
-    const reported: unknown[] = [];
-    rxjsConfig.onUnhandledError = (err: unknown) => reported.push(err);
+    const reported = recordUnhandled();
     const drops: string[] = [];
     server.clientErrors$.subscribe((e) => drops.push(e.code));
     const client = await openChannel(name, 'client');
